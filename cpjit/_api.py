@@ -1,0 +1,160 @@
+"""The public API: @jit, and the compile step the C wrapper calls when a function is warm."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import types
+
+from . import _runtime, _versions, pipeline, stencil_table, translate
+
+DEFAULT_WARMUP = 8  # calls in the interpreter before compiling a function without loops
+
+
+class JitError(Exception):
+    """A function cpjit cannot compile, with strict=True (the message says why)."""
+
+
+def disabled() -> bool:
+    return os.environ.get("CPJIT_DISABLE", "") not in ("", "0")
+
+
+def _has_loop(code: types.CodeType) -> bool:
+    version = _versions.current
+    if version is None:
+        return False
+    return any(name in version.BACKWARD_JUMPS for name in _opnames(code))
+
+
+def _opnames(code: types.CodeType):
+    import dis
+    for instruction in dis.get_instructions(code):
+        yield instruction.opname
+
+
+def _describe(func) -> str:
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+def _check_function(func) -> None:
+    if isinstance(func, types.FunctionType):
+        return
+    if isinstance(func, type):
+        raise TypeError(f"cpjit.jit() expects a Python function, got the class {func.__name__} "
+                        "(decorate its methods instead)")
+    if isinstance(func, (types.BuiltinFunctionType, types.BuiltinMethodType,
+                         types.MethodDescriptorType, types.WrapperDescriptorType,
+                         types.MethodWrapperType)):
+        raise TypeError(f"cpjit.jit() expects a Python function, got the built-in "
+                        f"{_describe(func)} (it has no bytecode to compile)")
+    if isinstance(func, types.MethodType):
+        raise TypeError(f"cpjit.jit() expects a Python function, got the bound method "
+                        f"{_describe(func)} (decorate the function in the class body)")
+    if callable(func):
+        raise TypeError(f"cpjit.jit() expects a Python function, got a callable "
+                        f"{type(func).__name__} object (it has no bytecode of its own)")
+    raise TypeError(f"cpjit.jit() expects a Python function, got {type(func).__name__}")
+
+
+def jit(func=None, /, *, strict: bool = False, warmup: int | None = None, dump: bool = False):
+    """Compile `func` to machine code after a short warm-up in the interpreter.
+
+    Use as @jit or @jit(strict=..., warmup=..., dump=...).  A function with a
+    loop is compiled at its first call (one call can run long); others after
+    `warmup` calls in the interpreter (default 8).  With strict=True, a function
+    that would run (partly) in the interpreter raises JitError instead.
+    dump=True prints the compilation (see cpjit.dump).
+    """
+    if func is None:
+        return functools.partial(jit, strict=strict, warmup=warmup, dump=dump)
+    if isinstance(func, _runtime.JitFunction):
+        return func
+    if isinstance(func, (staticmethod, classmethod)):
+        return type(func)(jit(func.__func__, strict=strict, warmup=warmup, dump=dump))
+    _check_function(func)
+    if warmup is not None and (not isinstance(warmup, int) or isinstance(warmup, bool)
+                               or warmup < 0):
+        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    compile_at = (warmup if warmup is not None else 0 if _has_loop(func.__code__)
+                  else DEFAULT_WARMUP) + 1
+    compiler = functools.partial(_compile, strict=strict, dump=dump)
+    wrapper = _runtime.JitFunction(func, compiler, compile_at, strict)
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(wrapper, name, getattr(func, name))
+    wrapper.__dict__.update(func.__dict__)
+    if disabled():
+        wrapper._fallback("disabled by CPJIT_DISABLE=1")
+    elif strict:
+        _check_strict(func)
+    return wrapper
+
+
+def _check_strict(func) -> None:
+    """strict=True: refuse at decoration what could only run in the interpreter."""
+    if _versions.UNSUPPORTED:
+        raise JitError(f"{_describe(func)}: {_versions.UNSUPPORTED}")
+    try:
+        trace = translate.translate(func.__code__)
+    except translate.Unsupported as error:
+        raise JitError(f"{_describe(func)}: {error}") from None
+    except stencil_table.StencilTableMissing as error:
+        raise JitError(f"{_describe(func)}: {error}") from None
+    if trace.unsupported:
+        raise JitError(_unsupported_message(func, trace))
+
+
+def _unsupported_message(func, trace) -> str:
+    listed = ", ".join(f"{i.name} (line {i.line}, offset {2 * i.offset})"
+                       for i in trace.unsupported)
+    return f"{_describe(func)}: instructions cpjit does not compile: {listed}"
+
+
+def _compile(wrapper, *, strict: bool, dump: bool) -> None:
+    """Called by the wrapper when it is time to compile: installs machine code,
+    or a fallback (raising JitError instead when strict)."""
+    func = wrapper.__wrapped__
+    qualname = _describe(func)
+    keep = dump or bool(os.environ.get("CPJIT_DUMP"))
+    try:
+        record = pipeline.compile_code(func.__code__, qualname, keep=keep)
+    except translate.Unsupported as error:
+        return _fail(wrapper, strict, str(error), None)
+    except stencil_table.StencilTableMissing as error:
+        return _fail(wrapper, strict, str(error), None)
+    except pipeline.PassError as error:
+        return _fail(wrapper, strict, f"internal error: {error}", None)
+    if strict and record.trace.unsupported:
+        return _fail(wrapper, strict, _unsupported_message(func, record.trace), record)
+    wrapper._install(record.emitted.code, record)
+    if keep:
+        from . import dump as _dump
+        _dump.emit_dump(wrapper, record, force=dump)
+
+
+def _fail(wrapper, strict: bool, reason: str, record) -> None:
+    wrapper._fallback(reason, record)
+    if strict:
+        raise JitError(f"{_describe(wrapper.__wrapped__)}: {reason}")
+
+
+def _stats(wrapper) -> dict:
+    stats = {
+        "compiled": wrapper.compiled,
+        "calls": wrapper._calls,
+        "fallback_reason": wrapper.fallback_reason,
+        "uops": 0, "code_bytes": 0, "compile_time": 0.0, "pass_times": {},
+        "side_exits": {}, "unsupported": [],
+    }
+    record = wrapper._info
+    if isinstance(record, pipeline.CompileRecord):
+        stats.update(record.stats(wrapper._code))
+    return stats
+
+
+def _dump(wrapper, **options) -> str:
+    from . import dump as _dump_module
+    return _dump_module.dump_text(wrapper, **options)
+
+
+_runtime.set_python_hooks(_stats, _dump)

@@ -1,0 +1,141 @@
+"""The build step: compile every uop's stencil with clang and write the stencil table.
+
+This subpackage is the only code that imports pyelftools or runs clang; the
+runtime only imports the table it writes (cpjit/_generated/).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import cgen, clang, uopdefs, writer
+
+SHIM = "shim"  # the entry trampoline: not a uop, compiled from stencils/shim.c
+
+# The files whose content decides the table (besides the uop definitions).
+_INPUT_GLOBS = ("stencils/*.h", "stencils/*.c", "csrc/runtime.h", "csrc/pyversion.h",
+                "cpjit/_stencils.py", "cpjit/_build/*.py")
+
+
+def table_name() -> str:
+    """Module name of the table for the running interpreter, e.g. stencils_cpython_311."""
+    return "stencils_" + sys.implementation.cache_tag.replace("-", "_")
+
+
+def default_output(root: Path) -> Path:
+    return root / "cpjit" / "_generated" / f"{table_name()}.py"
+
+
+def ensure_clang(log: Callable[[str], None]) -> clang.Clang:
+    """A clang >= 19; as root on Debian, install clang-19 when there is none."""
+    try:
+        return clang.find_clang()
+    except clang.ClangNotFound:
+        can_install = (hasattr(os, "geteuid") and os.geteuid() == 0
+                       and shutil.which("apt-get") and not os.environ.get("CPJIT_CLANG")
+                       and os.environ.get("CPJIT_NO_APT") != "1")
+        if not can_install:
+            raise
+    log(f"cpjit build: no clang >= {clang.MIN_VERSION} found; running as root, so installing "
+        f"Debian package {clang.DEBIAN_PACKAGE} (set CPJIT_NO_APT=1 to prevent this)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", clang.DEBIAN_PACKAGE]
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, check=True)
+        subprocess.run(install, env=env, check=True)
+    return clang.find_clang()
+
+
+def input_digest(root: Path, uop_dir: str, compiler: clang.Clang) -> str:
+    """Digest of everything the table depends on."""
+    h = hashlib.sha256()
+    paths = {p for pattern in _INPUT_GLOBS for p in root.glob(pattern)}
+    paths |= set((root / uop_dir).glob("*.c"))
+    for path in sorted(paths):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    h.update(f"{compiler.version}\0{clang.command_line(compiler)}\0".encode())
+    h.update(f"{sys.version}\0{clang.python_include_dirs()}\0".encode())
+    return h.hexdigest()
+
+
+def _current_digest(output: Path) -> str | None:
+    try:
+        with open(output) as file:
+            for line in file:
+                if line.startswith("# digest: "):
+                    return line.split(":", 1)[1].strip()
+                if not line.startswith("#"):
+                    return None
+    except OSError:
+        return None
+    return None
+
+
+def _disassemble(objdump: str | None, obj: Path) -> list[str]:
+    if objdump is None:
+        return []
+    out = subprocess.run([objdump, "-d", "-r", "--no-show-raw-insn", str(obj)],
+                         capture_output=True, text=True, check=False).stdout
+    lines = out.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.endswith("<_JIT_ENTRY>:")), None)
+    if start is None:
+        return []
+    return [line.replace("\t", " ").rstrip() for line in lines[start + 1:] if line.strip()]
+
+
+def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uops",
+          force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Write the stencil table for the running interpreter, unless it is up to date."""
+    from . import elf  # pyelftools: only when really building
+
+    root = root.resolve()
+    output = output or default_output(root)
+    compiler = ensure_clang(log)
+    uops = uopdefs.load(root, uop_dir)
+    digest = input_digest(root, uop_dir, compiler)
+    if not force and _current_digest(output) == digest:
+        log(f"cpjit build: {output.relative_to(root) if output.is_relative_to(root) else output} "
+            f"is up to date (digest {digest[:12]})")
+        return output
+    started = time.perf_counter()
+    include_dirs = [root / "stencils", root / "csrc"]
+    objdump = clang.disassembler()
+    with tempfile.TemporaryDirectory(prefix="cpjit-stencils-") as tmp:
+        work = Path(tmp)
+        jobs = [(SHIM, root / "stencils" / "shim.c")]
+        for uop in uops:
+            source = work / f"{uop.name}.c"
+            source.write_text(cgen.stencil_source(uop))
+            jobs.append((uop.name, source))
+
+        def compile_one(job):
+            name, source = job
+            obj = work / f"{name}.o"
+            clang.compile_stencil(compiler, source, obj, include_dirs)
+            return elf.read_stencil(obj, name), _disassemble(objdump, obj)
+
+        workers = max(1, min(len(jobs), os.cpu_count() or 1))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            stencils = list(pool.map(compile_one, jobs))
+    text = "\n".join(writer.table_lines(
+        digest=digest, command=clang.command_line(compiler), clang_version=compiler.version,
+        python=sys.version_info[:2], uops=uops, stencils=stencils)) + "\n"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(output.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, output)
+    elapsed = time.perf_counter() - started
+    total_bytes = sum(len(s.code) for s, _ in stencils)
+    log(f"cpjit build: compiled {len(stencils)} stencils ({total_bytes} bytes of code) with "
+        f"clang {compiler.version} in {elapsed:.1f}s -> {output}")
+    return output

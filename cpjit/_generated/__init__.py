@@ -1,0 +1,1 @@
+"""Generated stencil tables (written by cpjit/_build at install time; not in git)."""

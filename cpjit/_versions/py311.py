@@ -1,0 +1,366 @@
+"""CPython 3.11: decoding its bytecode and lowering each instruction to uops."""
+
+from __future__ import annotations
+
+import opcode
+import types
+from typing import Callable
+
+from bytecode import ConcreteBytecode
+
+from ..ir import CodeUnit, Instruction, Obj, Sym, UOp
+
+VERSION = (3, 11)
+
+_CACHES = {name: opcode._inline_cache_entries[number] for name, number in opcode.opmap.items()}
+
+FORWARD_JUMPS = frozenset({
+    "JUMP_FORWARD", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_TRUE",
+    "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE", "JUMP_IF_FALSE_OR_POP",
+    "JUMP_IF_TRUE_OR_POP", "FOR_ITER", "SEND",
+})
+BACKWARD_JUMPS = frozenset({
+    "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "POP_JUMP_BACKWARD_IF_FALSE",
+    "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_NONE", "POP_JUMP_BACKWARD_IF_NOT_NONE",
+})
+# Instructions after which control never falls through to the next one.
+NO_FALLTHROUGH = frozenset({
+    "JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "RETURN_VALUE",
+    "RAISE_VARARGS", "RERAISE",
+})
+GENERATOR_FLAGS = 0x20 | 0x80 | 0x200  # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+
+
+def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
+    """The instructions of `code` (EXTENDED_ARG folded in, caches skipped) and its
+    exception table, read with the `bytecode` package."""
+    concrete = ConcreteBytecode.from_code(code)
+    instructions = []
+    offset = 0
+    start = None
+    extended = 0
+    for instr in concrete:
+        size = instr.size // 2
+        name = instr.name
+        if name == "CACHE":
+            offset += size
+            continue
+        if name == "EXTENDED_ARG":
+            if start is None:
+                start = offset
+            extended = (extended << 8) | instr.arg
+            offset += size
+            continue
+        arg = instr.arg if instr.opcode >= opcode.HAVE_ARGUMENT else None
+        if arg is not None and start is not None:
+            arg = (extended << 8) | arg
+        following = offset + size + _CACHES.get(name, 0)
+        jump = None
+        if name in FORWARD_JUMPS:
+            jump = offset + size + arg
+        elif name in BACKWARD_JUMPS:
+            jump = offset + size - arg
+        line = instr.location.lineno if instr.location is not None else None
+        instructions.append(Instruction(offset, offset if start is None else start, name, arg,
+                                        following, line, jump))
+        offset += size
+        start, extended = None, 0
+    return instructions, list(concrete.exception_table)
+
+
+def successors(instruction: Instruction) -> list[int]:
+    """Offsets control can go to after `instruction` in normal (not exceptional) flow."""
+    targets = []
+    if instruction.name not in NO_FALLTHROUGH:
+        targets.append(instruction.next)
+    if instruction.jump_target is not None:
+        targets.append(instruction.jump_target)
+    return targets
+
+
+def nlocalsplus(code: types.CodeType) -> int:
+    cells_not_args = set(code.co_cellvars) - set(code.co_varnames)
+    return len(code.co_varnames) + len(cells_not_args) + len(code.co_freevars)
+
+
+# BINARY_OP oparg -> (uop, generic C-API function).  Operators without an
+# inline fast path use the generic _BINARY_OP.
+_BINARY_OPS = {}
+for _index, (_name, _symbol) in enumerate(opcode._nb_ops):
+    _base = _name.replace("NB_INPLACE_", "").replace("NB_", "")
+    _inplace = "INPLACE" in _name
+    _function = {
+        "ADD": "Add", "AND": "And", "FLOOR_DIVIDE": "FloorDivide", "LSHIFT": "Lshift",
+        "MATRIX_MULTIPLY": "MatrixMultiply", "MULTIPLY": "Multiply", "REMAINDER": "Remainder",
+        "OR": "Or", "POWER": "Power", "RSHIFT": "Rshift", "SUBTRACT": "Subtract",
+        "TRUE_DIVIDE": "TrueDivide", "XOR": "Xor",
+    }[_base]
+    _c_function = f"PyNumber_{'InPlace' if _inplace else ''}{_function}"
+    _uop = f"_BINARY_OP_{_base}" if _base in {
+        "ADD", "SUBTRACT", "MULTIPLY", "TRUE_DIVIDE", "FLOOR_DIVIDE", "REMAINDER", "AND", "OR",
+        "XOR"} else "_BINARY_OP"
+    _BINARY_OPS[_index] = (_uop, _c_function, _symbol)
+
+_CONVERSIONS = {0: 0, 1: Sym("PyObject_Str"), 2: Sym("PyObject_Repr"), 3: Sym("PyObject_ASCII")}
+
+
+class Lowering:
+    """Lowers the instructions of one code object, in order, to uops."""
+
+    def __init__(self, code: types.CodeType):
+        self.code = code
+        self.kwnames = None
+        self.call_start = None  # start of the KW_NAMES/PRECALL/CALL group
+
+    def lower(self, ins: Instruction) -> list[UOp] | None:
+        """The uops of `ins`, or None when it is not compiled (the code side-exits)."""
+        method: Callable[[Instruction], list[UOp] | None] | None = getattr(self, ins.name, None)
+        if method is None:
+            return None
+        return method(ins)
+
+    # -- helpers --
+
+    def _u(self, name: str, ins: Instruction, oparg: int = 0, operand0=0, operand1=0,
+           jump: bool = False, comment: str = "") -> UOp:
+        return UOp(name, oparg, operand0, operand1, ins.offset, ins.start,
+                   ins.jump_target if jump else -1, comment)
+
+    def _name(self, index: int) -> str:
+        return self.code.co_names[index]
+
+    # -- frame, locals, constants --
+
+    def NOP(self, ins):
+        return []
+
+    def RESUME(self, ins):
+        uops = [self._u("_SET_IP", ins, operand0=CodeUnit(ins.offset))]
+        if ins.arg < 2:
+            uops.append(self._u("_CHECK_EVAL_BREAKER", ins, operand0=CodeUnit(ins.offset)))
+        return uops
+
+    def MAKE_CELL(self, ins):
+        return [self._u("_MAKE_CELL", ins, ins.arg)]
+
+    def COPY_FREE_VARS(self, ins):
+        first = nlocalsplus(self.code) - len(self.code.co_freevars)
+        return [self._u("_COPY_FREE_VARS", ins, ins.arg, first)]
+
+    def LOAD_FAST(self, ins):
+        return [self._u("_LOAD_FAST", ins, ins.arg, comment=self._local(ins.arg))]
+
+    LOAD_CLOSURE = LOAD_FAST
+
+    def STORE_FAST(self, ins):
+        return [self._u("_STORE_FAST", ins, ins.arg, comment=self._local(ins.arg))]
+
+    def DELETE_FAST(self, ins):
+        return [self._u("_DELETE_FAST", ins, ins.arg, comment=self._local(ins.arg))]
+
+    def LOAD_DEREF(self, ins):
+        return [self._u("_LOAD_DEREF", ins, ins.arg, comment=self._local(ins.arg))]
+
+    def STORE_DEREF(self, ins):
+        return [self._u("_STORE_DEREF", ins, ins.arg, comment=self._local(ins.arg))]
+
+    def _local(self, index: int) -> str:
+        names = (list(self.code.co_varnames)
+                 + [n for n in self.code.co_cellvars if n not in self.code.co_varnames]
+                 + list(self.code.co_freevars))
+        return names[index] if index < len(names) else f"local{index}"
+
+    def LOAD_CONST(self, ins):
+        return [self._u("_LOAD_CONST", ins, operand0=Obj(self.code.co_consts[ins.arg]))]
+
+    def LOAD_ASSERTION_ERROR(self, ins):
+        return [self._u("_LOAD_CONST", ins, operand0=Obj(AssertionError))]
+
+    def POP_TOP(self, ins):
+        return [self._u("_POP_TOP", ins)]
+
+    def PUSH_NULL(self, ins):
+        return [self._u("_PUSH_NULL", ins)]
+
+    def COPY(self, ins):
+        return [self._u("_COPY", ins, ins.arg)]
+
+    def SWAP(self, ins):
+        return [self._u("_SWAP", ins, ins.arg)]
+
+    def RETURN_VALUE(self, ins):
+        return [self._u("_SET_IP", ins, operand0=CodeUnit(ins.offset)),
+                self._u("_RETURN_VALUE", ins)]
+
+    # -- globals and attributes --
+
+    def LOAD_GLOBAL(self, ins):
+        name = self._name(ins.arg >> 1)
+        return [self._u("_LOAD_GLOBAL", ins, ins.arg & 1, Obj(name), comment=name)]
+
+    def STORE_GLOBAL(self, ins):
+        name = self._name(ins.arg)
+        return [self._u("_STORE_GLOBAL", ins, operand0=Obj(name), comment=name)]
+
+    def LOAD_ATTR(self, ins):
+        name = self._name(ins.arg)
+        return [self._u("_LOAD_ATTR", ins, operand0=Obj(name), comment=name)]
+
+    def LOAD_METHOD(self, ins):
+        name = self._name(ins.arg)
+        return [self._u("_LOAD_METHOD", ins, operand0=Obj(name), comment=name)]
+
+    def STORE_ATTR(self, ins):
+        name = self._name(ins.arg)
+        return [self._u("_STORE_ATTR", ins, operand0=Obj(name), comment=name)]
+
+    def DELETE_ATTR(self, ins):
+        name = self._name(ins.arg)
+        return [self._u("_DELETE_ATTR", ins, operand0=Obj(name), comment=name)]
+
+    # -- calls: KW_NAMES and PRECALL only prepare CALL --
+
+    def KW_NAMES(self, ins):
+        self.kwnames = self.code.co_consts[ins.arg]
+        self.call_start = ins.start
+        return []
+
+    def PRECALL(self, ins):
+        if self.call_start is None:
+            self.call_start = ins.start
+        return []
+
+    def CALL(self, ins):
+        kwnames, start = self.kwnames, self.call_start
+        self.kwnames = self.call_start = None
+        uop = self._u("_CALL", ins, ins.arg, Obj(kwnames) if kwnames else 0,
+                      comment=f"kw={kwnames}" if kwnames else "")
+        # A side exit must redo the whole call sequence: KW_NAMES sets state
+        # the interpreter keeps in a C variable.
+        uop.exit_to = start if start is not None else ins.start
+        return [uop]
+
+    # -- operators --
+
+    def BINARY_OP(self, ins):
+        uop, function, symbol = _BINARY_OPS[ins.arg]
+        return [self._u(uop, ins, operand0=Sym(function), comment=symbol)]
+
+    def UNARY_POSITIVE(self, ins):
+        return [self._u("_UNARY_OP", ins, operand0=Sym("PyNumber_Positive"))]
+
+    def UNARY_INVERT(self, ins):
+        return [self._u("_UNARY_OP", ins, operand0=Sym("PyNumber_Invert"))]
+
+    def UNARY_NEGATIVE(self, ins):
+        return [self._u("_UNARY_NEGATIVE", ins)]
+
+    def UNARY_NOT(self, ins):
+        return [self._u("_UNARY_NOT", ins)]
+
+    def COMPARE_OP(self, ins):
+        return [self._u("_COMPARE_OP", ins, ins.arg, comment=opcode.cmp_op[ins.arg])]
+
+    def IS_OP(self, ins):
+        return [self._u("_IS_OP", ins, ins.arg)]
+
+    def CONTAINS_OP(self, ins):
+        return [self._u("_CONTAINS_OP", ins, ins.arg)]
+
+    # -- jumps --
+
+    def JUMP_FORWARD(self, ins):
+        return [self._u("_JUMP", ins, jump=True)]
+
+    def JUMP_BACKWARD(self, ins):
+        return [self._u("_CHECK_EVAL_BREAKER", ins, operand0=CodeUnit(ins.offset)),
+                self._u("_JUMP", ins, jump=True)]
+
+    def JUMP_BACKWARD_NO_INTERRUPT(self, ins):
+        return [self._u("_JUMP", ins, jump=True)]
+
+    def _conditional(self, uop: str, backward: bool):
+        def lower(ins):
+            uops = [self._u(uop, ins, jump=True)]
+            if backward:
+                uops.insert(0, self._u("_CHECK_EVAL_BREAKER", ins, operand0=CodeUnit(ins.offset)))
+            return uops
+        return lower
+
+    def __getattr__(self, name):
+        # POP_JUMP_{FORWARD,BACKWARD}_IF_{FALSE,TRUE,NONE,NOT_NONE}
+        if name.startswith("POP_JUMP_") and "_IF_" in name:
+            direction, condition = name[len("POP_JUMP_"):].split("_IF_")
+            return self._conditional(f"_POP_JUMP_IF_{condition}", direction == "BACKWARD")
+        raise AttributeError(name)
+
+    def JUMP_IF_FALSE_OR_POP(self, ins):
+        return [self._u("_JUMP_IF_FALSE_OR_POP", ins, jump=True)]
+
+    def JUMP_IF_TRUE_OR_POP(self, ins):
+        return [self._u("_JUMP_IF_TRUE_OR_POP", ins, jump=True)]
+
+    # -- iteration --
+
+    def GET_ITER(self, ins):
+        return [self._u("_GET_ITER", ins)]
+
+    def FOR_ITER(self, ins):
+        return [self._u("_FOR_ITER", ins, jump=True)]
+
+    # -- containers --
+
+    def BINARY_SUBSCR(self, ins):
+        return [self._u("_BINARY_SUBSCR", ins)]
+
+    def STORE_SUBSCR(self, ins):
+        return [self._u("_STORE_SUBSCR", ins)]
+
+    def DELETE_SUBSCR(self, ins):
+        return [self._u("_DELETE_SUBSCR", ins)]
+
+    def BUILD_LIST(self, ins):
+        return [self._u("_BUILD_LIST", ins, ins.arg)]
+
+    def BUILD_TUPLE(self, ins):
+        return [self._u("_BUILD_TUPLE", ins, ins.arg)]
+
+    def BUILD_SET(self, ins):
+        return [self._u("_BUILD_SET", ins, ins.arg)]
+
+    def BUILD_MAP(self, ins):
+        return [self._u("_BUILD_MAP", ins, ins.arg)]
+
+    def BUILD_CONST_KEY_MAP(self, ins):
+        return [self._u("_BUILD_CONST_KEY_MAP", ins, ins.arg)]
+
+    def BUILD_SLICE(self, ins):
+        return [self._u("_BUILD_SLICE", ins, 1 if ins.arg == 3 else 0)]
+
+    def BUILD_STRING(self, ins):
+        return [self._u("_BUILD_STRING", ins, ins.arg, Obj(""))]
+
+    def FORMAT_VALUE(self, ins):
+        have_spec = 1 if ins.arg & 0x4 else 0
+        return [self._u("_FORMAT_VALUE", ins, have_spec, _CONVERSIONS[ins.arg & 0x3])]
+
+    def LIST_TO_TUPLE(self, ins):
+        return [self._u("_LIST_TO_TUPLE", ins)]
+
+    def LIST_APPEND(self, ins):
+        return [self._u("_LIST_APPEND", ins, ins.arg)]
+
+    def SET_ADD(self, ins):
+        return [self._u("_SET_ADD", ins, ins.arg)]
+
+    def MAP_ADD(self, ins):
+        return [self._u("_MAP_ADD", ins, ins.arg)]
+
+    def LIST_EXTEND(self, ins):
+        return [self._u("_LIST_EXTEND", ins, ins.arg)]
+
+    def DICT_UPDATE(self, ins):
+        return [self._u("_DICT_UPDATE", ins, ins.arg)]
+
+    def UNPACK_SEQUENCE(self, ins):
+        return [self._u("_UNPACK_SEQUENCE", ins, ins.arg)]

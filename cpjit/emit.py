@@ -1,0 +1,252 @@
+"""Lay out a trace's stencils, resolve every hole and make the executable code (uops -> machine code).
+
+Layout of one compiled function, all in one mapping:
+
+    [shim][uops in trace order][side-exit stubs][error stubs][read-only data][GOT]
+
+A uop's `_JIT_CONTINUE` is the uop placed right after it, so its trailing
+`jmp` is dropped.  Side-exit stubs are shared by the uops that resume at the
+same instruction; each counts its exits in a read-write word (counter k is
+word k).  Error stubs are shared per instruction.  External functions are
+called through a GOT of absolute addresses after the code.
+
+The patching itself (and every range check) is done by the C runtime
+(csrc/jitcode.c): this module only says what goes where.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import types
+
+from . import _runtime, stencil_table
+from ._stencils import HoleValue, Reloc, Stencil
+from .ir import LABEL, CodeUnit, Obj, RwWord, Sym, Trace, UOp
+
+PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
+KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1}
+BASE_ABSOLUTE, BASE_CODE, BASE_RWDATA = 0, 1, 2
+SHIM = "shim"
+
+_symbol_addresses: dict[str, int] = {}
+
+
+def symbol_address(name: str) -> int:
+    address = _symbol_addresses.get(name)
+    if address is None:
+        address = _symbol_addresses[name] = _runtime.lookup_symbol(name)
+    return address
+
+
+class EmitError(Exception):
+    """The trace cannot be laid out (an internal error: a bug in a pass)."""
+
+
+@dataclasses.dataclass(slots=True)
+class Placement:
+    """Where one stencil instance went."""
+
+    kind: str  # "shim", "uop", "exit", "error"
+    stencil: str
+    offset: int
+    size: int
+    uop: UOp | None = None
+    target: int = -1  # exit/error stubs: the instruction offset they report
+
+
+@dataclasses.dataclass(slots=True)
+class PatchRecord:
+    """One written hole, for dumps: where, how, and what (base + value)."""
+
+    offset: int
+    reloc: Reloc
+    hole: HoleValue
+    symbol: str | None
+    base: int
+    value: int
+    placement: int  # index into Emitted.placements
+
+
+@dataclasses.dataclass
+class Emitted:
+    code: object  # _runtime.JitCode
+    placements: list[Placement]
+    patches: list[PatchRecord]
+    exit_offsets: list[int]  # resume offset (code units) of exit stub k == rw word k
+    data_offset: int
+    got_offset: int
+    got_symbols: list[str]
+
+    @property
+    def size(self) -> int:
+        return self.code.size
+
+
+def _operand(operand, units: int, keepalive: list) -> tuple[int, int]:
+    """(base, value) of a uop operand."""
+    if isinstance(operand, int):
+        return BASE_ABSOLUTE, operand
+    if isinstance(operand, Obj):
+        keepalive.append(operand.value)
+        return BASE_ABSOLUTE, id(operand.value)
+    if isinstance(operand, Sym):
+        return BASE_ABSOLUTE, symbol_address(operand.name)
+    if isinstance(operand, CodeUnit):
+        return BASE_ABSOLUTE, units + 2 * operand.index
+    if isinstance(operand, RwWord):
+        return BASE_RWDATA, 8 * operand.index
+    raise EmitError(f"unknown operand {operand!r}")
+
+
+def _has_hole(stencil: Stencil, value: HoleValue) -> bool:
+    return any(h.value is value for h in stencil.holes)
+
+
+def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
+    stencils = stencil_table.stencils()
+    code_object: types.CodeType = trace.code
+
+    # 1. What goes where, in order: shim, uops, stubs.
+    placements: list[Placement] = [Placement("shim", SHIM, 0, 0)]
+    labels: dict[int, int] = {}  # instruction offset -> placement index
+    pending_labels: list[int] = []
+    for uop in trace.uops:
+        if uop.name == LABEL:
+            pending_labels.append(uop.oparg)
+            continue
+        if uop.name not in stencils:
+            raise EmitError(f"no stencil for uop {uop.name}")
+        for label in pending_labels:
+            labels[label] = len(placements)
+        pending_labels.clear()
+        placements.append(Placement("uop", uop.name, 0, 0, uop))
+    if pending_labels:
+        raise EmitError(f"labels {pending_labels} at the end of the trace")
+    main_end = len(placements)
+
+    exits: dict[int, int] = {}  # resume offset -> placement index
+    errors: dict[int, int] = {}  # instruction offset -> placement index
+    exit_offsets: list[int] = []
+    for placement in placements[1:main_end]:
+        uop = placement.uop
+        stencil = stencils[uop.name]
+        if _has_hole(stencil, HoleValue.EXIT_TARGET) and uop.exit_to not in exits:
+            if uop.exit_to < 0:
+                raise EmitError(f"{uop.describe()} can side-exit but has no resume offset")
+            exits[uop.exit_to] = -1
+            exit_offsets.append(uop.exit_to)
+        if _has_hole(stencil, HoleValue.ERROR_TARGET) and uop.offset not in errors:
+            errors[uop.offset] = -1
+    for k, resume in enumerate(exit_offsets):
+        exits[resume] = len(placements)
+        stub = UOp("_EXIT_STUB", operand0=CodeUnit(resume - 1), operand1=RwWord(k),
+                   offset=resume, comment=f"resume @{2 * resume}")
+        placements.append(Placement("exit", "_EXIT_STUB", 0, 0, stub, resume))
+    for offset in sorted(errors):
+        errors[offset] = len(placements)
+        stub = UOp("_ERROR_STUB", operand0=CodeUnit(offset), offset=offset,
+                   comment=f"raised @{2 * offset}")
+        placements.append(Placement("error", "_ERROR_STUB", 0, 0, stub, offset))
+
+    # 2. Sizes and offsets (a trailing jump to the next placement is dropped).
+    position = 0
+    for i, placement in enumerate(placements):
+        stencil = stencils[placement.stencil]
+        falls_into_next = placement.kind in ("shim", "uop") and i + 1 < main_end
+        if _has_hole(stencil, HoleValue.CONTINUE) and placement.kind == "uop" and not falls_into_next:
+            raise EmitError(f"{placement.uop.describe()} falls off the end of the code")
+        placement.offset = position
+        placement.size = (stencil.body_size if stencil.trailing_jump and falls_into_next
+                          else len(stencil.code))
+        position += placement.size
+
+    # 3. Read-only data (one copy per stencil) and the GOT.
+    data_offsets: dict[str, int] = {}
+    got: dict[str, int] = {}
+    for placement in placements:
+        stencil = stencils[placement.stencil]
+        if stencil.data and placement.stencil not in data_offsets:
+            position += -position % max(stencil.data_align, 1)
+            data_offsets[placement.stencil] = position
+            position += len(stencil.data)
+        for hole in stencil.holes + stencil.data_holes:
+            if hole.reloc is Reloc.GOTREL32:
+                got.setdefault(hole.symbol, 0)
+    data_offset = min(data_offsets.values(), default=position)
+    position += -position % 8
+    got_offset = position
+    for symbol in got:
+        got[symbol] = position
+        position += 8
+    size = position
+
+    # 4. Bytes and patches.
+    units = _runtime.code_units_address(code_object)
+    keepalive: list = []
+    buffer = bytearray(size)
+    patches = bytearray()
+    records: list[PatchRecord] = []
+
+    def add(offset, reloc, hole, symbol, base, value, index):
+        patches.extend(PATCH.pack(offset, KIND[reloc], base, value))
+        records.append(PatchRecord(offset, reloc, hole, symbol, base, value, index))
+
+    for index, placement in enumerate(placements):
+        stencil = stencils[placement.stencil]
+        start = placement.offset
+        buffer[start:start + placement.size] = stencil.code[:placement.size]
+        uop = placement.uop
+        for hole in stencil.holes:
+            if hole.offset + (8 if hole.reloc is Reloc.ABS64 else 4) > placement.size:
+                continue  # the dropped trailing jump
+            value = hole.value
+            base, target = BASE_CODE, 0
+            if value is HoleValue.CONTINUE:
+                target = placements[index + 1].offset
+            elif value is HoleValue.JUMP_TARGET:
+                if uop.jump_to not in labels:
+                    raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
+                target = placements[labels[uop.jump_to]].offset
+            elif value is HoleValue.EXIT_TARGET:
+                target = placements[exits[uop.exit_to]].offset
+            elif value is HoleValue.ERROR_TARGET:
+                target = placements[errors[uop.offset]].offset
+            elif value is HoleValue.OPARG:
+                base, target = BASE_ABSOLUTE, uop.oparg
+            elif value is HoleValue.OPERAND0:
+                base, target = _operand(uop.operand0, units, keepalive)
+            elif value is HoleValue.OPERAND1:
+                base, target = _operand(uop.operand1, units, keepalive)
+            elif value is HoleValue.CODE:
+                target = start
+            elif value is HoleValue.DATA:
+                target = data_offsets[placement.stencil]
+            elif value is HoleValue.SYMBOL:
+                if hole.reloc is Reloc.GOTREL32:
+                    target = got[hole.symbol]
+                else:
+                    base, target = BASE_ABSOLUTE, symbol_address(hole.symbol)
+            else:
+                raise EmitError(f"{placement.stencil}: hole {value} not handled")
+            add(start + hole.offset, hole.reloc, value, hole.symbol, base, target + hole.addend, index)
+    for name, offset in data_offsets.items():
+        stencil = stencils[name]
+        buffer[offset:offset + len(stencil.data)] = stencil.data
+        for hole in stencil.data_holes:
+            if hole.value is HoleValue.SYMBOL and hole.reloc is Reloc.ABS64:
+                base, target = BASE_ABSOLUTE, symbol_address(hole.symbol)
+            elif hole.value is HoleValue.DATA:
+                base, target = BASE_CODE, offset
+            else:
+                raise EmitError(f"{name}: data hole {hole} not supported")
+            add(offset + hole.offset, hole.reloc, hole.value, hole.symbol, base,
+                target + hole.addend, -1)
+    for symbol, offset in got.items():
+        add(offset, Reloc.ABS64, HoleValue.SYMBOL, symbol, BASE_ABSOLUTE,
+            symbol_address(symbol), -1)
+
+    code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
+                            rwdata_words=len(exit_offsets), nslots=nslots, co=code_object,
+                            keepalive=tuple(keepalive))
+    return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))

@@ -1,0 +1,129 @@
+"""The compiler's data: decoded bytecode instructions, uops and the trace of one function."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Union
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Obj:
+    """Operand: the address of a Python object (kept alive by the machine code)."""
+
+    value: object
+
+    def __repr__(self) -> str:
+        text = repr(self.value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sym:
+    """Operand: the address of a C symbol of the interpreter or the runtime."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return f"&{self.name}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CodeUnit:
+    """Operand: the address of code unit `index` of the function's bytecode
+    (what frame->prev_instr points at); -1 is the unit before the first."""
+
+    index: int
+
+    def __repr__(self) -> str:
+        return f"code+{2 * self.index}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RwWord:
+    """Operand: the address of read-write word `index` of the compiled code."""
+
+    index: int
+
+    def __repr__(self) -> str:
+        return f"rw[{self.index}]"
+
+
+Operand = Union[int, Obj, Sym, CodeUnit, RwWord]
+
+# Pseudo-uop marking a jump target: `oparg` is the offset of the instruction
+# that starts there.  It has no stencil and takes no space.
+LABEL = "_LABEL"
+
+
+@dataclasses.dataclass(slots=True)
+class Instruction:
+    """One bytecode instruction, EXTENDED_ARG prefixes folded in (offsets in code units)."""
+
+    offset: int  # the instruction itself
+    start: int  # its first EXTENDED_ARG prefix, or `offset`
+    name: str
+    arg: int | None
+    next: int  # offset of the following instruction (after inline caches)
+    line: int | None
+    jump_target: int | None = None  # for jumps
+
+    @property
+    def byte_offset(self) -> int:
+        return 2 * self.offset
+
+
+@dataclasses.dataclass(slots=True)
+class UOp:
+    """One micro-op of a trace.
+
+    `offset` is the instruction it implements: its error stub reports that
+    instruction.  `exit_to` is where the interpreter resumes when it side-exits
+    (the instruction's start unless stated).  `jump_to` is the offset of the
+    instruction a branch goes to.
+    """
+
+    name: str
+    oparg: int = 0
+    operand0: Operand = 0
+    operand1: Operand = 0
+    offset: int = -1
+    exit_to: int = -1
+    jump_to: int = -1
+    comment: str = ""
+
+    def describe(self) -> str:
+        parts = [self.name]
+        if self.oparg:
+            parts.append(f"oparg={self.oparg}")
+        if self.operand0 != 0:
+            parts.append(f"op0={self.operand0!r}")
+        if self.operand1 != 0:
+            parts.append(f"op1={self.operand1!r}")
+        if self.jump_to >= 0:
+            parts.append(f"-> @{2 * self.jump_to}")
+        if self.comment:
+            parts.append(f"# {self.comment}")
+        return " ".join(parts)
+
+
+@dataclasses.dataclass
+class Trace:
+    """A function's code as uops, with what the later passes need to know."""
+
+    code: types.CodeType
+    instructions: list[Instruction]
+    uops: list[UOp]
+    unsupported: list[Instruction] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def snapshot(self) -> "Trace":
+        """A copy whose uops later passes cannot change."""
+        return dataclasses.replace(self, uops=[dataclasses.replace(u) for u in self.uops],
+                                   unsupported=list(self.unsupported), notes=list(self.notes))
+
+    def instruction_at(self, offset: int) -> Instruction | None:
+        for instruction in self.instructions:
+            if instruction.offset == offset:
+                return instruction
+        return None

@@ -1,0 +1,98 @@
+"""The compiler as a named list of passes: translate, optimize..., emit.
+
+Each pass is timed and reports what it changed; with `keep=True` the trace
+after every pass is kept for the dump.  An error names the pass it failed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import types
+from typing import Callable
+
+from . import emit as _emit
+from . import optimize, translate
+from .ir import Trace
+
+
+class PassError(Exception):
+    """An unexpected error inside a pass (a cpjit bug): says which pass."""
+
+
+@dataclasses.dataclass
+class PassReport:
+    name: str
+    seconds: float
+    changes: list[str]
+    trace: Trace | None  # the trace after the pass (when kept)
+
+
+@dataclasses.dataclass
+class CompileRecord:
+    """What compiling one function did: per-pass reports, the layout, the timings."""
+
+    qualname: str
+    code: types.CodeType
+    reports: list[PassReport] = dataclasses.field(default_factory=list)
+    trace: Trace | None = None
+    emitted: _emit.Emitted | None = None
+    fallback_reason: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.reports)
+
+    @property
+    def uop_count(self) -> int:
+        from .ir import LABEL
+        return 0 if self.trace is None else sum(u.name != LABEL for u in self.trace.uops)
+
+    def stats(self, code) -> dict:
+        exits = {}
+        if self.emitted is not None and code is not None:
+            counts = code.rwdata()
+            for k, resume in enumerate(self.emitted.exit_offsets):
+                exits[2 * resume] = counts[k] if k < len(counts) else 0
+        return {
+            "uops": self.uop_count,
+            "code_bytes": self.emitted.size if self.emitted else 0,
+            "compile_time": self.seconds,
+            "pass_times": {r.name: r.seconds for r in self.reports},
+            "side_exits": exits,
+            "unsupported": [] if self.trace is None else
+                           [(2 * i.offset, i.name, i.line) for i in self.trace.unsupported],
+        }
+
+
+Pass = Callable[[Trace], list[str]]
+
+
+def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False) -> CompileRecord:
+    """Run every pass on `code`.  Raises translate.Unsupported (a fallback
+    reason) or PassError (a bug, naming the pass)."""
+    record = CompileRecord(qualname, code)
+
+    def run(name: str, function, *args):
+        started = time.perf_counter()
+        try:
+            result = function(*args)
+        except translate.Unsupported:
+            raise
+        except Exception as error:
+            raise PassError(f"pass {name} failed on {qualname}: "
+                            f"{type(error).__name__}: {error}") from error
+        return result, time.perf_counter() - started
+
+    trace, seconds = run("translate", translate.translate, code)
+    record.trace = trace
+    record.reports.append(PassReport("translate", seconds, [],
+                                     trace.snapshot() if keep else None))
+    for name, optimization in optimize.PASSES:
+        changes, seconds = run(name, optimization, trace)
+        record.reports.append(PassReport(name, seconds, changes,
+                                         trace.snapshot() if keep and changes else None))
+    emitted, seconds = run("emit", _emit.emit, trace)
+    record.emitted = emitted
+    record.reports.append(PassReport("emit", seconds, [], None))
+    return record

@@ -1,0 +1,56 @@
+/* cpjit.h: declarations shared by the files of the runtime extension. */
+#ifndef CPJIT_H
+#define CPJIT_H
+
+#include "runtime.h"
+
+/* ---- jitcode.c: executable memory for one compiled function ---- */
+
+typedef struct {
+    PyObject_HEAD
+    unsigned char *memory;   /* mapped read+exec (never writable while executable) */
+    size_t mapped_size;      /* page-rounded size of the mapping */
+    size_t code_size;        /* bytes of machine code and read-only data */
+    size_t entry_offset;     /* where the shim starts */
+    int64_t *rwdata;         /* zeroed read-write words: exit counters, caches */
+    Py_ssize_t rwdata_words;
+    Py_ssize_t nslots;       /* JitState slots the code needs */
+    PyObject *co;            /* the code object it was compiled from */
+    PyObject *keepalive;     /* objects whose addresses the machine code holds */
+    PyObject *weakreflist;
+} JitCode;
+
+extern PyTypeObject JitCode_Type;
+#define JitCode_Check(op) Py_IS_TYPE((op), &JitCode_Type)
+
+typedef PyObject *(*jit_entry_fn)(_PyInterpreterFrame *frame, PyObject **stack_pointer,
+                                  PyThreadState *tstate, JitState *state);
+
+/* ---- wrapper.c: the decorated callable ---- */
+
+extern PyTypeObject JitFunction_Type;
+
+/* ---- entry.c: running machine code on a real frame ---- */
+
+/* Call `func` (a Python function) with `code` running its frame; falls back to
+ * a plain call when the JIT cannot be entered (tracing, another PEP 523 hook,
+ * a frame that is not ours). */
+PyObject *cpjit_call_jitted(PyObject *func, JitCode *code, PyObject *const *args,
+                            size_t nargsf, PyObject *kwnames);
+
+/* Raise RecursionError instead of overflowing the C stack.  0 or -1. */
+int cpjit_check_c_stack(void);
+
+/* Counters visible from Python (cpjit._runtime.counters()). */
+typedef struct {
+    unsigned long long entries;     /* frames run by machine code */
+    unsigned long long deopts;      /* frames handed to the interpreter by a side exit */
+    unsigned long long errors;      /* frames handed to the interpreter with an exception */
+    unsigned long long not_entered; /* calls that ran in the interpreter (tracing, hooks) */
+} cpjit_counters;
+extern cpjit_counters cpjit_stats;
+
+/* ---- module.c ---- */
+PyObject *cpjit_lookup_symbol(const char *name);   /* int address or NULL with an error */
+
+#endif /* CPJIT_H */

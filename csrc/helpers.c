@@ -1,0 +1,114 @@
+/* helpers.c: slow paths that machine code calls (declared in runtime.h).
+ *
+ * Each one reproduces what the 3.11 interpreter does for the same
+ * instruction, error messages included, so that results never differ. */
+#include "cpjit.h"
+
+char cpjit_deopt_marker;
+
+#if CPJIT_SUPPORTED
+
+int
+cpjit_handle_pending(PyThreadState *tstate)
+{
+    /* Signals (main thread only) and pending calls. */
+    if (Py_MakePendingCalls() < 0) {
+        return -1;
+    }
+    /* Another thread asked for the GIL: let it run. */
+    if (_Py_atomic_load_relaxed(&tstate->interp->ceval.gil_drop_request)) {
+        PyThreadState *saved = PyEval_SaveThread();
+        PyEval_RestoreThread(saved);
+    }
+    /* An asynchronous exception (PyThreadState_SetAsyncExc) is raised by the
+     * interpreter, which also clears the request. */
+    if (tstate->async_exc != NULL) {
+        return 1;
+    }
+    return 0;
+}
+
+int
+cpjit_unpack_iterable(PyThreadState *tstate, PyObject *v, int argcnt, PyObject **sp)
+{
+    (void)tstate;
+    PyObject *it = PyObject_GetIter(v);
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)
+            && Py_TYPE(v)->tp_iter == NULL && !PySequence_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "cannot unpack non-iterable %.200s object",
+                         Py_TYPE(v)->tp_name);
+        }
+        return 0;
+    }
+    int i = 0;
+    for (; i < argcnt; i++) {
+        PyObject *w = PyIter_Next(it);
+        if (w == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ValueError,
+                             "not enough values to unpack (expected %d, got %d)", argcnt, i);
+            }
+            goto error;
+        }
+        *--sp = w;
+    }
+    PyObject *extra = PyIter_Next(it);
+    if (extra == NULL) {
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+        Py_DECREF(it);
+        return 1;
+    }
+    Py_DECREF(extra);
+    PyErr_Format(PyExc_ValueError, "too many values to unpack (expected %d)", argcnt);
+error:
+    for (; i > 0; i--, sp++) {
+        Py_DECREF(*sp);
+    }
+    Py_DECREF(it);
+    return 0;
+}
+
+int
+cpjit_list_extend(PyThreadState *tstate, PyObject *list, PyObject *iterable)
+{
+    (void)tstate;
+    PyObject *none = _PyList_Extend((PyListObject *)list, iterable);
+    if (none == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)
+            && Py_TYPE(iterable)->tp_iter == NULL && !PySequence_Check(iterable)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "Value after * must be an iterable, not %.200s",
+                         Py_TYPE(iterable)->tp_name);
+        }
+        return -1;
+    }
+    Py_DECREF(none);
+    return 0;
+}
+
+int
+cpjit_dict_update(PyThreadState *tstate, PyObject *dict, PyObject *update)
+{
+    (void)tstate;
+    if (PyDict_Update(dict, update) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Format(PyExc_TypeError, "'%.200s' object is not a mapping",
+                         Py_TYPE(update)->tp_name);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+#else  /* !CPJIT_SUPPORTED: the symbols exist but machine code never runs */
+
+int cpjit_handle_pending(PyThreadState *t) { (void)t; return 0; }
+int cpjit_unpack_iterable(PyThreadState *t, PyObject *v, int n, PyObject **sp)
+{ (void)t; (void)v; (void)n; (void)sp; return 0; }
+int cpjit_list_extend(PyThreadState *t, PyObject *l, PyObject *i) { (void)t; (void)l; (void)i; return -1; }
+int cpjit_dict_update(PyThreadState *t, PyObject *d, PyObject *u) { (void)t; (void)d; (void)u; return -1; }
+
+#endif

@@ -1,0 +1,271 @@
+/* jitcode.c: executable memory for one compiled function.
+ *
+ * The emitter (cpjit/emit.py) hands over the laid-out machine code and a list
+ * of patches; this file maps memory read+write, copies the code, writes every
+ * patch after checking that it lands inside the code and fits its width, and
+ * only then makes the memory read+exec.  Memory is never writable and
+ * executable at once.
+ */
+#include "cpjit.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* One patch, as packed by cpjit/emit.py (struct format "<IBBxxq"). */
+enum { PATCH_RECORD_SIZE = 16 };
+enum { PATCH_ABS64 = 0, PATCH_REL32 = 1 };
+enum { BASE_ABSOLUTE = 0, BASE_CODE = 1, BASE_RWDATA = 2 };
+
+static int
+patch_abs64(unsigned char *location, uint64_t value)
+{
+    memcpy(location, &value, sizeof(value));
+    return 0;
+}
+
+static int
+patch_rel32(unsigned char *location, uint64_t target, size_t offset)
+{
+    int64_t delta = (int64_t)(target - (uint64_t)(uintptr_t)location);
+    if (delta < INT32_MIN || delta > INT32_MAX) {
+        PyErr_Format(PyExc_OverflowError,
+                     "cpjit: 32-bit relative patch at offset %zu out of range (%lld)",
+                     offset, (long long)delta);
+        return -1;
+    }
+    int32_t value = (int32_t)delta;
+    memcpy(location, &value, sizeof(value));
+    return 0;
+}
+
+static int
+apply_patches(JitCode *self, const unsigned char *patches, Py_ssize_t count)
+{
+    uint64_t bases[3] = {
+        0,
+        (uint64_t)(uintptr_t)self->memory,
+        (uint64_t)(uintptr_t)self->rwdata,
+    };
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const unsigned char *record = patches + i * PATCH_RECORD_SIZE;
+        uint32_t offset;
+        int64_t value;
+        memcpy(&offset, record, 4);
+        unsigned kind = record[4], base = record[5];
+        memcpy(&value, record + 8, 8);
+        size_t width = kind == PATCH_ABS64 ? 8 : 4;
+        if (kind > PATCH_REL32 || base > BASE_RWDATA) {
+            PyErr_Format(PyExc_ValueError, "cpjit: bad patch record %zd", i);
+            return -1;
+        }
+        if ((size_t)offset + width > self->code_size) {
+            PyErr_Format(PyExc_ValueError,
+                         "cpjit: patch at offset %u (+%zu) outside the code (%zu bytes)",
+                         offset, width, self->code_size);
+            return -1;
+        }
+        uint64_t target = bases[base] + (uint64_t)value;
+        unsigned char *location = self->memory + offset;
+        int err = kind == PATCH_ABS64 ? patch_abs64(location, target)
+                                      : patch_rel32(location, target, offset);
+        if (err) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+jitcode_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"code", "patches", "entry", "rwdata_words", "nslots",
+                               "co", "keepalive", NULL};
+    Py_buffer code, patches;
+    Py_ssize_t entry, rwdata_words, nslots;
+    PyObject *co, *keepalive;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*nnnO!O!:JitCode", keywords,
+                                     &code, &patches, &entry, &rwdata_words, &nslots,
+                                     &PyCode_Type, &co, &PyTuple_Type, &keepalive)) {
+        return NULL;
+    }
+    JitCode *self = NULL;
+    if (code.len <= 0 || patches.len % PATCH_RECORD_SIZE != 0 || entry < 0 || entry >= code.len
+        || rwdata_words < 0 || rwdata_words > (1 << 24) || nslots < 0 || nslots > (1 << 16)) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: invalid JitCode arguments");
+        goto done;
+    }
+    self = (JitCode *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        goto done;
+    }
+    self->code_size = (size_t)code.len;
+    self->entry_offset = (size_t)entry;
+    self->nslots = nslots;
+    self->rwdata_words = rwdata_words;
+    self->co = Py_NewRef(co);
+    self->keepalive = Py_NewRef(keepalive);
+    self->rwdata = PyMem_Calloc((size_t)(rwdata_words ? rwdata_words : 1), sizeof(int64_t));
+    if (self->rwdata == NULL) {
+        PyErr_NoMemory();
+        Py_CLEAR(self);
+        goto done;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    size_t mapped = ((size_t)code.len + (size_t)page - 1) & ~((size_t)page - 1);
+    void *memory = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_CLEAR(self);
+        goto done;
+    }
+    self->memory = memory;
+    self->mapped_size = mapped;
+    memcpy(memory, code.buf, (size_t)code.len);
+    if (apply_patches(self, patches.buf, patches.len / PATCH_RECORD_SIZE) < 0) {
+        Py_CLEAR(self);
+        goto done;
+    }
+    /* Do NOT ever leave the memory writable: from here on it is read+exec. */
+    if (mprotect(memory, mapped, PROT_READ | PROT_EXEC) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_CLEAR(self);
+        goto done;
+    }
+    __builtin___clear_cache((char *)memory, (char *)memory + mapped);
+done:
+    PyBuffer_Release(&code);
+    PyBuffer_Release(&patches);
+    return (PyObject *)self;
+}
+
+static int
+jitcode_traverse(JitCode *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->co);
+    Py_VISIT(self->keepalive);
+    return 0;
+}
+
+static int
+jitcode_clear(JitCode *self)
+{
+    Py_CLEAR(self->keepalive);
+    return 0;
+}
+
+static void
+jitcode_dealloc(JitCode *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    if (self->memory != NULL) {
+        munmap(self->memory, self->mapped_size);
+    }
+    PyMem_Free(self->rwdata);
+    Py_CLEAR(self->co);
+    Py_CLEAR(self->keepalive);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+jitcode_read(JitCode *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBytes_FromStringAndSize((const char *)self->memory, (Py_ssize_t)self->code_size);
+}
+
+static PyObject *
+jitcode_rwdata(JitCode *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result = PyTuple_New(self->rwdata_words);
+    for (Py_ssize_t i = 0; result != NULL && i < self->rwdata_words; i++) {
+        PyObject *value = PyLong_FromLongLong(self->rwdata[i]);
+        if (value == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyTuple_SET_ITEM(result, i, value);
+    }
+    return result;
+}
+
+static PyObject *
+jitcode_reset_rwdata(JitCode *self, PyObject *Py_UNUSED(ignored))
+{
+    memset(self->rwdata, 0, (size_t)self->rwdata_words * sizeof(int64_t));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+jitcode_get_address(JitCode *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromVoidPtr(self->memory);
+}
+
+static PyObject *
+jitcode_get_entry(JitCode *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromVoidPtr(self->memory + self->entry_offset);
+}
+
+static PyObject *
+jitcode_get_rwdata_address(JitCode *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromVoidPtr(self->rwdata);
+}
+
+static PyObject *
+jitcode_get_size(JitCode *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(self->code_size);
+}
+
+static PyObject *
+jitcode_get_co(JitCode *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->co);
+}
+
+static PyObject *
+jitcode_get_nslots(JitCode *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->nslots);
+}
+
+static PyMethodDef jitcode_methods[] = {
+    {"read", (PyCFunction)jitcode_read, METH_NOARGS,
+     "read()\n--\n\nThe machine code and read-only data as they are in memory (patched)."},
+    {"rwdata", (PyCFunction)jitcode_rwdata, METH_NOARGS,
+     "rwdata()\n--\n\nThe read-write words of the code (exit counters first)."},
+    {"reset_rwdata", (PyCFunction)jitcode_reset_rwdata, METH_NOARGS,
+     "reset_rwdata()\n--\n\nZero the read-write words."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef jitcode_getset[] = {
+    {"address", (getter)jitcode_get_address, NULL, "Start of the mapping.", NULL},
+    {"entry", (getter)jitcode_get_entry, NULL, "Address of the entry shim.", NULL},
+    {"rwdata_address", (getter)jitcode_get_rwdata_address, NULL, "Address of the read-write words.", NULL},
+    {"size", (getter)jitcode_get_size, NULL, "Bytes of code and read-only data.", NULL},
+    {"co", (getter)jitcode_get_co, NULL, "The code object compiled.", NULL},
+    {"nslots", (getter)jitcode_get_nslots, NULL, "Frame-side slots the code needs.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject JitCode_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cpjit._runtime.JitCode",
+    .tp_doc = "JitCode(code, patches, entry, rwdata_words, nslots, co, keepalive)\n--\n\n"
+              "Patched machine code of one function, in read+exec memory.",
+    .tp_basicsize = sizeof(JitCode),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = jitcode_new,
+    .tp_dealloc = (destructor)jitcode_dealloc,
+    .tp_traverse = (traverseproc)jitcode_traverse,
+    .tp_clear = (inquiry)jitcode_clear,
+    .tp_weaklistoffset = offsetof(JitCode, weakreflist),
+    .tp_methods = jitcode_methods,
+    .tp_getset = jitcode_getset,
+};

@@ -1,0 +1,111 @@
+/* module.c: the cpjit._runtime extension module. */
+#include "cpjit.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+PyObject *cpjit_set_python_hooks(PyObject *module, PyObject *args);
+
+/* The runtime's own symbols that machine code may refer to (runtime.h). */
+static const struct {
+    const char *name;
+    void *address;
+} runtime_symbols[] = {
+#define CPJIT_SYMBOL_ENTRY(name) {#name, (void *)&name},
+    CPJIT_RUNTIME_SYMBOLS(CPJIT_SYMBOL_ENTRY)
+#undef CPJIT_SYMBOL_ENTRY
+};
+
+PyObject *
+cpjit_lookup_symbol(const char *name)
+{
+    for (size_t i = 0; i < sizeof(runtime_symbols) / sizeof(runtime_symbols[0]); i++) {
+        if (strcmp(runtime_symbols[i].name, name) == 0) {
+            return PyLong_FromVoidPtr(runtime_symbols[i].address);
+        }
+    }
+    if (strncmp(name, "cpjit_", 6) == 0) {
+        PyErr_Format(PyExc_LookupError, "cpjit: %s is not in CPJIT_RUNTIME_SYMBOLS", name);
+        return NULL;
+    }
+    void *address = dlsym(RTLD_DEFAULT, name);
+    if (address == NULL) {
+        PyErr_Format(PyExc_LookupError, "cpjit: the interpreter exports no symbol %s", name);
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(address);
+}
+
+static PyObject *
+lookup_symbol(PyObject *Py_UNUSED(module), PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "symbol name must be a str");
+        return NULL;
+    }
+    const char *utf8 = PyUnicode_AsUTF8(name);
+    return utf8 == NULL ? NULL : cpjit_lookup_symbol(utf8);
+}
+
+static PyObject *
+code_units_address(PyObject *Py_UNUSED(module), PyObject *co)
+{
+    if (!PyCode_Check(co)) {
+        PyErr_SetString(PyExc_TypeError, "expected a code object");
+        return NULL;
+    }
+#if CPJIT_SUPPORTED
+    return PyLong_FromVoidPtr(CPJIT_CODE_UNITS((PyCodeObject *)co));
+#else
+    PyErr_SetString(PyExc_NotImplementedError, "unsupported CPython version");
+    return NULL;
+#endif
+}
+
+static PyObject *
+counters(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{sKsKsKsK}",
+                         "entries", cpjit_stats.entries, "deopts", cpjit_stats.deopts,
+                         "errors", cpjit_stats.errors, "not_entered", cpjit_stats.not_entered);
+}
+
+static PyMethodDef module_methods[] = {
+    {"lookup_symbol", lookup_symbol, METH_O,
+     "lookup_symbol(name)\n--\n\nAddress of a C symbol machine code may call: the "
+     "runtime's own (CPJIT_RUNTIME_SYMBOLS) or the interpreter's (dlsym)."},
+    {"code_units_address", code_units_address, METH_O,
+     "code_units_address(co)\n--\n\nAddress of the first code unit a frame of `co` runs."},
+    {"counters", counters, METH_NOARGS,
+     "counters()\n--\n\nProcess-wide entry, side exit and error counts."},
+    {"set_python_hooks", cpjit_set_python_hooks, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef runtime_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "cpjit._runtime",
+    .m_doc = "cpjit's C runtime: the wrapper type, frame entry, executable memory.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__runtime(void)
+{
+    if (PyType_Ready(&JitCode_Type) < 0 || PyType_Ready(&JitFunction_Type) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&runtime_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddType(module, &JitCode_Type) < 0
+        || PyModule_AddType(module, &JitFunction_Type) < 0
+        || PyModule_AddIntConstant(module, "SUPPORTED", CPJIT_SUPPORTED) < 0
+        || PyModule_AddStringConstant(module, "VERSION_NAME", CPJIT_VERSION_NAME) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,52 @@
+/* runtime.h: the contract between machine code (stencils/) and the C runtime.
+ *
+ * Stencils include this header; the runtime implements it.  Every helper a
+ * stencil may call is listed once in CPJIT_RUNTIME_SYMBOLS: the runtime builds
+ * its symbol table from that list, and the emitter resolves `cpjit_*` holes
+ * through it (dlsym cannot see symbols of an extension loaded RTLD_LOCAL).
+ */
+#ifndef CPJIT_RUNTIME_H
+#define CPJIT_RUNTIME_H
+
+#include "pyversion.h"
+#include <stdint.h>
+
+/* Per-run state, on the C stack of the entry (see entry.c).  Stencils get a
+ * pointer to it as their fourth argument. */
+typedef struct JitState {
+    PyObject *code;         /* the JitCode being run (the entry holds a reference) */
+    int64_t slots[];        /* frame-side slots for unboxed values */
+} JitState;
+
+/* Returned by machine code to say "finish this frame in the interpreter":
+ * frame->prev_instr and the stack pointer have been set for the resume point. */
+extern char cpjit_deopt_marker;
+#define CPJIT_DEOPT ((PyObject *)&cpjit_deopt_marker)
+
+/* Eval breaker: signals, pending calls, GIL drop requests.  Returns -1 with
+ * an exception set, 0 to go on, 1 to leave to the interpreter (which then
+ * handles what remains, such as an asynchronous exception). */
+int cpjit_handle_pending(PyThreadState *tstate);
+
+/* Generic UNPACK_SEQUENCE: push `argcnt` items of `v` below `sp` (the last
+ * item deepest), with the interpreter's exact error messages.  Returns 1 on
+ * success, 0 with an exception set (nothing left on the stack). */
+int cpjit_unpack_iterable(PyThreadState *tstate, PyObject *v, int argcnt, PyObject **sp);
+
+/* LIST_EXTEND / the `*` of a call or display: list.extend(iterable), with the
+ * interpreter's "Value after * must be an iterable" message.  0 or -1. */
+int cpjit_list_extend(PyThreadState *tstate, PyObject *list, PyObject *iterable);
+
+/* DICT_UPDATE: dict.update(update), with the interpreter's "is not a
+ * mapping" message.  0 or -1. */
+int cpjit_dict_update(PyThreadState *tstate, PyObject *dict, PyObject *update);
+
+/* Every symbol of the runtime that machine code may refer to. */
+#define CPJIT_RUNTIME_SYMBOLS(X) \
+    X(cpjit_deopt_marker)        \
+    X(cpjit_handle_pending)      \
+    X(cpjit_unpack_iterable)     \
+    X(cpjit_list_extend)         \
+    X(cpjit_dict_update)
+
+#endif /* CPJIT_RUNTIME_H */

@@ -1,0 +1,104 @@
+/* inline.h: small helpers shared by uop bodies (compiled into each stencil). */
+#ifndef CPJIT_INLINE_H
+#define CPJIT_INLINE_H
+
+/* Both operands exact ints of at most one digit (|v| < 2**30). */
+static inline __attribute__((always_inline)) int
+cpjit_both_compact_ints(PyObject *a, PyObject *b)
+{
+    return PyLong_CheckExact(a) && PyLong_CheckExact(b)
+        && CPJIT_LONG_IS_COMPACT(a) && CPJIT_LONG_IS_COMPACT(b);
+}
+
+static inline __attribute__((always_inline)) int
+cpjit_both_floats(PyObject *a, PyObject *b)
+{
+    return PyFloat_CheckExact(a) && PyFloat_CheckExact(b);
+}
+
+/* A float, or a compact int (exactly representable as a double). */
+static inline __attribute__((always_inline)) int
+cpjit_as_double(PyObject *o, double *out)
+{
+    if (PyFloat_CheckExact(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return 1;
+    }
+    if (PyLong_CheckExact(o) && CPJIT_LONG_IS_COMPACT(o)) {
+        *out = (double)CPJIT_LONG_COMPACT_VALUE(o);
+        return 1;
+    }
+    return 0;
+}
+
+/* Body of a binary operator with an int fast path (INT_EXPR over int64_t a,
+ * b), a float fast path (FLOAT_EXPR over double x, y; taken when one operand
+ * is a float and the other a float or compact int) and the generic C-API
+ * function in operand0.  INT_OK / FLOAT_OK veto a fast path (division by
+ * zero).  Used by the _BINARY_OP_* uops in stencils/uops/arith.c. */
+#define CPJIT_BINARY_ARITH(INT_OK, INT_EXPR, FLOAT_OK, FLOAT_EXPR)                 \
+    do {                                                                          \
+        double x, y;                                                              \
+        if (cpjit_both_compact_ints(lhs, rhs)) {                                  \
+            int64_t a = CPJIT_LONG_COMPACT_VALUE(lhs);                            \
+            int64_t b = CPJIT_LONG_COMPACT_VALUE(rhs);                            \
+            if (INT_OK) {                                                         \
+                res = (INT_EXPR);                                                 \
+                break;                                                            \
+            }                                                                     \
+        }                                                                         \
+        else if ((PyFloat_CheckExact(lhs) || PyFloat_CheckExact(rhs))             \
+                 && cpjit_as_double(lhs, &x) && cpjit_as_double(rhs, &y)         \
+                 && (FLOAT_OK)) {                                                 \
+            res = PyFloat_FromDouble(FLOAT_EXPR);                                 \
+            break;                                                                \
+        }                                                                         \
+        res = ((binaryfunc)operand0)(lhs, rhs);                                   \
+    } while (0)
+
+/* Python's floor division and modulo of machine integers (b != 0, no
+ * overflow: the operands are compact). */
+static inline __attribute__((always_inline)) int64_t
+cpjit_floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b, r = a % b;
+    return (r != 0 && ((r < 0) != (b < 0))) ? q - 1 : q;
+}
+
+static inline __attribute__((always_inline)) int64_t
+cpjit_mod(int64_t a, int64_t b)
+{
+    int64_t r = a % b;
+    return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
+/* Rich comparison as a bit test: `lt | eq << 1 | gt << 2 | unordered << 3`
+ * against the mask of the operator, one nibble per Py_LT..Py_GE in
+ * CPJIT_CMP_MASKS (LT 1, LE 3, EQ 2, NE 0xD, GT 4, GE 6). */
+#define CPJIT_CMP_MASKS 0x64D231u
+#define CPJIT_CMP_MASK(op) ((CPJIT_CMP_MASKS >> (4 * (op))) & 0xFu)
+
+static inline __attribute__((always_inline)) int
+cpjit_compare_i64(int64_t a, int64_t b, int op)
+{
+    unsigned bits = (unsigned)(a < b) | (unsigned)(a == b) << 1 | (unsigned)(a > b) << 2;
+    return (bits & CPJIT_CMP_MASK(op)) != 0;
+}
+
+static inline __attribute__((always_inline)) int
+cpjit_compare_f64(double a, double b, int op)
+{
+    unsigned bits = (unsigned)(a < b) | (unsigned)(a == b) << 1 | (unsigned)(a > b) << 2;
+    bits |= (unsigned)(bits == 0) << 3;
+    return (bits & CPJIT_CMP_MASK(op)) != 0;
+}
+
+static inline __attribute__((always_inline)) PyObject *
+cpjit_bool(int value)
+{
+    PyObject *res = value ? Py_True : Py_False;
+    Py_INCREF(res);
+    return res;
+}
+
+#endif /* CPJIT_INLINE_H */

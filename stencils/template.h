@@ -1,0 +1,121 @@
+/* template.h: the environment every stencil is compiled in.
+ *
+ * A stencil is one uop body compiled on its own into an object file.  It is
+ * entered with a jump, runs on CPython's own frame, and leaves with a tail
+ * call to one of the holes below, which the emitter patches with the address
+ * of the next piece of machine code:
+ *
+ *   _JIT_CONTINUE      the next uop
+ *   _JIT_JUMP_TARGET   the uop a branch goes to
+ *   _JIT_EXIT_TARGET   the side exit (deopt) stub of this uop
+ *   _JIT_ERROR_TARGET  the error stub of this uop's instruction
+ *
+ * Values the stencil needs but cannot know at build time (the instruction
+ * argument, object pointers, versions) are the addresses of the symbols
+ * _JIT_OPARG, _JIT_OPERAND0 and _JIT_OPERAND1: the emitter patches them too.
+ *
+ * The uop body itself lives in a file of stencils/uops/; cpjit/_build/cgen.py wraps
+ * it into a function using the macros defined here.
+ */
+#ifndef CPJIT_TEMPLATE_H
+#define CPJIT_TEMPLATE_H
+
+#include "runtime.h"
+
+#define PRESERVE_NONE __attribute__((preserve_none))
+#define JIT_PARAMS _PyInterpreterFrame *frame, PyObject **stack_pointer, \
+                   PyThreadState *tstate, JitState *state
+typedef PRESERVE_NONE PyObject *(*jit_func)(JIT_PARAMS);
+
+#define DECLARE_JUMP_HOLE(NAME) \
+    extern PRESERVE_NONE __attribute__((visibility("hidden"))) PyObject *NAME(JIT_PARAMS);
+DECLARE_JUMP_HOLE(_JIT_CONTINUE)
+DECLARE_JUMP_HOLE(_JIT_JUMP_TARGET)
+DECLARE_JUMP_HOLE(_JIT_EXIT_TARGET)
+DECLARE_JUMP_HOLE(_JIT_ERROR_TARGET)
+
+#define DECLARE_VALUE_HOLE(NAME) extern char NAME[] __attribute__((visibility("hidden")));
+DECLARE_VALUE_HOLE(_JIT_OPARG)
+DECLARE_VALUE_HOLE(_JIT_OPERAND0)
+DECLARE_VALUE_HOLE(_JIT_OPERAND1)
+
+/* The value of a value hole.  The empty asm hides the symbol from the
+ * optimizer: C says a symbol's address is never zero, but a patched operand
+ * can well be (a NULL kwnames tuple, oparg 0). */
+static inline __attribute__((always_inline)) uintptr_t
+cpjit_hole_value(const void *symbol)
+{
+    uintptr_t value = (uintptr_t)symbol;
+    __asm__("" : "+r"(value));
+    return value;
+}
+
+#define oparg ((int)(uint32_t)cpjit_hole_value(_JIT_OPARG))
+#define operand0 cpjit_hole_value(_JIT_OPERAND0)
+#define operand1 cpjit_hole_value(_JIT_OPERAND1)
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Reference counting with the deallocation path marked cold, so that the
+ * tail jump to the next uop stays the last instruction of most stencils
+ * (and the emitter can drop it). */
+#undef Py_DECREF
+#define Py_DECREF(op) cpjit_decref(_PyObject_CAST(op))
+static inline __attribute__((always_inline)) void
+cpjit_decref(PyObject *op)
+{
+    if (UNLIKELY(--op->ob_refcnt == 0)) {
+        _Py_Dealloc(op);
+    }
+}
+#undef Py_XDECREF
+#define Py_XDECREF(op) cpjit_xdecref(_PyObject_CAST(op))
+static inline __attribute__((always_inline)) void
+cpjit_xdecref(PyObject *op)
+{
+    if (op != NULL) {
+        cpjit_decref(op);
+    }
+}
+
+/* Frame access. */
+#define GETLOCAL(i) (frame->localsplus[(i)])
+#define GLOBALS() (frame->f_globals)
+#define BUILTINS() (frame->f_builtins)
+#define PEEK(n) (stack_pointer[-(n)])
+
+/* Leaving a stencil.  UOP_INPUTS_BASE, UOP_OUTPUTS_END and
+ * UOP_WRITE_OUTPUTS() are defined per uop by the generator: the stack
+ * pointer with the inputs popped, with the outputs pushed, and the stores of
+ * the scalar outputs. */
+#define CPJIT_TAIL(TARGET, SP) \
+    __attribute__((musttail)) return TARGET(frame, (SP), tstate, state)
+
+/* Side exit: the interpreter redoes this uop's instruction from its start,
+ * with the stack as it is now (the inputs still on it). */
+#define DEOPT_IF(COND) \
+    do { if (UNLIKELY(COND)) { CPJIT_TAIL(_JIT_EXIT_TARGET, stack_pointer); } } while (0)
+
+/* Error with the inputs consumed (the body has released them). */
+#define ERROR_IF(COND) \
+    do { if (UNLIKELY(COND)) { CPJIT_TAIL(_JIT_ERROR_TARGET, UOP_INPUTS_BASE); } } while (0)
+
+/* Error with the inputs still on the stack (the interpreter releases them). */
+#define ERROR_KEEP_IF(COND) \
+    do { if (UNLIKELY(COND)) { CPJIT_TAIL(_JIT_ERROR_TARGET, stack_pointer); } } while (0)
+
+/* Branch taken, with the same stack effect as falling through. */
+#define JUMP_IF(COND) \
+    do { if (COND) { UOP_WRITE_OUTPUTS(); CPJIT_TAIL(_JIT_JUMP_TARGET, UOP_OUTPUTS_END); } } while (0)
+
+/* Branch taken with its own stack effect: pop `n` items of the stack as it
+ * was on entry. */
+#define JUMP_POPPING(N) CPJIT_TAIL(_JIT_JUMP_TARGET, stack_pointer - (N))
+
+/* Unconditional jump. */
+#define JUMP() JUMP_IF(1)
+
+#include "inline.h"
+
+#endif /* CPJIT_TEMPLATE_H */

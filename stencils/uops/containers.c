@@ -1,0 +1,250 @@
+/* Subscripts, displays (list/tuple/dict/set/slice/str building), unpacking. */
+
+// BINARY_SUBSCR: list and tuple with an in-range int, exact dicts inline.
+UOP(_BINARY_SUBSCR, (container, sub -- res), ESCAPES) {
+    PyTypeObject *type = Py_TYPE(container);
+    res = NULL;
+    if (PyLong_CheckExact(sub) && CPJIT_LONG_IS_COMPACT(sub)
+        && (type == &PyList_Type || type == &PyTuple_Type)) {
+        Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
+        Py_ssize_t size = Py_SIZE(container);
+        if (index < 0) {
+            index += size;
+        }
+        if ((size_t)index < (size_t)size) {
+            res = type == &PyList_Type ? PyList_GET_ITEM(container, index)
+                                       : PyTuple_GET_ITEM(container, index);
+            Py_INCREF(res);
+        }
+    }
+    else if (type == &PyDict_Type) {
+        res = PyDict_GetItemWithError(container, sub);
+        if (res != NULL) {
+            Py_INCREF(res);
+        }
+        else if (PyErr_Occurred()) {
+            Py_DECREF(container);
+            Py_DECREF(sub);
+            ERROR_IF(1);
+        }
+    }
+    if (res == NULL) {
+        res = PyObject_GetItem(container, sub);
+    }
+    Py_DECREF(container);
+    Py_DECREF(sub);
+    ERROR_IF(res == NULL);
+}
+
+// STORE_SUBSCR: container[sub] = value; lists with an in-range int inline.
+UOP(_STORE_SUBSCR, (value, container, sub -- ), ESCAPES) {
+    int err;
+    if (PyList_CheckExact(container) && PyLong_CheckExact(sub) && CPJIT_LONG_IS_COMPACT(sub)
+        && (size_t)CPJIT_LONG_COMPACT_VALUE(sub) < (size_t)PyList_GET_SIZE(container)) {
+        Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
+        PyObject *old = PyList_GET_ITEM(container, index);
+        PyList_SET_ITEM(container, index, value);
+        value = old;
+        err = 0;
+    }
+    else {
+        err = PyObject_SetItem(container, sub, value);
+    }
+    Py_DECREF(value);
+    Py_DECREF(container);
+    Py_DECREF(sub);
+    ERROR_IF(err);
+}
+
+// DELETE_SUBSCR.
+UOP(_DELETE_SUBSCR, (container, sub -- ), ESCAPES) {
+    int err = PyObject_DelItem(container, sub);
+    Py_DECREF(container);
+    Py_DECREF(sub);
+    ERROR_IF(err);
+}
+
+// BUILD_LIST.
+UOP(_BUILD_LIST, (values[oparg] -- list), 0) {
+    list = PyList_New(oparg);
+    ERROR_KEEP_IF(list == NULL);
+    for (int i = 0; i < oparg; i++) {
+        PyList_SET_ITEM(list, i, values[i]);
+    }
+}
+
+// BUILD_TUPLE.
+UOP(_BUILD_TUPLE, (values[oparg] -- tuple), 0) {
+    tuple = PyTuple_New(oparg);
+    ERROR_KEEP_IF(tuple == NULL);
+    for (int i = 0; i < oparg; i++) {
+        PyTuple_SET_ITEM(tuple, i, values[i]);
+    }
+}
+
+// LIST_TO_TUPLE.
+UOP(_LIST_TO_TUPLE, (list -- tuple), 0) {
+    tuple = PyList_AsTuple(list);
+    Py_DECREF(list);
+    ERROR_IF(tuple == NULL);
+}
+
+// BUILD_MAP: `oparg` key/value pairs, inserted in order.
+UOP(_BUILD_MAP, (items[oparg * 2] -- map), ESCAPES) {
+    map = PyDict_New();
+    ERROR_KEEP_IF(map == NULL);
+    for (int i = 0; i < oparg; i++) {
+        if (PyDict_SetItem(map, items[2 * i], items[2 * i + 1]) < 0) {
+            Py_DECREF(map);
+            ERROR_KEEP_IF(1);
+        }
+    }
+    for (int i = 0; i < 2 * oparg; i++) {
+        Py_DECREF(items[i]);
+    }
+}
+
+// BUILD_CONST_KEY_MAP: `oparg` values and a tuple of constant keys.
+UOP(_BUILD_CONST_KEY_MAP, (values[oparg], keys -- map), ESCAPES) {
+    map = PyDict_New();
+    ERROR_KEEP_IF(map == NULL);
+    for (int i = 0; i < oparg; i++) {
+        if (PyDict_SetItem(map, PyTuple_GET_ITEM(keys, i), values[i]) < 0) {
+            Py_DECREF(map);
+            ERROR_KEEP_IF(1);
+        }
+    }
+    Py_DECREF(keys);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(values[i]);
+    }
+}
+
+// BUILD_SET.
+UOP(_BUILD_SET, (values[oparg] -- set), ESCAPES) {
+    set = PySet_New(NULL);
+    ERROR_KEEP_IF(set == NULL);
+    int err = 0;
+    for (int i = 0; i < oparg; i++) {
+        if (err == 0) {
+            err = PySet_Add(set, values[i]);
+        }
+        Py_DECREF(values[i]);
+    }
+    if (err != 0) {
+        Py_DECREF(set);
+        ERROR_IF(1);
+    }
+}
+
+// BUILD_SLICE: start:stop (oparg 0) or start:stop:step (oparg 1).
+UOP(_BUILD_SLICE, (start, stop, step[oparg] -- slice), 0) {
+    slice = PySlice_New(start, stop, oparg ? step[0] : NULL);
+    Py_DECREF(start);
+    Py_DECREF(stop);
+    if (oparg) {
+        Py_DECREF(step[0]);
+    }
+    ERROR_IF(slice == NULL);
+}
+
+// BUILD_STRING: concatenate `oparg` str pieces (operand0 is "").
+UOP(_BUILD_STRING, (pieces[oparg] -- str), 0) {
+    str = _PyUnicode_JoinArray((PyObject *)operand0, pieces, oparg);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(pieces[i]);
+    }
+    ERROR_IF(str == NULL);
+}
+
+// FORMAT_VALUE: convert with operand0 (PyObject_Str/Repr/ASCII or NULL),
+// then format with the spec below it when oparg is 1.
+UOP(_FORMAT_VALUE, (value, spec[oparg] -- result), ESCAPES) {
+    PyObject *fmt_spec = oparg ? spec[0] : NULL;
+    unaryfunc convert = (unaryfunc)operand0;
+    if (convert != NULL) {
+        PyObject *converted = convert(value);
+        Py_DECREF(value);
+        if (converted == NULL) {
+            Py_XDECREF(fmt_spec);
+            ERROR_IF(1);
+        }
+        value = converted;
+    }
+    if (fmt_spec == NULL && PyUnicode_CheckExact(value)) {
+        result = value;
+    }
+    else {
+        result = PyObject_Format(value, fmt_spec);
+        Py_DECREF(value);
+        Py_XDECREF(fmt_spec);
+        ERROR_IF(result == NULL);
+    }
+}
+
+// LIST_APPEND: append to the list `oparg` deep below `value`.
+UOP(_LIST_APPEND, (value -- ), 0) {
+    PyObject *list = PEEK(oparg + 1);
+    int err = PyList_Append(list, value);
+    Py_DECREF(value);
+    ERROR_IF(err < 0);
+}
+
+// SET_ADD: add to the set `oparg` deep below `value`.
+UOP(_SET_ADD, (value -- ), ESCAPES) {
+    PyObject *set = PEEK(oparg + 1);
+    int err = PySet_Add(set, value);
+    Py_DECREF(value);
+    ERROR_IF(err < 0);
+}
+
+// MAP_ADD: store into the dict `oparg` deep below the pair.
+UOP(_MAP_ADD, (key, value -- ), ESCAPES) {
+    PyObject *map = PEEK(oparg + 2);
+    int err = PyDict_SetItem(map, key, value);
+    Py_DECREF(key);
+    Py_DECREF(value);
+    ERROR_IF(err < 0);
+}
+
+// LIST_EXTEND: extend the list `oparg` deep below `iterable`.
+UOP(_LIST_EXTEND, (iterable -- ), ESCAPES) {
+    PyObject *list = PEEK(oparg + 1);
+    int err = cpjit_list_extend(tstate, list, iterable);
+    Py_DECREF(iterable);
+    ERROR_IF(err < 0);
+}
+
+// DICT_UPDATE: update the dict `oparg` deep below `update`.
+UOP(_DICT_UPDATE, (update -- ), ESCAPES) {
+    PyObject *dict = PEEK(oparg + 1);
+    int err = cpjit_dict_update(tstate, dict, update);
+    Py_DECREF(update);
+    ERROR_IF(err < 0);
+}
+
+// UNPACK_SEQUENCE: exact tuples and lists of the right length inline; other
+// iterables (and the errors) go through the runtime helper.
+UOP(_UNPACK_SEQUENCE, (seq -- values[oparg]), ESCAPES) {
+    PyObject **items = NULL;
+    if (PyTuple_CheckExact(seq) && PyTuple_GET_SIZE(seq) == oparg) {
+        items = _PyTuple_ITEMS(seq);
+    }
+    else if (PyList_CheckExact(seq) && PyList_GET_SIZE(seq) == oparg) {
+        items = ((PyListObject *)seq)->ob_item;
+    }
+    if (items != NULL) {
+        for (int i = 0; i < oparg; i++) {
+            Py_INCREF(items[i]);
+            values[oparg - 1 - i] = items[i];
+        }
+    }
+    else {
+        int ok = cpjit_unpack_iterable(tstate, seq, oparg, values + oparg);
+        if (!ok) {
+            Py_DECREF(seq);
+            ERROR_IF(1);
+        }
+    }
+    Py_DECREF(seq);
+}

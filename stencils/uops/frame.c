@@ -1,0 +1,105 @@
+/* Frame bookkeeping, control flow and the ways out of machine code.
+ *
+ * Format of every file in stencils/uops/ (read by cpjit/_build/uopdefs.py):
+ *
+ *     // What the uop does (the comment lines right above are its doc).
+ *     UOP(_NAME, (input, array[size] -- output), FLAGS) {
+ *         C body
+ *     }
+ *
+ * Inputs and outputs are stack items, deepest first; `array[size]` is a run
+ * of items whose count is a C expression of `oparg`.  FLAGS is 0 or
+ * ESCAPES (the uop may run arbitrary Python code: a call, a __dunder__, a
+ * finalizer that matters), optionally with SYNCS_FRAME (an escaping uop that
+ * publishes its own instruction pointer and checks for tracing, so the
+ * translator adds no bookkeeping uops around it).  What a uop can do besides
+ * falling through is
+ * read from its body: DEOPT_IF (side exit), ERROR_IF / ERROR_KEEP_IF
+ * (exception), JUMP_IF / JUMP_POPPING / JUMP (branch), `return` (leaves
+ * machine code).
+ */
+
+// Record the instruction being run (frame->prev_instr = operand0), so that
+// tracebacks, sys._getframe().f_lineno and the frame's completeness see it.
+// Placed before every instruction that can escape.
+UOP(_SET_IP, ( -- ), 0) {
+    frame->prev_instr = (_Py_CODEUNIT *)operand0;
+}
+
+// Eval breaker check (RESUME, back-edges): signals (Ctrl-C), pending calls,
+// requests to drop the GIL.  operand0 is the instruction, published only on
+// the slow path.  Errors raise here; what the runtime leaves to the
+// interpreter (an asynchronous exception, tracing turned on by a signal
+// handler) side-exits.
+UOP(_CHECK_EVAL_BREAKER, ( -- ), ESCAPES | SYNCS_FRAME) {
+    if (UNLIKELY(CPJIT_EVAL_BREAKER(tstate))) {
+        frame->prev_instr = (_Py_CODEUNIT *)operand0;
+        int status = cpjit_handle_pending(tstate);
+        ERROR_KEEP_IF(status < 0);
+        DEOPT_IF(status > 0 || CPJIT_TRACING(tstate));
+    }
+}
+
+// After code that can run arbitrary Python code: if that code turned tracing
+// or profiling on (sys.settrace, pdb, coverage), leave to the interpreter,
+// which then reports the events of the rest of the frame.
+UOP(_CHECK_TRACING, ( -- ), 0) {
+    DEOPT_IF(CPJIT_TRACING(tstate));
+}
+
+// Leave to the interpreter unconditionally: the instruction is not compiled.
+UOP(_SIDE_EXIT, ( -- ), 0) {
+    DEOPT_IF(1);
+}
+
+// Unconditional jump.
+UOP(_JUMP, ( -- ), 0) {
+    JUMP();
+}
+
+// Return from the frame.  The stack is empty below `retval`.
+UOP(_RETURN_VALUE, (retval -- ), 0) {
+    _PyFrame_SetStackPointer(frame, stack_pointer - 1);
+    return retval;
+}
+
+// MAKE_CELL: turn local `oparg` into a cell holding its current value.
+UOP(_MAKE_CELL, ( -- ), 0) {
+    PyObject *initial = GETLOCAL(oparg);
+    PyObject *cell = PyCell_New(initial);
+    ERROR_KEEP_IF(cell == NULL);
+    GETLOCAL(oparg) = cell;
+    Py_XDECREF(initial);
+}
+
+// COPY_FREE_VARS: copy the `oparg` cells of the closure into the frame's
+// free-variable slots, which start at operand0.
+UOP(_COPY_FREE_VARS, ( -- ), 0) {
+    PyObject *closure = frame->f_func->func_closure;
+    int offset = (int)operand0;
+    for (int i = 0; i < oparg; i++) {
+        PyObject *cell = PyTuple_GET_ITEM(closure, i);
+        Py_INCREF(cell);
+        GETLOCAL(offset + i) = cell;
+    }
+}
+
+/* ---- stubs: placed by the emitter after the uops, not by the translator ---- */
+
+// Side-exit stub: count the exit (operand1 is its counter), point the frame
+// at the code unit before the resume instruction (operand0) and hand the
+// frame to the interpreter.
+UOP(_EXIT_STUB, ( -- ), 0) {
+    *(uint64_t *)operand1 += 1;
+    frame->prev_instr = (_Py_CODEUNIT *)operand0;
+    _PyFrame_SetStackPointer(frame, stack_pointer);
+    return CPJIT_DEOPT;
+}
+
+// Error stub: the exception was raised by the instruction at operand0; the
+// interpreter adds the traceback entry and looks for a handler.
+UOP(_ERROR_STUB, ( -- ), 0) {
+    frame->prev_instr = (_Py_CODEUNIT *)operand0;
+    _PyFrame_SetStackPointer(frame, stack_pointer);
+    return NULL;
+}

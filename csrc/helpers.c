@@ -103,6 +103,18 @@ cpjit_dict_update(PyThreadState *tstate, PyObject *dict, PyObject *update)
     return 0;
 }
 
+PyObject *
+cpjit_power(PyObject *base, PyObject *exponent)
+{
+    return PyNumber_Power(base, exponent, Py_None);
+}
+
+PyObject *
+cpjit_inplace_power(PyObject *base, PyObject *exponent)
+{
+    return PyNumber_InPlacePower(base, exponent, Py_None);
+}
+
 #else  /* !CPJIT_SUPPORTED: the symbols exist but machine code never runs */
 
 int cpjit_handle_pending(PyThreadState *t) { (void)t; return 0; }
@@ -110,5 +122,7 @@ int cpjit_unpack_iterable(PyThreadState *t, PyObject *v, int n, PyObject **sp)
 { (void)t; (void)v; (void)n; (void)sp; return 0; }
 int cpjit_list_extend(PyThreadState *t, PyObject *l, PyObject *i) { (void)t; (void)l; (void)i; return -1; }
 int cpjit_dict_update(PyThreadState *t, PyObject *d, PyObject *u) { (void)t; (void)d; (void)u; return -1; }
+PyObject *cpjit_power(PyObject *b, PyObject *e) { return PyNumber_Power(b, e, Py_None); }
+PyObject *cpjit_inplace_power(PyObject *b, PyObject *e) { return PyNumber_InPlacePower(b, e, Py_None); }
 
 #endif

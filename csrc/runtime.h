@@ -41,12 +41,19 @@ int cpjit_list_extend(PyThreadState *tstate, PyObject *list, PyObject *iterable)
  * mapping" message.  0 or -1. */
 int cpjit_dict_update(PyThreadState *tstate, PyObject *dict, PyObject *update);
 
+/* `**` and `**=` as binary functions (PyNumber_Power takes a modulus; the
+ * interpreter's own two-argument forms are not exported). */
+PyObject *cpjit_power(PyObject *base, PyObject *exponent);
+PyObject *cpjit_inplace_power(PyObject *base, PyObject *exponent);
+
 /* Every symbol of the runtime that machine code may refer to. */
 #define CPJIT_RUNTIME_SYMBOLS(X) \
     X(cpjit_deopt_marker)        \
     X(cpjit_handle_pending)      \
     X(cpjit_unpack_iterable)     \
     X(cpjit_list_extend)         \
-    X(cpjit_dict_update)
+    X(cpjit_dict_update)         \
+    X(cpjit_power)               \
+    X(cpjit_inplace_power)
 
 #endif /* CPJIT_RUNTIME_H */

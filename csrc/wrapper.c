@@ -349,6 +349,7 @@ static PyGetSetDef jitfunction_getset[] = {
     {"__globals__", (getter)get_forwarded, NULL, NULL, "__globals__"},
     {"__closure__", (getter)get_forwarded, NULL, NULL, "__closure__"},
     {"__builtins__", (getter)get_forwarded, NULL, NULL, "__builtins__"},
+    {"__annotations__", (getter)get_forwarded, (setter)set_forwarded, NULL, "__annotations__"},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -96,6 +96,8 @@ for _index, (_name, _symbol) in enumerate(opcode._nb_ops):
         "TRUE_DIVIDE": "TrueDivide", "XOR": "Xor",
     }[_base]
     _c_function = f"PyNumber_{'InPlace' if _inplace else ''}{_function}"
+    if _base == "POWER":  # PyNumber_Power takes a modulus: the runtime's two-argument forms
+        _c_function = "cpjit_inplace_power" if _inplace else "cpjit_power"
     _uop = f"_BINARY_OP_{_base}" if _base in {
         "ADD", "SUBTRACT", "MULTIPLY", "TRUE_DIVIDE", "FLOOR_DIVIDE", "REMAINDER", "AND", "OR",
         "XOR"} else "_BINARY_OP"

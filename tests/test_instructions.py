@@ -1,0 +1,560 @@
+"""Every compiled instruction family, differentially against the plain interpreter."""
+
+import math
+
+import pytest
+from differential import check, compiled_without_exits
+
+G = 10
+
+
+def loads_and_stores(a, b):
+    x = a
+    y = b
+    del x
+    x = y
+    return x, y, G, len
+
+
+def test_locals_constants_globals():
+    w = check(loads_and_stores, 1, "two")
+    assert compiled_without_exits(w)
+
+
+def store_global(v):
+    global G2
+    G2 = v
+    return G2
+
+
+def test_store_global():
+    w = check(store_global, 42)
+    assert compiled_without_exits(w)
+
+
+def unbound_local(flag):
+    if flag:
+        x = 1
+    return x  # noqa: F821 - UnboundLocalError when flag is false
+
+
+def test_unbound_local_raises_like_the_interpreter():
+    check(unbound_local, True)
+    check(unbound_local, False)
+
+
+def name_error():
+    return undefined_name_for_cpjit_tests  # noqa: F821
+
+
+def test_name_error():
+    check(name_error)
+
+
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+    def norm2(self):
+        return self.x * self.x + self.y * self.y
+
+    @property
+    def swapped(self):
+        return Point(self.y, self.x)
+
+
+def attributes(p):
+    p.x = p.x + 1
+    q = p.swapped
+    del q.y
+    return p.norm2(), q.x, hasattr(q, "y")
+
+
+def test_attributes_and_methods():
+    check(attributes, inputs=lambda: (Point(1, 2),))
+
+
+def missing_attribute(p):
+    return p.z
+
+
+def test_attribute_error():
+    check(missing_attribute, Point(1, 2))
+
+
+def kw(a, b=2, *args, c, d=4, **kwargs):
+    return a, b, args, c, d, sorted(kwargs.items())
+
+
+def calls(f):
+    r1 = f(1, c=3)
+    r2 = f(1, 2, 3, c=5, e=6)
+    r3 = dict(a=1, b=2)
+    r4 = "-".join(["a", "b"])
+    r5 = max(3, 7, key=lambda v: -v)
+    return r1, r2, r3, r4, r5
+
+
+def test_calls_positional_and_keyword():
+    w = check(calls, kw, expect_compiled=False)
+    assert w.compiled  # MAKE_FUNCTION of the lambda side-exits
+
+
+def bound_method_call(p):
+    m = p.norm2
+    return m()
+
+
+def test_bound_method_object_call():
+    check(bound_method_call, Point(3, 4))
+
+
+def bad_call(f):
+    return f(1, 2, 3)
+
+
+def test_call_error():
+    check(bad_call, kw)
+
+
+ARITH_VALUES = [0, 1, -7, 13, 2**29, -(2**29), 2**40, -(2**70), 3.5, -0.0, float("inf"),
+                float("nan"), True, 2 + 3j]
+
+
+def arith(a, b):
+    out = []
+    for op in (lambda: a + b, lambda: a - b, lambda: a * b, lambda: a / b, lambda: a // b,
+               lambda: a % b, lambda: a ** b if abs(b) < 50 else 0, lambda: a & b,
+               lambda: a | b, lambda: a ^ b, lambda: a << (b % 8) if isinstance(b, int) else 0,
+               lambda: a >> 3 if isinstance(a, int) else 0):
+        try:
+            out.append(op())
+        except Exception as e:  # noqa: BLE001
+            out.append(type(e).__name__)
+    return out
+
+
+def binary_ops(a, b):
+    r = []
+    r.append(a + b)
+    r.append(a - b)
+    r.append(a * b)
+    r.append(a / b)
+    r.append(a // b)
+    r.append(a % b)
+    r.append(a & b)
+    r.append(a | b)
+    r.append(a ^ b)
+    r.append(a << 3)
+    r.append(a >> 2)
+    r.append(a ** 2)
+    x = a
+    x += b
+    x -= b
+    x *= b
+    x //= b
+    x %= b
+    x &= b
+    x |= b
+    x ^= b
+    r.append(x)
+    return r
+
+
+INT_PAIRS = [(7, 3), (-7, 3), (7, -3), (-7, -3), (0, 5), (2**29, 2**29 - 1), (-(2**29), 3),
+             (2**62, 3), (-(2**70), 2**33), (1, 2**64)]
+
+
+@pytest.mark.parametrize("a,b", INT_PAIRS)
+def test_int_binary_ops(a, b):
+    check(binary_ops, a, b)
+
+
+def float_ops(a, b):
+    return [a + b, a - b, a * b, a / b, -a, a < b, a <= b, a == b, a != b, a > b, a >= b]
+
+
+FLOAT_PAIRS = [(1.5, 2.25), (-0.0, 0.0), (1e308, 1e308), (float("inf"), 1.0),
+               (float("nan"), 1.0), (3, 0.5), (0.5, 3), (2**40, 0.5), (7, 2)]
+
+
+@pytest.mark.parametrize("a,b", FLOAT_PAIRS)
+def test_float_ops(a, b):
+    check(float_ops, a, b)
+
+
+def division_errors(a, b):
+    return a / b
+
+
+@pytest.mark.parametrize("a,b", [(1, 0), (1.0, 0.0), (0, 0), (5, 0.0)])
+def test_zero_division_traceback(a, b):
+    check(division_errors, a, b)
+
+
+def floor_mod_zero(a, b):
+    return a // b, a % b
+
+
+def test_floor_mod_by_zero():
+    check(floor_mod_zero, 5, 0)
+
+
+def type_error(a, b):
+    return a + b
+
+
+@pytest.mark.parametrize("a,b", [(1, "x"), ("x", None), ([1], (2,)), (None, None)])
+def test_binary_type_errors(a, b):
+    check(type_error, a, b)
+
+
+def str_and_sequence_ops(s, t, xs):
+    return s + t, s * 3, 3 * s, s % (1, 2) if "%" in s else s, xs + xs, xs * 2
+
+
+def test_str_and_sequence_ops():
+    check(str_and_sequence_ops, "a%sb%s", "c", [1, 2])
+
+
+def unary(a):
+    return -a, +a, ~a if isinstance(a, int) else None, not a
+
+
+@pytest.mark.parametrize("a", [0, 5, -(2**30), 2**30, 2**100, 1.5, -0.0, True, False])
+def test_unary(a):
+    check(unary, a)
+
+
+def unary_error(a):
+    return -a
+
+
+def test_unary_error():
+    check(unary_error, "x")
+
+
+def compare(a, b):
+    return a < b, a <= b, a == b, a != b, a > b, a >= b
+
+
+@pytest.mark.parametrize("a,b", [(1, 2), (2, 1), (3, 3), (1, 2.5), (2.5, 1), (float("nan"), 1.0),
+                                 ("a", "b"), ("x", "x"), ((1, 2), (1, 3)), (2**40, 2**40 + 1),
+                                 (-(2**30), 2**30)])
+def test_compare(a, b):
+    check(compare, a, b)
+
+
+def compare_error(a, b):
+    return a < b
+
+
+def test_compare_type_error():
+    check(compare_error, 1, "x")
+
+
+def identity_and_membership(a, xs, d):
+    return a is None, a is not None, a in xs, a not in xs, a in d, "k" in d
+
+
+def test_is_and_contains():
+    check(identity_and_membership, 3, [1, 2, 3], {3: 4})
+    check(identity_and_membership, None, (None,), {})
+
+
+def contains_error(a, b):
+    return a in b
+
+
+def test_contains_error():
+    check(contains_error, 1, 5)
+
+
+def branches(a, b, xs):
+    r = []
+    if a:
+        r.append(1)
+    if not b:
+        r.append(2)
+    if a is None:
+        r.append(3)
+    if b is not None:
+        r.append(4)
+    r.append(a and b)
+    r.append(a or b)
+    r.append(xs and xs[0])
+    while a > 0:
+        a -= 1
+        r.append(a)
+    return r
+
+
+@pytest.mark.parametrize("a,b", [(3, 0), (0, 1), (2, None), (1.5, ""), (0, [])])
+def test_branches(a, b):
+    check(branches, a, b, [7])
+
+
+class Falsy:
+    def __bool__(self):
+        return False
+
+
+class BadBool:
+    def __bool__(self):
+        raise ValueError("no truth")
+
+
+def truth(x):
+    if x:
+        return "yes"
+    return "no"
+
+
+def test_truth_of_objects():
+    check(truth, Falsy())
+    check(truth, [0])
+    check(truth, BadBool())
+
+
+def iteration(n, xs, t, d, s):
+    total = 0
+    for i in range(n):
+        total += i
+    for x in xs:
+        total += x
+    for v in t:
+        total += v
+    for k in d:
+        total += d[k]
+    for c in s:
+        total += len(c)
+    for i in range(10, 0, -3):
+        total += i
+    for a, b in zip(xs, t):
+        total += a * b
+    return total
+
+
+def test_iteration():
+    w = check(iteration, 100, [1, 2, 3], (4, 5, 6), {"a": 1, "b": 2}, "hello")
+    assert compiled_without_exits(w)
+
+
+def gen_values(n):
+    for i in range(n):
+        yield i * i
+
+
+def iterate_generator(n):
+    return [v for v in gen_values(n)]
+
+
+def test_iterate_generator_and_comprehension():
+    check(iterate_generator, 5)
+
+
+def iteration_error(x):
+    for v in x:
+        pass
+
+
+def test_iteration_error():
+    check(iteration_error, 5)
+
+
+def subscripts(xs, t, d, s):
+    xs[0] = xs[-1]
+    xs[1] += 10
+    d["k"] = t[1]
+    del d["j"]
+    del xs[2]
+    return xs[0], xs[-1], t[0], t[-2], d["k"], s[1:3], s[::-1], xs[1:], t[:1], d
+
+
+def test_subscripts():
+    check(subscripts, inputs=lambda: ([1, 2, 3, 4], (5, 6, 7), {"j": 0}, "abcdef"))
+
+
+def subscript_errors(container, key):
+    return container[key]
+
+
+@pytest.mark.parametrize("container,key", [([1], 5), ((1,), -2), ({}, "x"), ("ab", 2), (5, 0),
+                                           ({}, [])])
+def test_subscript_errors(container, key):
+    check(subscript_errors, container, key)
+
+
+def store_subscript_error(xs, k):
+    xs[k] = 1
+
+
+def test_store_subscript_error():
+    check(store_subscript_error, inputs=lambda: ([1, 2], 5))
+    check(store_subscript_error, inputs=lambda: ((1, 2), 0))
+
+
+def displays(a, b):
+    lst = [a, b, 3]
+    tup = (a, b)
+    dct = {"a": a, "b": b}
+    dct2 = {a: 1, b: 2}
+    st = {a, b, a}
+    sl = slice(a, b)
+    lc = [x * 2 for x in lst]
+    dc = {x: x for x in lst}
+    sc = {x % 2 for x in lst}
+    starred = [*lst, *tup]
+    merged = {**dct, "c": 3}
+    return lst, tup, dct, dct2, st, sl, lc, dc, sc, starred, merged, (*lst,)
+
+
+def test_displays():
+    check(displays, 1, 2)
+
+
+def unhashable_display(a):
+    return {a: 1}
+
+
+def test_unhashable_key_error():
+    check(unhashable_display, [1])
+
+
+def bad_star(a):
+    return [*a]
+
+
+def bad_merge(a):
+    return {**a}
+
+
+def test_display_errors():
+    check(bad_star, 5)
+    check(bad_merge, 5)
+
+
+def unpacking(t, xs, it):
+    a, b = t
+    c, d, e = xs
+    f, g = it
+    (h, i), j = (1, 2), 3
+    return a, b, c, d, e, f, g, h, i, j
+
+
+def test_unpack_sequence():
+    check(unpacking, inputs=lambda: ((1, 2), [3, 4, 5], iter("ab")))
+    check(unpacking, (1, 2), [3, 4, 5], {7: 0, 8: 0})
+
+
+def bad_unpack(x):
+    a, b = x
+    return a, b
+
+
+@pytest.mark.parametrize("make", [lambda: (1, 2, 3), lambda: (1,), lambda: [1, 2, 3],
+                                  lambda: "abc", lambda: 5, lambda: iter([1])])
+def test_unpack_errors(make):
+    check(bad_unpack, inputs=lambda: (make(),))
+
+
+def fstrings(x, y):
+    return f"{x}-{y!r}-{x:>5}-{y!s:<4}-{x!a}-{x:{y}}", "%s=%d" % ("a", x)
+
+
+def test_format_value_and_build_string():
+    check(fstrings, 42, 3)
+    check(fstrings, 3.5, 8)
+
+
+def stack_ops(a, b, c):
+    a, b = b, a
+    a, b, c = c, a, b
+    x = y = a
+    obj = Point(1, 2)
+    obj.x += 1
+    d = {"k": 1}
+    d["k"] += 2
+    return a, b, c, x, y, obj.x, d
+
+
+def test_copy_and_swap():
+    check(stack_ops, 1, 2, 3)
+
+
+def cells(a):
+    b = a + 1
+
+    def inner(c):
+        nonlocal b
+        b += c
+        return a + b + c
+
+    r = inner(1)
+    return r, b
+
+
+def test_closures():
+    check(cells, 1, expect_compiled=False)
+
+
+def make_adder(n):
+    def adder(x):
+        return x + n
+    return adder
+
+
+def test_free_variables():
+    adder = make_adder(5)
+    check(adder, 3)
+
+
+def long_function(x):
+    # enough locals and constants for EXTENDED_ARG
+    v0 = x + 0; v1 = v0 + 1; v2 = v1 + 2; v3 = v2 + 3; v4 = v3 + 4; v5 = v4 + 5  # noqa: E702
+    acc = 0
+    for i in range(300):
+        acc += i % 7
+        if acc > 1000:
+            acc -= 999
+    return v5 + acc + math.floor(2.5)
+
+
+def test_many_instructions():
+    check(long_function, 1)
+
+
+def assertions(x):
+    assert x > 0, "x must be positive"
+    return x
+
+
+def test_assert():
+    check(assertions, 1)
+    check(assertions, -1)
+
+
+def raises_and_catches(x):
+    try:
+        return 1 / x
+    except ZeroDivisionError as e:
+        return str(e)
+    finally:
+        x = None
+
+
+def test_try_except_finally():
+    check(raises_and_catches, 2)
+    check(raises_and_catches, 0)
+
+
+def with_statement(path):
+    import io
+    with io.StringIO("abc") as f:
+        return f.read() + path
+
+
+def test_with_statement_side_exits():
+    w = check(with_statement, "!")
+    assert any(w.stats["side_exits"].values())

@@ -10,7 +10,8 @@ from typing import Callable
 class HoleValue(enum.Enum):
     """What goes into a hole (the relocation kind says how it is written)."""
 
-    CODE = "code"  # this stencil's own machine code (a local label)
+    CODE = "code"  # this stencil's own hot code (a local label)
+    COLD = "cold"  # this stencil's own cold code (errors, exits, deallocations)
     DATA = "data"  # this stencil's own read-only data (a constant, a string)
     CONTINUE = "continue"  # the next uop
     JUMP_TARGET = "jump_target"  # the uop a branch goes to
@@ -57,10 +58,12 @@ class Stencil:
     """The machine code of one uop: analogous to a section (.text with its .rodata)."""
 
     name: str
-    code: bytes
+    code: bytes  # the hot path, ending with the jump to the next uop
     data: bytes
     holes: tuple[Hole, ...]  # holes in `code`
     data_holes: tuple[Hole, ...] = ()  # holes in `data` (pointers in read-only data)
+    cold: bytes = b""  # unlikely paths, placed after all hot code (.text.cold)
+    cold_holes: tuple[Hole, ...] = ()
     data_align: int = 1
     # The code ends with a 5-byte `jmp _JIT_CONTINUE` (the last hole) that is
     # dropped when the next uop is placed right after it.

@@ -2,10 +2,12 @@
 
 Layout of one compiled function, all in one mapping:
 
-    [shim][uops in trace order][side-exit stubs][error stubs][read-only data][GOT]
+    [shim][uops in trace order][side-exit stubs][error stubs][cold code][read-only data][GOT]
 
-A uop's `_JIT_CONTINUE` is the uop placed right after it, so its trailing
-`jmp` is dropped.  Side-exit stubs are shared by the uops that resume at the
+The build step splits each stencil into its hot path, which ends with the
+jump to `_JIT_CONTINUE`, and its cold code (errors, side exits, deallocations).
+Hot paths are placed one after the other, so each uop's trailing `jmp` to
+the next one is dropped; the cold parts follow all the hot code.  Side-exit stubs are shared by the uops that resume at the
 same instruction; each counts its exits in a read-write word (counter k is
 word k).  Error stubs are shared per instruction.  External functions are
 called through a GOT of absolute addresses after the code.
@@ -49,10 +51,12 @@ class Placement:
 
     kind: str  # "shim", "uop", "exit", "error"
     stencil: str
-    offset: int
+    offset: int  # of the hot code
     size: int
     uop: UOp | None = None
     target: int = -1  # exit/error stubs: the instruction offset they report
+    cold_offset: int = -1
+    cold_size: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -100,7 +104,7 @@ def _operand(operand, units: int, keepalive: list) -> tuple[int, int]:
 
 
 def _has_hole(stencil: Stencil, value: HoleValue) -> bool:
-    return any(h.value is value for h in stencil.holes)
+    return any(h.value is value for h in stencil.holes + stencil.cold_holes)
 
 
 def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
@@ -160,6 +164,12 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
         placement.size = (stencil.body_size if stencil.trailing_jump and falls_into_next
                           else len(stencil.code))
         position += placement.size
+    for placement in placements:
+        cold = stencils[placement.stencil].cold
+        if cold:
+            placement.cold_offset = position
+            placement.cold_size = len(cold)
+            position += len(cold)
 
     # 3. Read-only data (one copy per stencil) and the GOT.
     data_offsets: dict[str, int] = {}
@@ -170,7 +180,7 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
             position += -position % max(stencil.data_align, 1)
             data_offsets[placement.stencil] = position
             position += len(stencil.data)
-        for hole in stencil.holes + stencil.data_holes:
+        for hole in stencil.holes + stencil.cold_holes + stencil.data_holes:
             if hole.reloc is Reloc.GOTREL32:
                 got.setdefault(hole.symbol, 0)
     data_offset = min(data_offsets.values(), default=position)
@@ -194,42 +204,16 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
 
     for index, placement in enumerate(placements):
         stencil = stencils[placement.stencil]
-        start = placement.offset
-        buffer[start:start + placement.size] = stencil.code[:placement.size]
+        buffer[placement.offset:placement.offset + placement.size] = stencil.code[:placement.size]
+        if stencil.cold:
+            buffer[placement.cold_offset:placement.cold_offset + len(stencil.cold)] = stencil.cold
         uop = placement.uop
-        for hole in stencil.holes:
-            if hole.offset + (8 if hole.reloc is Reloc.ABS64 else 4) > placement.size:
-                continue  # the dropped trailing jump
-            value = hole.value
-            base, target = BASE_CODE, 0
-            if value is HoleValue.CONTINUE:
-                target = placements[index + 1].offset
-            elif value is HoleValue.JUMP_TARGET:
-                if uop.jump_to not in labels:
-                    raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
-                target = placements[labels[uop.jump_to]].offset
-            elif value is HoleValue.EXIT_TARGET:
-                target = placements[exits[uop.exit_to]].offset
-            elif value is HoleValue.ERROR_TARGET:
-                target = placements[errors[uop.offset]].offset
-            elif value is HoleValue.OPARG:
-                base, target = BASE_ABSOLUTE, uop.oparg
-            elif value is HoleValue.OPERAND0:
-                base, target = _operand(uop.operand0, units, keepalive)
-            elif value is HoleValue.OPERAND1:
-                base, target = _operand(uop.operand1, units, keepalive)
-            elif value is HoleValue.CODE:
-                target = start
-            elif value is HoleValue.DATA:
-                target = data_offsets[placement.stencil]
-            elif value is HoleValue.SYMBOL:
-                if hole.reloc is Reloc.GOTREL32:
-                    target = got[hole.symbol]
-                else:
-                    base, target = BASE_ABSOLUTE, symbol_address(hole.symbol)
-            else:
-                raise EmitError(f"{placement.stencil}: hole {value} not handled")
-            add(start + hole.offset, hole.reloc, value, hole.symbol, base, target + hole.addend, index)
+        parts = [(placement.offset, placement.size, stencil.holes),
+                 (placement.cold_offset, placement.cold_size, stencil.cold_holes)]
+        for start, size, holes in parts:
+            for hole in holes:
+                _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits,
+                            errors, data_offsets, got, units, keepalive, add)
     for name, offset in data_offsets.items():
         stencil = stencils[name]
         buffer[offset:offset + len(stencil.data)] = stencil.data
@@ -250,3 +234,42 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
                             rwdata_words=len(exit_offsets), nslots=nslots, co=code_object,
                             keepalive=tuple(keepalive))
     return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))
+
+
+def _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits, errors,
+                data_offsets, got, units, keepalive, add) -> None:
+    """Resolve one hole of a placed stencil part (hot or cold) and record its patch."""
+    if hole.offset + (8 if hole.reloc is Reloc.ABS64 else 4) > size:
+        return  # the dropped trailing jump
+    value = hole.value
+    base, target = BASE_CODE, 0
+    if value is HoleValue.CONTINUE:
+        target = placements[index + 1].offset
+    elif value is HoleValue.JUMP_TARGET:
+        if uop.jump_to not in labels:
+            raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
+        target = placements[labels[uop.jump_to]].offset
+    elif value is HoleValue.EXIT_TARGET:
+        target = placements[exits[uop.exit_to]].offset
+    elif value is HoleValue.ERROR_TARGET:
+        target = placements[errors[uop.offset]].offset
+    elif value is HoleValue.OPARG:
+        base, target = BASE_ABSOLUTE, uop.oparg
+    elif value is HoleValue.OPERAND0:
+        base, target = _operand(uop.operand0, units, keepalive)
+    elif value is HoleValue.OPERAND1:
+        base, target = _operand(uop.operand1, units, keepalive)
+    elif value is HoleValue.CODE:
+        target = placement.offset
+    elif value is HoleValue.COLD:
+        target = placement.cold_offset
+    elif value is HoleValue.DATA:
+        target = data_offsets[placement.stencil]
+    elif value is HoleValue.SYMBOL:
+        if hole.reloc is Reloc.GOTREL32:
+            target = got[hole.symbol]
+        else:
+            base, target = BASE_ABSOLUTE, symbol_address(hole.symbol)
+    else:
+        raise EmitError(f"{placement.stencil}: hole {value} not handled")
+    add(start + hole.offset, hole.reloc, value, hole.symbol, base, target + hole.addend, index)

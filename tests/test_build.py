@@ -74,7 +74,9 @@ def test_generated_table_loads_and_describes_its_uops(tmp_path):
     assert spec.pops(0) == 2 and spec.pushes(0) == 1
     assert {"ESCAPES", "ERRORS", "JUMPS", "USES_OPERAND0"} <= spec.flags
     assert uops["_TEST_LOAD"].flags >= {"DEOPTS", "USES_OPARG"}
-    values = {h.value.name for h in stencils["_TEST_CALL_AND_BRANCH"].holes}
+    stencil = stencils["_TEST_CALL_AND_BRANCH"]
+    values = {h.value.name for h in stencil.holes + stencil.cold_holes}
+    assert stencil.trailing_jump and stencil.cold  # hot path first, error path apart
     assert {"OPERAND0", "CONTINUE", "JUMP_TARGET", "ERROR_TARGET", "SYMBOL"} <= values
 
 

@@ -90,7 +90,8 @@ def _disassemble(objdump: str | None, obj: Path) -> list[str]:
     start = next((i for i, line in enumerate(lines) if line.endswith("<_JIT_ENTRY>:")), None)
     if start is None:
         return []
-    return [line.replace("\t", " ").rstrip() for line in lines[start + 1:] if line.strip()]
+    return [line.replace("\t", " ").rstrip() for line in lines[start + 1:]
+            if line.strip() and not line.startswith("Disassembly of section")]
 
 
 def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uops",
@@ -121,8 +122,9 @@ def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uo
         def compile_one(job):
             name, source = job
             obj = work / f"{name}.o"
-            clang.compile_stencil(compiler, source, obj, include_dirs)
-            return elf.read_stencil(obj, name), _disassemble(objdump, obj)
+            reshaped = clang.compile_stencil(compiler, source, obj, include_dirs)
+            summary = [f"reshaped: {change}" for change in reshaped if not change.startswith("threaded")]
+            return elf.read_stencil(obj, name), summary + _disassemble(objdump, obj)
 
         workers = max(1, min(len(jobs), os.cpu_count() or 1))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:

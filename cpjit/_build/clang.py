@@ -20,7 +20,6 @@ DEBIAN_PACKAGE = f"clang-{MIN_VERSION}"
 FLAGS = (
     "--target=x86_64-unknown-linux-gnu",
     "-O3",
-    "-c",
     "-std=c11",
     "-DNDEBUG",
     "-fno-pic",
@@ -97,12 +96,27 @@ def python_include_dirs() -> list[str]:
     return [include, os.path.join(include, "internal")]
 
 
-def compile_stencil(clang: Clang, source: Path, output: Path, include_dirs: list[Path]) -> None:
-    """Compile one stencil source into an object file; raise with clang's message on failure."""
+def compile_stencil(clang: Clang, source: Path, output: Path, include_dirs: list[Path],
+                    reshape: bool = True) -> list[str]:
+    """Compile one stencil source into an object file, through assembly that
+    asm.reshape() rewrites (hot path first, cold code apart); returns what the
+    rewrite did.  Raises with clang's message on failure."""
+    from . import asm
     command = [clang.path, *FLAGS]
     command += [f"-I{d}" for d in include_dirs]
     command += [f"-I{d}" for d in python_include_dirs()]
-    command += ["-o", str(output), str(source)]
+    assembly = output.with_suffix(".s")
+    _run([*command, "-S", "-o", str(assembly), str(source)], source)
+    changes: list[str] = []
+    if reshape:
+        text, changes = asm.reshape(assembly.read_text())
+        assembly.write_text(text)
+    _run([clang.path, "--target=x86_64-unknown-linux-gnu", "-c", "-o", str(output),
+          str(assembly)], assembly)
+    return changes
+
+
+def _run(command: list[str], source: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"clang failed on {source.name}:\n{result.stderr}")

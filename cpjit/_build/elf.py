@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from elftools.elf.constants import SH_FLAGS
@@ -35,9 +36,12 @@ def read_stencil(path: Path, name: str) -> Stencil:
         return _read(elf, name)
 
 
+COLD_SECTION = ".text.cold"
+
+
 def _read(elf: ELFFile, name: str) -> Stencil:
-    text_index = None
-    code = b""
+    text_index = cold_index = None
+    code = cold = b""
     data = bytearray()
     data_align = 1
     data_offsets: dict[int, int] = {}  # section index -> offset in `data`
@@ -49,9 +53,12 @@ def _read(elf: ELFFile, name: str) -> Stencil:
             raise StencilError(f"{name}: writable section {section.name}: stencils cannot keep "
                                "mutable state (no static variables)")
         if flags & SH_FLAGS.SHF_EXECINSTR:
-            if text_index is not None:
-                raise StencilError(f"{name}: more than one code section ({section.name})")
-            text_index, code = index, section.data()
+            if section.name == COLD_SECTION and cold_index is None:
+                cold_index, cold = index, section.data()
+            elif section.name == ".text" and text_index is None:
+                text_index, code = index, section.data()
+            else:
+                raise StencilError(f"{name}: unexpected code section {section.name}")
             continue
         if section["sh_type"] == "SHT_NOBITS":
             raise StencilError(f"{name}: unexpected section {section.name}")
@@ -68,7 +75,9 @@ def _read(elf: ELFFile, name: str) -> Stencil:
         raise StencilError(f"{name}: {ENTRY_SYMBOL} must be defined at the start of the code")
 
     holes: list[Hole] = []
+    cold_holes: list[Hole] = []
     data_holes: list[Hole] = []
+    sections = _Sections(text_index, cold_index, data_offsets)
     for section in elf.iter_sections():
         if section["sh_type"] == "SHT_REL":
             raise StencilError(f"{name}: REL relocations are not supported (expected RELA)")
@@ -77,23 +86,33 @@ def _read(elf: ELFFile, name: str) -> Stencil:
         target = section["sh_info"]
         if target == text_index:
             into, base = holes, 0
+        elif target == cold_index:
+            into, base = cold_holes, 0
         elif target in data_offsets:
             into, base = data_holes, data_offsets[target]
         else:
             continue  # relocations of a section we do not keep (none expected)
         for reloc in section.iter_relocations():
-            into.append(_hole(name, reloc, symtab, base, text_index, data_offsets))
-    holes.sort(key=lambda h: h.offset)
-    data_holes.sort(key=lambda h: h.offset)
+            into.append(_hole(name, reloc, symtab, base, sections))
+    for group in (holes, cold_holes, data_holes):
+        group.sort(key=lambda h: h.offset)
 
     trailing = (len(code) >= 5 and code[-5] == 0xE9 and bool(holes)
                 and holes[-1].offset == len(code) - 4 and holes[-1].value is HoleValue.CONTINUE
                 and holes[-1].reloc is Reloc.REL32 and holes[-1].addend == -4)
-    return Stencil(name, bytes(code), bytes(data), tuple(holes), tuple(data_holes),
-                   data_align, trailing)
+    return Stencil(name=name, code=bytes(code), data=bytes(data), holes=tuple(holes),
+                   data_holes=tuple(data_holes), cold=bytes(cold), cold_holes=tuple(cold_holes),
+                   data_align=data_align, trailing_jump=trailing)
 
 
-def _hole(name, reloc, symtab, base, text_index, data_offsets) -> Hole:
+@dataclasses.dataclass
+class _Sections:
+    text: int
+    cold: int | None
+    data: dict[int, int]  # section index -> offset in the stencil's data
+
+
+def _hole(name, reloc, symtab, base, sections: _Sections) -> Hole:
     kind = _RELOCS.get(reloc["r_info_type"])
     symbol = symtab.get_symbol(reloc["r_info_sym"])
     offset = base + reloc["r_offset"]
@@ -117,9 +136,11 @@ def _hole(name, reloc, symtab, base, text_index, data_offsets) -> Hole:
         return Hole(offset, kind, value, None, addend)
     if kind is Reloc.GOTREL32:
         raise StencilError(f"{where}: GOT reference to a local symbol")
-    if shndx == text_index:
+    if shndx == sections.text:
         return Hole(offset, kind, HoleValue.CODE, None, addend + symbol["st_value"])
-    if shndx in data_offsets:
+    if shndx == sections.cold:
+        return Hole(offset, kind, HoleValue.COLD, None, addend + symbol["st_value"])
+    if shndx in sections.data:
         return Hole(offset, kind, HoleValue.DATA, None,
-                    addend + data_offsets[shndx] + symbol["st_value"])
+                    addend + sections.data[shndx] + symbol["st_value"])
     raise StencilError(f"{where}: symbol in a section that is not kept")

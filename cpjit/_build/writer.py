@@ -43,6 +43,8 @@ def _uop_spec(uop: UopDef) -> Iterator[str]:
 
 def _stencil(stencil: Stencil, disassembly: list[str]) -> Iterator[str]:
     size = f"{len(stencil.code)} bytes of code"
+    if stencil.cold:
+        size += f", {len(stencil.cold)} of cold code"
     if stencil.data:
         size += f", {len(stencil.data)} of data"
     yield f"    # {stencil.name}: {size}"
@@ -58,6 +60,11 @@ def _stencil(stencil: Stencil, disassembly: list[str]) -> Iterator[str]:
     if stencil.data_holes:
         yield "        data_holes=("
         yield from (f"            {_hole(h)}," for h in stencil.data_holes)
+        yield "        ),"
+    if stencil.cold:
+        yield from _bytes("cold", stencil.cold)
+        yield "        cold_holes=("
+        yield from (f"            {_hole(h)}," for h in stencil.cold_holes)
         yield "        ),"
     yield f"        data_align={stencil.data_align},"
     yield f"        trailing_jump={stencil.trailing_jump},"

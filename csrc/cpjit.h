@@ -15,6 +15,7 @@ typedef struct {
     int64_t *rwdata;         /* zeroed read-write words: exit counters, caches */
     Py_ssize_t rwdata_words;
     Py_ssize_t nslots;       /* JitState slots the code needs */
+    Py_ssize_t fast_argcount; /* co_argcount if calls can bind positionally, else -1 */
     PyObject *co;            /* the code object it was compiled from */
     PyObject *keepalive;     /* objects whose addresses the machine code holds */
     PyObject *weakreflist;
@@ -28,7 +29,35 @@ typedef PyObject *(*jit_entry_fn)(_PyInterpreterFrame *frame, PyObject **stack_p
 
 /* ---- wrapper.c: the decorated callable ---- */
 
+enum { CPJIT_STATE_WARMING, CPJIT_STATE_COMPILING, CPJIT_STATE_COMPILED, CPJIT_STATE_FALLBACK };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *func;             /* the Python function */
+    PyObject *code;             /* JitCode while CPJIT_STATE_COMPILED */
+    PyObject *compiler;         /* compiler(wrapper): installs code or a fallback */
+    PyObject *info;             /* the compiler's record (stats, dump), or None */
+    PyObject *fallback_reason;  /* str, or NULL */
+    PyObject *dict;
+    PyObject *weakreflist;
+    Py_ssize_t calls;           /* calls so far */
+    Py_ssize_t compile_at;      /* compile at this call (1: the first); 0: never */
+    int state;
+    int strict;
+} JitFunction;
+
 extern PyTypeObject JitFunction_Type;
+
+/* ---- frames.c: frames the runtime pushes itself ---- */
+
+/* Push and initialize a frame of `func` (code `co`) with `nargs` positional
+ * arguments (new references taken); NULL if the data stack chunk is full. */
+_PyInterpreterFrame *cpjit_push_frame(PyThreadState *tstate, PyFunctionObject *func,
+                                      PyCodeObject *co, PyObject *const *args,
+                                      Py_ssize_t nargs);
+/* Clear and pop a frame pushed by cpjit_push_frame (after it ran). */
+void cpjit_pop_frame(PyThreadState *tstate, _PyInterpreterFrame *frame);
 
 /* ---- entry.c: running machine code on a real frame ---- */
 

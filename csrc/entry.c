@@ -1,27 +1,29 @@
 /* entry.c: running machine code on CPython's own frame.
  *
- * A call to a compiled function installs cpjit's PEP 523 eval-frame function
- * for exactly one frame evaluation and calls the original function, so that
- * CPython binds the arguments and pushes the frame.  The eval-frame function
- * removes itself first thing and runs the machine code on that frame, doing
- * the bookkeeping of _PyEval_EvalFrameDefault's entry and exit: the C frame
- * (_PyCFrame) that publishes the frame to sys._getframe and tracebacks,
- * is_entry, the recursion counter.  What the machine code leaves undone (a
- * side exit, an exception to unwind) is finished by the interpreter on the
- * same frame.
+ * Two ways in, both ending in run_machine_code(), which does the bookkeeping
+ * of _PyEval_EvalFrameDefault's entry and exit (the C frame, _PyCFrame, that
+ * publishes the frame to sys._getframe and tracebacks; is_entry; the
+ * recursion counter) and hands the frame to the interpreter when the machine
+ * code side-exits or raises:
  *
- * The hook is never left installed: with a PEP 523 function present, CPython
- * stops inlining Python-to-Python calls (much slower, and deep recursion
- * overflows the C stack).
+ * - Fast path: a call with plain positional arguments (the common case, and
+ *   every call between jitted functions) pushes the frame itself
+ *   (frames.c), runs the machine code and pops the frame.
+ * - Otherwise (keywords, *args, a full data stack chunk): cpjit's PEP 523
+ *   eval-frame function is installed for exactly one frame evaluation and the
+ *   original function is called, so that CPython binds the arguments and
+ *   pushes the frame; the eval-frame function removes itself first thing and
+ *   runs the machine code on that frame.  The hook is never left installed:
+ *   with a PEP 523 function present CPython stops inlining Python calls.
  */
 #include "cpjit.h"
 
 #include <alloca.h>
 #include <pthread.h>
 
-#if CPJIT_SUPPORTED
-
 cpjit_counters cpjit_stats;
+
+#if CPJIT_SUPPORTED
 
 typedef struct {
     JitCode *pending;        /* code for the next frame evaluated by the hook */
@@ -58,25 +60,37 @@ compute_stack_limit(void)
     return (uintptr_t)base + margin;
 }
 
-int
-cpjit_check_c_stack(void)
+static uintptr_t
+thread_stack_limit(void)
 {
-    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
     ThreadState *ts = &thread_state;
     if (ts->stack_limit == 0) {
         ts->stack_limit = compute_stack_limit();
     }
-    if (here < ts->stack_limit) {
+    return ts->stack_limit;
+}
+
+static int
+stack_exhausted(uintptr_t limit)
+{
+    if ((uintptr_t)__builtin_frame_address(0) < limit) {
         PyErr_SetString(PyExc_RecursionError, "maximum recursion depth exceeded");
-        return -1;
+        return 1;
     }
     return 0;
+}
+
+int
+cpjit_check_c_stack(void)
+{
+    return stack_exhausted(thread_stack_limit()) ? -1 : 0;
 }
 
 /* ---- running a frame ---- */
 
 static PyObject *
-run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *code)
+run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *code,
+                 uintptr_t stack_limit)
 {
     /* As _PyEval_EvalFrameDefault does on entry: a C frame publishing `frame`. */
     _PyCFrame cframe;
@@ -94,6 +108,7 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
     }
     JitState *state = alloca(sizeof(JitState) + (size_t)code->nslots * sizeof(int64_t));
     state->code = (PyObject *)code;
+    state->stack_limit = stack_limit;
     jit_entry_fn entry = (jit_entry_fn)(void *)(code->memory + code->entry_offset);
     cpjit_stats.entries++;
     PyObject *result = entry(frame, _PyFrame_GetStackPointer(frame), tstate, state);
@@ -114,6 +129,39 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
     return result;
 }
 
+/* Whether `nargs` positional arguments bind to `func` without CPython's
+ * general argument binding. */
+static inline int
+binds_positionally(PyFunctionObject *func, JitCode *code, Py_ssize_t nargs)
+{
+    Py_ssize_t argcount = code->fast_argcount;
+    if (nargs == argcount) {
+        return 1;
+    }
+    return argcount >= 0 && nargs < argcount && func->func_defaults != NULL
+           && nargs >= argcount - PyTuple_GET_SIZE(func->func_defaults);
+}
+
+/* Push the frame ourselves and run `code` on it; NULL with *handled = 0 when
+ * the frame could not be pushed. */
+static PyObject *
+call_fast(PyThreadState *tstate, PyFunctionObject *func, JitCode *code,
+          PyObject *const *args, Py_ssize_t nargs, uintptr_t stack_limit, int *handled)
+{
+    _PyInterpreterFrame *frame = cpjit_push_frame(tstate, func, (PyCodeObject *)code->co,
+                                                  args, nargs);
+    if (frame == NULL) {
+        *handled = 0;
+        return NULL;
+    }
+    *handled = 1;
+    Py_INCREF(code);   /* the code may be replaced while it runs */
+    PyObject *result = run_machine_code(tstate, frame, code, stack_limit);
+    Py_DECREF(code);
+    cpjit_pop_frame(tstate, frame);
+    return result;
+}
+
 static PyObject *
 cpjit_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag)
 {
@@ -128,40 +176,77 @@ cpjit_eval_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwfla
         cpjit_stats.not_entered++;
         return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
     }
-    return run_machine_code(tstate, frame, code);
+    return run_machine_code(tstate, frame, code, ts->stack_limit);
 }
 
-PyObject *
-cpjit_call_jitted(PyObject *func, JitCode *code, PyObject *const *args, size_t nargsf,
-                  PyObject *kwnames)
+/* Through CPython's call path, with the hook installed for one evaluation. */
+static PyObject *
+call_with_hook(PyThreadState *tstate, PyObject *func, JitCode *code, PyObject *const *args,
+               size_t nargsf, PyObject *kwnames)
 {
-    if (cpjit_check_c_stack() < 0) {
-        return NULL;
-    }
-    PyThreadState *tstate = _PyThreadState_GET();
-    PyInterpreterState *interp = tstate->interp;
-    if (CPJIT_GET_EVAL_FRAME(interp) != NULL || CPJIT_TRACING(tstate)) {
-        /* A debugger's own PEP 523 hook, or tracing/profiling: tier 1. */
-        cpjit_stats.not_entered++;
-        return _PyFunction_Vectorcall(func, args, nargsf, kwnames);
-    }
     ThreadState *ts = &thread_state;
     Py_INCREF(code);
     ts->pending = code;
-    CPJIT_SET_EVAL_FRAME(interp, cpjit_eval_frame);
+    CPJIT_SET_EVAL_FRAME(tstate->interp, cpjit_eval_frame);
     PyObject *result = _PyFunction_Vectorcall(func, args, nargsf, kwnames);
-    if (CPJIT_GET_EVAL_FRAME(interp) == cpjit_eval_frame) {
+    if (CPJIT_GET_EVAL_FRAME(tstate->interp) == cpjit_eval_frame) {
         /* No frame was evaluated (the arguments did not bind). */
-        CPJIT_SET_EVAL_FRAME(interp, NULL);
+        CPJIT_SET_EVAL_FRAME(tstate->interp, NULL);
     }
     ts->pending = NULL;
     Py_DECREF(code);
     return result;
 }
 
-#else  /* !CPJIT_SUPPORTED */
+static PyObject *
+call_compiled(PyThreadState *tstate, PyObject *func, JitCode *code, PyObject *const *args,
+              size_t nargsf, PyObject *kwnames, uintptr_t stack_limit)
+{
+    if (stack_exhausted(stack_limit)) {
+        return NULL;
+    }
+    if (CPJIT_GET_EVAL_FRAME(tstate->interp) != NULL || CPJIT_TRACING(tstate)) {
+        /* A debugger's own PEP 523 hook, or tracing/profiling: tier 1. */
+        cpjit_stats.not_entered++;
+        return _PyFunction_Vectorcall(func, args, nargsf, kwnames);
+    }
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && binds_positionally((PyFunctionObject *)func, code, nargs)) {
+        int handled;
+        PyObject *result = call_fast(tstate, (PyFunctionObject *)func, code, args, nargs,
+                                     stack_limit, &handled);
+        if (handled) {
+            return result;
+        }
+    }
+    return call_with_hook(tstate, func, code, args, nargsf, kwnames);
+}
 
-cpjit_counters cpjit_stats;
+PyObject *
+cpjit_call_jitted(PyObject *func, JitCode *code, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    return call_compiled(_PyThreadState_GET(), func, code, args, nargsf, kwnames,
+                         thread_stack_limit());
+}
+
+PyObject *
+cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject *const *args,
+           size_t nargsf, PyObject *kwnames)
+{
+    if (Py_IS_TYPE(callable, &JitFunction_Type)) {
+        JitFunction *wrapper = (JitFunction *)callable;
+        JitCode *code = (JitCode *)wrapper->code;
+        if (wrapper->state == CPJIT_STATE_COMPILED
+            && ((PyFunctionObject *)wrapper->func)->func_code == code->co) {
+            return call_compiled(tstate, wrapper->func, code, args, nargsf, kwnames,
+                                 state->stack_limit);
+        }
+    }
+    return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+}
+
+#else  /* !CPJIT_SUPPORTED */
 
 int
 cpjit_check_c_stack(void)
@@ -175,6 +260,15 @@ cpjit_call_jitted(PyObject *func, JitCode *code, PyObject *const *args, size_t n
 {
     (void)code;
     return PyObject_Vectorcall(func, args, nargsf, kwnames);
+}
+
+PyObject *
+cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject *const *args,
+           size_t nargsf, PyObject *kwnames)
+{
+    (void)tstate;
+    (void)state;
+    return PyObject_Vectorcall(callable, args, nargsf, kwnames);
 }
 
 #endif

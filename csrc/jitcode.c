@@ -104,6 +104,11 @@ jitcode_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->nslots = nslots;
     self->rwdata_words = rwdata_words;
     self->co = Py_NewRef(co);
+    {
+        PyCodeObject *c = (PyCodeObject *)co;
+        int simple = !(c->co_flags & (CO_VARARGS | CO_VARKEYWORDS)) && c->co_kwonlyargcount == 0;
+        self->fast_argcount = simple ? c->co_argcount : -1;
+    }
     self->keepalive = Py_NewRef(keepalive);
     self->rwdata = PyMem_Calloc((size_t)(rwdata_words ? rwdata_words : 1), sizeof(int64_t));
     if (self->rwdata == NULL) {

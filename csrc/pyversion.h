@@ -26,9 +26,15 @@
 #  include "internal/pycore_dict.h"
 #  include "internal/pycore_list.h"
 #  include "internal/pycore_tuple.h"
+#  include "internal/pycore_object.h"
+#  include "frameobject.h"
 
 /* The frame the machine code runs on. */
 typedef _PyInterpreterFrame CpjitFrame;
+
+/* Words of the thread's data stack a frame of `co` takes. */
+#define CPJIT_FRAME_SIZE(co) \
+    ((size_t)((co)->co_nlocalsplus + (co)->co_stacksize) + FRAME_SPECIALS_SIZE)
 
 /* Code unit pointer of instruction `index` (code units) of a code object. */
 #define CPJIT_CODE_UNITS(co) (_PyCode_CODE(co))

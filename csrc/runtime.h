@@ -15,6 +15,7 @@
  * pointer to it as their fourth argument. */
 typedef struct JitState {
     PyObject *code;         /* the JitCode being run (the entry holds a reference) */
+    uintptr_t stack_limit;  /* C stack address below which calls raise RecursionError */
     int64_t slots[];        /* frame-side slots for unboxed values */
 } JitState;
 
@@ -22,6 +23,12 @@ typedef struct JitState {
  * frame->prev_instr and the stack pointer have been set for the resume point. */
 extern char cpjit_deopt_marker;
 #define CPJIT_DEOPT ((PyObject *)&cpjit_deopt_marker)
+
+/* CALL: like PyObject_Vectorcall, but a compiled function called with plain
+ * positional arguments runs on a frame pushed by the runtime, without going
+ * through CPython's call machinery. */
+PyObject *cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable,
+                     PyObject *const *args, size_t nargsf, PyObject *kwnames);
 
 /* Eval breaker: signals, pending calls, GIL drop requests.  Returns -1 with
  * an exception set, 0 to go on, 1 to leave to the interpreter (which then
@@ -49,6 +56,7 @@ PyObject *cpjit_inplace_power(PyObject *base, PyObject *exponent);
 /* Every symbol of the runtime that machine code may refer to. */
 #define CPJIT_RUNTIME_SYMBOLS(X) \
     X(cpjit_deopt_marker)        \
+    X(cpjit_call)                \
     X(cpjit_handle_pending)      \
     X(cpjit_unpack_iterable)     \
     X(cpjit_list_extend)         \

@@ -11,24 +11,6 @@
  */
 #include "cpjit.h"
 
-enum { STATE_WARMING, STATE_COMPILING, STATE_COMPILED, STATE_FALLBACK };
-
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *func;             /* the Python function */
-    PyObject *code;             /* JitCode while STATE_COMPILED */
-    PyObject *compiler;         /* compiler(wrapper): installs code or a fallback */
-    PyObject *info;             /* the compiler's record (stats, dump), or None */
-    PyObject *fallback_reason;  /* str, or NULL */
-    PyObject *dict;
-    PyObject *weakreflist;
-    Py_ssize_t calls;           /* calls so far */
-    Py_ssize_t compile_at;      /* compile at this call (1: the first); 0: never */
-    int state;
-    int strict;
-} JitFunction;
-
 /* Python functions of cpjit/_api.py used by the `stats` and `dump` members. */
 static PyObject *stats_function, *dump_function;
 
@@ -44,19 +26,19 @@ call_plain(JitFunction *self, PyObject *const *args, size_t nargsf, PyObject *kw
 static int
 compile_now(JitFunction *self)
 {
-    self->state = STATE_COMPILING;
+    self->state = CPJIT_STATE_COMPILING;
     PyObject *result = PyObject_CallOneArg(self->compiler, (PyObject *)self);
     if (result == NULL) {
         /* strict=True (JitError), or KeyboardInterrupt and the like during
          * compilation: try again at the next call. */
-        if (self->state == STATE_COMPILING) {
-            self->state = STATE_WARMING;
+        if (self->state == CPJIT_STATE_COMPILING) {
+            self->state = CPJIT_STATE_WARMING;
         }
         return -1;
     }
     Py_DECREF(result);
-    if (self->state == STATE_COMPILING) {
-        self->state = STATE_FALLBACK;   /* the compiler installed nothing */
+    if (self->state == CPJIT_STATE_COMPILING) {
+        self->state = CPJIT_STATE_FALLBACK;   /* the compiler installed nothing */
     }
     return 0;
 }
@@ -65,21 +47,21 @@ static PyObject *
 jitfunction_vectorcall(JitFunction *self, PyObject *const *args, size_t nargsf,
                        PyObject *kwnames)
 {
-    if (self->state == STATE_COMPILED) {
+    if (self->state == CPJIT_STATE_COMPILED) {
         JitCode *code = (JitCode *)self->code;
         if (((PyFunctionObject *)self->func)->func_code == code->co) {
             return cpjit_call_jitted(self->func, code, args, nargsf, kwnames);
         }
         /* Someone assigned the function's __code__: compile again. */
         Py_CLEAR(self->code);
-        self->state = STATE_WARMING;
+        self->state = CPJIT_STATE_WARMING;
         self->calls = 0;
     }
-    if (self->state == STATE_WARMING && self->compile_at > 0 && ++self->calls >= self->compile_at) {
+    if (self->state == CPJIT_STATE_WARMING && self->compile_at > 0 && ++self->calls >= self->compile_at) {
         if (compile_now(self) < 0) {
             return NULL;
         }
-        if (self->state == STATE_COMPILED) {
+        if (self->state == CPJIT_STATE_COMPILED) {
             return cpjit_call_jitted(self->func, (JitCode *)self->code, args, nargsf, kwnames);
         }
     }
@@ -111,7 +93,7 @@ jitfunction_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->info = Py_NewRef(Py_None);
     self->compile_at = compile_at;
     self->strict = strict;
-    self->state = compile_at > 0 ? STATE_WARMING : STATE_FALLBACK;
+    self->state = compile_at > 0 ? CPJIT_STATE_WARMING : CPJIT_STATE_FALLBACK;
     return (PyObject *)self;
 }
 
@@ -135,8 +117,8 @@ jitfunction_clear(JitFunction *self)
     Py_CLEAR(self->info);
     Py_CLEAR(self->fallback_reason);
     Py_CLEAR(self->dict);
-    if (self->state == STATE_COMPILED) {
-        self->state = STATE_FALLBACK;
+    if (self->state == CPJIT_STATE_COMPILED) {
+        self->state = CPJIT_STATE_FALLBACK;
     }
     return 0;
 }
@@ -190,7 +172,7 @@ jitfunction_install(JitFunction *self, PyObject *args)
     Py_XSETREF(self->code, Py_NewRef(code));
     Py_XSETREF(self->info, Py_NewRef(info));
     Py_CLEAR(self->fallback_reason);
-    self->state = STATE_COMPILED;
+    self->state = CPJIT_STATE_COMPILED;
     Py_RETURN_NONE;
 }
 
@@ -204,7 +186,7 @@ jitfunction_fallback(JitFunction *self, PyObject *args)
     Py_CLEAR(self->code);
     Py_XSETREF(self->fallback_reason, Py_NewRef(reason));
     Py_XSETREF(self->info, Py_NewRef(info));
-    self->state = STATE_FALLBACK;
+    self->state = CPJIT_STATE_FALLBACK;
     Py_RETURN_NONE;
 }
 
@@ -214,7 +196,7 @@ jitfunction_recompile(JitFunction *self, PyObject *Py_UNUSED(ignored))
     /* Drop the code and compile again at the next call. */
     Py_CLEAR(self->code);
     Py_CLEAR(self->fallback_reason);
-    self->state = STATE_WARMING;
+    self->state = CPJIT_STATE_WARMING;
     self->calls = 0;
     if (self->compile_at <= 0) {
         self->compile_at = 1;
@@ -267,7 +249,7 @@ static PyMethodDef jitfunction_methods[] = {
 static PyObject *
 get_compiled(JitFunction *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(self->state == STATE_COMPILED);
+    return PyBool_FromLong(self->state == CPJIT_STATE_COMPILED);
 }
 
 static PyObject *

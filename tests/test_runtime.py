@@ -443,3 +443,59 @@ def test_no_leak_through_side_exits():
     for _ in range(500):
         jitted(xs)
     assert (sys.getrefcount(marker), sys.getrefcount(xs)) == before
+
+
+# ---- frames pushed by the runtime (the fast call path) ----
+
+def capture_frame(a, b=10):
+    c = a + b
+    return sys._getframe()
+
+
+def fails_and_keeps_frame(a):
+    d = [a]
+    return d[a]
+
+
+def calls_capture(a):
+    frame = capture_frame(a)
+    return frame
+
+
+def _describe_frame(frame):
+    return (frame.f_code.co_name, frame.f_lineno, dict(frame.f_locals),
+            frame.f_back.f_code.co_name if frame.f_back else None)
+
+
+def test_frame_object_outlives_its_frame():
+    got = cpjit.jit(fresh(capture_frame), warmup=0)
+    for args in ((1,), (1, 2)):
+        assert _describe_frame(got(*args)) == _describe_frame(fresh(capture_frame)(*args))
+    frame = got(5)
+    del got
+    gc.collect()
+    assert frame.f_locals == {"a": 5, "b": 10, "c": 15}
+
+
+def test_frame_object_of_a_jitted_callee():
+    jitted_capture = cpjit.jit(fresh(capture_frame), warmup=0)
+    got = _with_global("capture_frame", jitted_capture, cpjit.jit(fresh(calls_capture), warmup=0), 3)
+    want = run(fresh(calls_capture), (3,))
+    assert _describe_frame(got.value) == _describe_frame(want.value)
+    assert got.value.f_back.f_back is not None
+
+
+def test_traceback_keeps_the_frames_of_jitted_functions():
+    jitted = cpjit.jit(fresh(fails_and_keeps_frame), warmup=0)
+    for func in (jitted, fresh(fails_and_keeps_frame)):
+        try:
+            func(3)
+        except IndexError as error:
+            tb = error.__traceback__
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            assert tb.tb_frame.f_locals == {"a": 3, "d": [3]}
+            assert tb.tb_lineno == fails_and_keeps_frame.__code__.co_firstlineno + 2
+        else:
+            raise AssertionError("no IndexError")
+    assert jitted.compiled

@@ -30,9 +30,8 @@ UOP(_CALL, (meth_or_null, callable, args[oparg] -- res), ESCAPES) {
         function = callable;
     }
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    res = PyObject_Vectorcall(function, arguments,
-                              (size_t)(total - nkw) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                              kwnames);
+    res = cpjit_call(tstate, state, function, arguments,
+                     (size_t)(total - nkw) | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
     for (int i = 0; i < total; i++) {
         Py_DECREF(arguments[i]);
     }

@@ -15,11 +15,13 @@ class HoleValue(enum.Enum):
     DATA = "data"  # this stencil's own read-only data (a constant, a string)
     CONTINUE = "continue"  # the next uop
     JUMP_TARGET = "jump_target"  # the uop a branch goes to
-    EXIT_TARGET = "exit_target"  # the side-exit stub of this uop
+    EXIT_TARGET = "exit_target"  # the side-exit stub of this uop (redo its instruction)
+    EXIT_AFTER = "exit_after"  # the side-exit stub resuming at the next instruction
     ERROR_TARGET = "error_target"  # the error stub of this uop's instruction
     OPARG = "oparg"  # the uop's 32-bit argument
     OPERAND0 = "operand0"  # the uop's first 64-bit operand
     OPERAND1 = "operand1"  # the uop's second 64-bit operand
+    INSTR = "instr"  # the address of the uop's instruction in the code object
     SYMBOL = "symbol"  # a C function or object, by name (C API or cpjit runtime)
 
 

@@ -135,11 +135,13 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
     for placement in placements[1:main_end]:
         uop = placement.uop
         stencil = stencils[uop.name]
-        if _has_hole(stencil, HoleValue.EXIT_TARGET) and uop.exit_to not in exits:
-            if uop.exit_to < 0:
-                raise EmitError(f"{uop.describe()} can side-exit but has no resume offset")
-            exits[uop.exit_to] = -1
-            exit_offsets.append(uop.exit_to)
+        for value, resume in ((HoleValue.EXIT_TARGET, uop.exit_to),
+                              (HoleValue.EXIT_AFTER, uop.exit_after)):
+            if _has_hole(stencil, value) and resume not in exits:
+                if resume < 0:
+                    raise EmitError(f"{uop.describe()} can side-exit but has no resume offset")
+                exits[resume] = -1
+                exit_offsets.append(resume)
         if _has_hole(stencil, HoleValue.ERROR_TARGET) and uop.offset not in errors:
             errors[uop.offset] = -1
     for k, resume in enumerate(exit_offsets):
@@ -251,6 +253,10 @@ def _patch_hole(hole, start, size, index, placement, placements, uop, labels, ex
         target = placements[labels[uop.jump_to]].offset
     elif value is HoleValue.EXIT_TARGET:
         target = placements[exits[uop.exit_to]].offset
+    elif value is HoleValue.EXIT_AFTER:
+        target = placements[exits[uop.exit_after]].offset
+    elif value is HoleValue.INSTR:
+        base, target = _operand(CodeUnit(uop.offset), units, keepalive)
     elif value is HoleValue.ERROR_TARGET:
         target = placements[errors[uop.offset]].offset
     elif value is HoleValue.OPARG:

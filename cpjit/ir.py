@@ -79,8 +79,9 @@ class UOp:
 
     `offset` is the instruction it implements: its error stub reports that
     instruction.  `exit_to` is where the interpreter resumes when it side-exits
-    (the instruction's start unless stated).  `jump_to` is the offset of the
-    instruction a branch goes to.
+    (the instruction's start unless stated), `exit_after` where it resumes when
+    the uop leaves after its effect (the next instruction).  `jump_to` is the
+    offset of the instruction a branch goes to.
     """
 
     name: str
@@ -91,6 +92,7 @@ class UOp:
     exit_to: int = -1
     jump_to: int = -1
     comment: str = ""
+    exit_after: int = -1
 
     def describe(self) -> str:
         parts = [self.name]

@@ -34,12 +34,13 @@ cpjit_as_double(PyObject *o, double *out)
 /* Body of a binary operator with an int fast path (INT_EXPR over int64_t a,
  * b), a float fast path (FLOAT_EXPR over double x, y; taken when one operand
  * is a float and the other a float or compact int) and the generic C-API
- * function in operand0.  INT_OK / FLOAT_OK veto a fast path (division by
- * zero).  Used by the _BINARY_OP_* uops in stencils/uops/arith.c. */
+ * function in operand0, which may run Python code (sets `escaped`).  INT_OK /
+ * FLOAT_OK veto a fast path (division by zero).  Used by the _BINARY_OP_*
+ * uops in stencils/uops/arith.c. */
 #define CPJIT_BINARY_ARITH(INT_OK, INT_EXPR, FLOAT_OK, FLOAT_EXPR)                 \
     do {                                                                          \
         double x, y;                                                              \
-        if (cpjit_both_compact_ints(lhs, rhs)) {                                  \
+        if (LIKELY(cpjit_both_compact_ints(lhs, rhs))) {                          \
             int64_t a = CPJIT_LONG_COMPACT_VALUE(lhs);                            \
             int64_t b = CPJIT_LONG_COMPACT_VALUE(rhs);                            \
             if (INT_OK) {                                                         \
@@ -53,7 +54,9 @@ cpjit_as_double(PyObject *o, double *out)
             res = PyFloat_FromDouble(FLOAT_EXPR);                                 \
             break;                                                                \
         }                                                                         \
+        SET_IP();                                                                 \
         res = ((binaryfunc)operand0)(lhs, rhs);                                   \
+        escaped = 1;                                                              \
     } while (0)
 
 /* Python's floor division and modulo of machine integers (b != 0, no

@@ -7,12 +7,16 @@
  *
  *   _JIT_CONTINUE      the next uop
  *   _JIT_JUMP_TARGET   the uop a branch goes to
- *   _JIT_EXIT_TARGET   the side exit (deopt) stub of this uop
+ *   _JIT_EXIT_TARGET   the side exit (deopt) stub of this uop: the interpreter
+ *                      redoes this uop's instruction
+ *   _JIT_EXIT_AFTER    the side exit resuming at the next instruction (after
+ *                      code that ran Python turned tracing on)
  *   _JIT_ERROR_TARGET  the error stub of this uop's instruction
  *
  * Values the stencil needs but cannot know at build time (the instruction
  * argument, object pointers, versions) are the addresses of the symbols
- * _JIT_OPARG, _JIT_OPERAND0 and _JIT_OPERAND1: the emitter patches them too.
+ * _JIT_OPARG, _JIT_OPERAND0, _JIT_OPERAND1 and _JIT_INSTR (the address of the
+ * uop's instruction in the code object): the emitter patches them too.
  *
  * The uop body itself lives in a file of stencils/uops/; cpjit/_build/cgen.py wraps
  * it into a function using the macros defined here.
@@ -33,11 +37,13 @@ DECLARE_JUMP_HOLE(_JIT_CONTINUE)
 DECLARE_JUMP_HOLE(_JIT_JUMP_TARGET)
 DECLARE_JUMP_HOLE(_JIT_EXIT_TARGET)
 DECLARE_JUMP_HOLE(_JIT_ERROR_TARGET)
+DECLARE_JUMP_HOLE(_JIT_EXIT_AFTER)
 
 #define DECLARE_VALUE_HOLE(NAME) extern char NAME[] __attribute__((visibility("hidden")));
 DECLARE_VALUE_HOLE(_JIT_OPARG)
 DECLARE_VALUE_HOLE(_JIT_OPERAND0)
 DECLARE_VALUE_HOLE(_JIT_OPERAND1)
+DECLARE_VALUE_HOLE(_JIT_INSTR)
 
 /* The value of a value hole.  The empty asm hides the symbol from the
  * optimizer: C says a symbol's address is never zero, but a patched operand
@@ -115,6 +121,17 @@ cpjit_xdecref(PyObject *op)
 
 /* Unconditional jump. */
 #define JUMP() JUMP_IF(1)
+
+/* For uops that may run arbitrary Python code on a slow path (flag
+ * SYNCS_FRAME): publish the instruction before it (tracebacks, f_lineno,
+ * the frame's completeness) ... */
+#define SET_IP() (frame->prev_instr = (_Py_CODEUNIT *)cpjit_hole_value(_JIT_INSTR))
+
+/* ... and after it, if that code turned tracing on (sys.settrace, pdb),
+ * leave to the interpreter at the next instruction, with the outputs. */
+#define CHECK_TRACING_AFTER() \
+    do { if (UNLIKELY(CPJIT_TRACING(tstate))) { \
+        UOP_WRITE_OUTPUTS(); CPJIT_TAIL(_JIT_EXIT_AFTER, UOP_OUTPUTS_END); } } while (0)
 
 #include "inline.h"
 

@@ -19,8 +19,8 @@ _RELOC_NAMES = {1: "R_X86_64_64", 2: "R_X86_64_PC32", 4: "R_X86_64_PLT32", 9: "R
 _RELOCS = {1: Reloc.ABS64, 2: Reloc.REL32, 4: Reloc.REL32, 9: Reloc.GOTREL32,
            41: Reloc.GOTREL32, 42: Reloc.GOTREL32}
 _JUMP_HOLES = {HoleValue.CONTINUE, HoleValue.JUMP_TARGET, HoleValue.EXIT_TARGET,
-               HoleValue.ERROR_TARGET}
-_VALUE_HOLES = {HoleValue.OPARG, HoleValue.OPERAND0, HoleValue.OPERAND1}
+               HoleValue.EXIT_AFTER, HoleValue.ERROR_TARGET}
+_VALUE_HOLES = {HoleValue.OPARG, HoleValue.OPERAND0, HoleValue.OPERAND1, HoleValue.INSTR}
 
 
 class StencilError(Exception):

@@ -18,7 +18,7 @@ _UOP_NAME = re.compile(r"^_[A-Z][A-Z0-9_]*$")
 
 # Body macros that tell what a uop can do besides falling through.
 _DERIVED_FLAGS = {
-    "DEOPTS": re.compile(r"\bDEOPT_IF\s*\("),
+    "DEOPTS": re.compile(r"\b(?:DEOPT_IF|CHECK_TRACING_AFTER)\s*\("),
     "ERRORS": re.compile(r"\bERROR(?:_KEEP)?_IF\s*\("),
     "JUMPS": re.compile(r"\b(?:JUMP_IF|JUMP_POPPING|JUMP)\s*\("),
     "LEAVES": re.compile(r"\breturn\b"),

@@ -126,7 +126,7 @@ class Lowering:
     def _u(self, name: str, ins: Instruction, oparg: int = 0, operand0=0, operand1=0,
            jump: bool = False, comment: str = "") -> UOp:
         return UOp(name, oparg, operand0, operand1, ins.offset, ins.start,
-                   ins.jump_target if jump else -1, comment)
+                   ins.jump_target if jump else -1, comment, ins.next)
 
     def _name(self, index: int) -> str:
         return self.code.co_names[index]
@@ -139,7 +139,7 @@ class Lowering:
     def RESUME(self, ins):
         uops = [self._u("_SET_IP", ins, operand0=CodeUnit(ins.offset))]
         if ins.arg < 2:
-            uops.append(self._u("_CHECK_EVAL_BREAKER", ins, operand0=CodeUnit(ins.offset)))
+            uops.append(self._u("_CHECK_EVAL_BREAKER", ins))
         return uops
 
     def MAKE_CELL(self, ins):
@@ -275,7 +275,7 @@ class Lowering:
         return [self._u("_JUMP", ins, jump=True)]
 
     def JUMP_BACKWARD(self, ins):
-        return [self._u("_CHECK_EVAL_BREAKER", ins, operand0=CodeUnit(ins.offset)),
+        return [self._u("_CHECK_EVAL_BREAKER", ins),
                 self._u("_JUMP", ins, jump=True)]
 
     def JUMP_BACKWARD_NO_INTERRUPT(self, ins):
@@ -285,7 +285,7 @@ class Lowering:
         def lower(ins):
             uops = [self._u(uop, ins, jump=True)]
             if backward:
-                uops.insert(0, self._u("_CHECK_EVAL_BREAKER", ins, operand0=CodeUnit(ins.offset)))
+                uops.insert(0, self._u("_CHECK_EVAL_BREAKER", ins))
             return uops
         return lower
 

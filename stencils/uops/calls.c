@@ -5,7 +5,8 @@
 // arguments hold either (method, self) from LOAD_METHOD or (NULL, callable);
 // a bound method object is unpacked like the interpreter does, so the callee
 // gets `self` without a new argument array.
-UOP(_CALL, (meth_or_null, callable, args[oparg] -- res), ESCAPES) {
+UOP(_CALL, (meth_or_null, callable, args[oparg] -- res), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *kwnames = (PyObject *)operand0;
     PyObject *function;
     PyObject **arguments = args;
@@ -37,4 +38,5 @@ UOP(_CALL, (meth_or_null, callable, args[oparg] -- res), ESCAPES) {
     }
     Py_DECREF(function);
     ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
 }

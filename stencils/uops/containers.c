@@ -1,8 +1,9 @@
 /* Subscripts, displays (list/tuple/dict/set/slice/str building), unpacking. */
 
 // BINARY_SUBSCR: list and tuple with an in-range int, exact dicts inline.
-UOP(_BINARY_SUBSCR, (container, sub -- res), ESCAPES) {
+UOP(_BINARY_SUBSCR, (container, sub -- res), ESCAPES | SYNCS_FRAME) {
     PyTypeObject *type = Py_TYPE(container);
+    int escaped = 0;
     res = NULL;
     if (PyLong_CheckExact(sub) && CPJIT_LONG_IS_COMPACT(sub)
         && (type == &PyList_Type || type == &PyTuple_Type)) {
@@ -29,16 +30,21 @@ UOP(_BINARY_SUBSCR, (container, sub -- res), ESCAPES) {
         }
     }
     if (res == NULL) {
+        SET_IP();
         res = PyObject_GetItem(container, sub);
+        escaped = 1;
     }
     Py_DECREF(container);
     Py_DECREF(sub);
     ERROR_IF(res == NULL);
+    if (escaped) {
+        CHECK_TRACING_AFTER();
+    }
 }
 
 // STORE_SUBSCR: container[sub] = value; lists with an in-range int inline.
-UOP(_STORE_SUBSCR, (value, container, sub -- ), ESCAPES) {
-    int err;
+UOP(_STORE_SUBSCR, (value, container, sub -- ), ESCAPES | SYNCS_FRAME) {
+    int err, escaped = 0;
     if (PyList_CheckExact(container) && PyLong_CheckExact(sub) && CPJIT_LONG_IS_COMPACT(sub)
         && (size_t)CPJIT_LONG_COMPACT_VALUE(sub) < (size_t)PyList_GET_SIZE(container)) {
         Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
@@ -48,20 +54,27 @@ UOP(_STORE_SUBSCR, (value, container, sub -- ), ESCAPES) {
         err = 0;
     }
     else {
+        SET_IP();
         err = PyObject_SetItem(container, sub, value);
+        escaped = 1;
     }
     Py_DECREF(value);
     Py_DECREF(container);
     Py_DECREF(sub);
     ERROR_IF(err);
+    if (escaped) {
+        CHECK_TRACING_AFTER();
+    }
 }
 
 // DELETE_SUBSCR.
-UOP(_DELETE_SUBSCR, (container, sub -- ), ESCAPES) {
+UOP(_DELETE_SUBSCR, (container, sub -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     int err = PyObject_DelItem(container, sub);
     Py_DECREF(container);
     Py_DECREF(sub);
     ERROR_IF(err);
+    CHECK_TRACING_AFTER();
 }
 
 // BUILD_LIST.
@@ -90,7 +103,8 @@ UOP(_LIST_TO_TUPLE, (list -- tuple), 0) {
 }
 
 // BUILD_MAP: `oparg` key/value pairs, inserted in order.
-UOP(_BUILD_MAP, (items[oparg * 2] -- map), ESCAPES) {
+UOP(_BUILD_MAP, (items[oparg * 2] -- map), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     map = PyDict_New();
     ERROR_KEEP_IF(map == NULL);
     for (int i = 0; i < oparg; i++) {
@@ -102,10 +116,12 @@ UOP(_BUILD_MAP, (items[oparg * 2] -- map), ESCAPES) {
     for (int i = 0; i < 2 * oparg; i++) {
         Py_DECREF(items[i]);
     }
+    CHECK_TRACING_AFTER();
 }
 
 // BUILD_CONST_KEY_MAP: `oparg` values and a tuple of constant keys.
-UOP(_BUILD_CONST_KEY_MAP, (values[oparg], keys -- map), ESCAPES) {
+UOP(_BUILD_CONST_KEY_MAP, (values[oparg], keys -- map), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     map = PyDict_New();
     ERROR_KEEP_IF(map == NULL);
     for (int i = 0; i < oparg; i++) {
@@ -118,10 +134,12 @@ UOP(_BUILD_CONST_KEY_MAP, (values[oparg], keys -- map), ESCAPES) {
     for (int i = 0; i < oparg; i++) {
         Py_DECREF(values[i]);
     }
+    CHECK_TRACING_AFTER();
 }
 
 // BUILD_SET.
-UOP(_BUILD_SET, (values[oparg] -- set), ESCAPES) {
+UOP(_BUILD_SET, (values[oparg] -- set), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     set = PySet_New(NULL);
     ERROR_KEEP_IF(set == NULL);
     int err = 0;
@@ -135,6 +153,7 @@ UOP(_BUILD_SET, (values[oparg] -- set), ESCAPES) {
         Py_DECREF(set);
         ERROR_IF(1);
     }
+    CHECK_TRACING_AFTER();
 }
 
 // BUILD_SLICE: start:stop (oparg 0) or start:stop:step (oparg 1).
@@ -159,7 +178,8 @@ UOP(_BUILD_STRING, (pieces[oparg] -- str), 0) {
 
 // FORMAT_VALUE: convert with operand0 (PyObject_Str/Repr/ASCII or NULL),
 // then format with the spec below it when oparg is 1.
-UOP(_FORMAT_VALUE, (value, spec[oparg] -- result), ESCAPES) {
+UOP(_FORMAT_VALUE, (value, spec[oparg] -- result), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *fmt_spec = oparg ? spec[0] : NULL;
     unaryfunc convert = (unaryfunc)operand0;
     if (convert != NULL) {
@@ -180,6 +200,7 @@ UOP(_FORMAT_VALUE, (value, spec[oparg] -- result), ESCAPES) {
         Py_XDECREF(fmt_spec);
         ERROR_IF(result == NULL);
     }
+    CHECK_TRACING_AFTER();
 }
 
 // LIST_APPEND: append to the list `oparg` deep below `value`.
@@ -191,41 +212,49 @@ UOP(_LIST_APPEND, (value -- ), 0) {
 }
 
 // SET_ADD: add to the set `oparg` deep below `value`.
-UOP(_SET_ADD, (value -- ), ESCAPES) {
+UOP(_SET_ADD, (value -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *set = PEEK(oparg + 1);
     int err = PySet_Add(set, value);
     Py_DECREF(value);
     ERROR_IF(err < 0);
+    CHECK_TRACING_AFTER();
 }
 
 // MAP_ADD: store into the dict `oparg` deep below the pair.
-UOP(_MAP_ADD, (key, value -- ), ESCAPES) {
+UOP(_MAP_ADD, (key, value -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *map = PEEK(oparg + 2);
     int err = PyDict_SetItem(map, key, value);
     Py_DECREF(key);
     Py_DECREF(value);
     ERROR_IF(err < 0);
+    CHECK_TRACING_AFTER();
 }
 
 // LIST_EXTEND: extend the list `oparg` deep below `iterable`.
-UOP(_LIST_EXTEND, (iterable -- ), ESCAPES) {
+UOP(_LIST_EXTEND, (iterable -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *list = PEEK(oparg + 1);
     int err = cpjit_list_extend(tstate, list, iterable);
     Py_DECREF(iterable);
     ERROR_IF(err < 0);
+    CHECK_TRACING_AFTER();
 }
 
 // DICT_UPDATE: update the dict `oparg` deep below `update`.
-UOP(_DICT_UPDATE, (update -- ), ESCAPES) {
+UOP(_DICT_UPDATE, (update -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *dict = PEEK(oparg + 1);
     int err = cpjit_dict_update(tstate, dict, update);
     Py_DECREF(update);
     ERROR_IF(err < 0);
+    CHECK_TRACING_AFTER();
 }
 
 // UNPACK_SEQUENCE: exact tuples and lists of the right length inline; other
 // iterables (and the errors) go through the runtime helper.
-UOP(_UNPACK_SEQUENCE, (seq -- values[oparg]), ESCAPES) {
+UOP(_UNPACK_SEQUENCE, (seq -- values[oparg]), ESCAPES | SYNCS_FRAME) {
     PyObject **items = NULL;
     if (PyTuple_CheckExact(seq) && PyTuple_GET_SIZE(seq) == oparg) {
         items = _PyTuple_ITEMS(seq);
@@ -233,18 +262,18 @@ UOP(_UNPACK_SEQUENCE, (seq -- values[oparg]), ESCAPES) {
     else if (PyList_CheckExact(seq) && PyList_GET_SIZE(seq) == oparg) {
         items = ((PyListObject *)seq)->ob_item;
     }
-    if (items != NULL) {
+    if (LIKELY(items != NULL)) {
         for (int i = 0; i < oparg; i++) {
             Py_INCREF(items[i]);
             values[oparg - 1 - i] = items[i];
         }
+        Py_DECREF(seq);
     }
     else {
+        SET_IP();
         int ok = cpjit_unpack_iterable(tstate, seq, oparg, values + oparg);
-        if (!ok) {
-            Py_DECREF(seq);
-            ERROR_IF(1);
-        }
+        Py_DECREF(seq);
+        ERROR_IF(!ok);
+        CHECK_TRACING_AFTER();
     }
-    Py_DECREF(seq);
 }

@@ -27,13 +27,13 @@ UOP(_SET_IP, ( -- ), 0) {
 }
 
 // Eval breaker check (RESUME, back-edges): signals (Ctrl-C), pending calls,
-// requests to drop the GIL.  operand0 is the instruction, published only on
-// the slow path.  Errors raise here; what the runtime leaves to the
-// interpreter (an asynchronous exception, tracing turned on by a signal
-// handler) side-exits.
+// requests to drop the GIL.  The instruction is published only on the slow
+// path.  Errors raise here; what the runtime leaves to the interpreter (an
+// asynchronous exception, tracing turned on by a signal handler) side-exits:
+// the interpreter redoes the check.
 UOP(_CHECK_EVAL_BREAKER, ( -- ), ESCAPES | SYNCS_FRAME) {
     if (UNLIKELY(CPJIT_EVAL_BREAKER(tstate))) {
-        frame->prev_instr = (_Py_CODEUNIT *)operand0;
+        SET_IP();
         int status = cpjit_handle_pending(tstate);
         ERROR_KEEP_IF(status < 0);
         DEOPT_IF(status > 0 || CPJIT_TRACING(tstate));

@@ -22,22 +22,27 @@ UOP(_LOAD_GLOBAL, ( -- null[oparg], value), 0) {
 }
 
 // STORE_GLOBAL: globals[operand0] = value.
-UOP(_STORE_GLOBAL, (value -- ), ESCAPES) {
+UOP(_STORE_GLOBAL, (value -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     int err = PyDict_SetItem(GLOBALS(), (PyObject *)operand0, value);
     Py_DECREF(value);
     ERROR_IF(err);
+    CHECK_TRACING_AFTER();
 }
 
 // LOAD_ATTR: owner.operand0.
-UOP(_LOAD_ATTR, (owner -- attr), ESCAPES) {
+UOP(_LOAD_ATTR, (owner -- attr), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     attr = PyObject_GetAttr(owner, (PyObject *)operand0);
     Py_DECREF(owner);
     ERROR_IF(attr == NULL);
+    CHECK_TRACING_AFTER();
 }
 
 // LOAD_METHOD: for a method found on the type, push the function and `self`
 // (the call then needs no bound method); otherwise NULL and the attribute.
-UOP(_LOAD_METHOD, (owner -- meth_or_null, self_or_attr), ESCAPES) {
+UOP(_LOAD_METHOD, (owner -- meth_or_null, self_or_attr), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     PyObject *meth = NULL;
     int found = _PyObject_GetMethod(owner, (PyObject *)operand0, &meth);
     ERROR_KEEP_IF(meth == NULL);
@@ -50,19 +55,24 @@ UOP(_LOAD_METHOD, (owner -- meth_or_null, self_or_attr), ESCAPES) {
         meth_or_null = NULL;
         self_or_attr = meth;
     }
+    CHECK_TRACING_AFTER();
 }
 
 // STORE_ATTR: owner.operand0 = value.
-UOP(_STORE_ATTR, (value, owner -- ), ESCAPES) {
+UOP(_STORE_ATTR, (value, owner -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     int err = PyObject_SetAttr(owner, (PyObject *)operand0, value);
     Py_DECREF(value);
     Py_DECREF(owner);
     ERROR_IF(err);
+    CHECK_TRACING_AFTER();
 }
 
 // DELETE_ATTR: del owner.operand0.
-UOP(_DELETE_ATTR, (owner -- ), ESCAPES) {
+UOP(_DELETE_ATTR, (owner -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
     int err = PyObject_SetAttr(owner, (PyObject *)operand0, NULL);
     Py_DECREF(owner);
     ERROR_IF(err);
+    CHECK_TRACING_AFTER();
 }

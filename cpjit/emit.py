@@ -4,6 +4,9 @@ Layout of one compiled function, all in one mapping:
 
     [shim][uops in trace order][side-exit stubs][error stubs][cold code][read-only data][GOT]
 
+and, apart, the read-write words: the exit counters (word k counts exit stub
+k), then the uops' inline caches.
+
 The build step splits each stencil into its hot path, which ends with the
 jump to `_JIT_CONTINUE`, and its cold code (errors, side exits, deallocations).
 Hot paths are placed one after the other, so each uop's trailing `jmp` to
@@ -24,7 +27,7 @@ import types
 
 from . import _runtime, stencil_table
 from ._stencils import HoleValue, Reloc, Stencil
-from .ir import LABEL, CodeUnit, Obj, RwWord, Sym, Trace, UOp
+from .ir import LABEL, CacheWords, CodeUnit, Obj, RwWord, Sym, Trace, UOp
 
 PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
 KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1}
@@ -87,7 +90,7 @@ class Emitted:
         return self.code.size
 
 
-def _operand(operand, units: int, keepalive: list) -> tuple[int, int]:
+def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple[int, int]:
     """(base, value) of a uop operand."""
     if isinstance(operand, int):
         return BASE_ABSOLUTE, operand
@@ -100,6 +103,8 @@ def _operand(operand, units: int, keepalive: list) -> tuple[int, int]:
         return BASE_ABSOLUTE, units + 2 * operand.index
     if isinstance(operand, RwWord):
         return BASE_RWDATA, 8 * operand.index
+    if isinstance(operand, CacheWords):
+        return BASE_RWDATA, 8 * (cache_base + operand.index)
     raise EmitError(f"unknown operand {operand!r}")
 
 
@@ -215,7 +220,7 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
         for start, size, holes in parts:
             for hole in holes:
                 _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits,
-                            errors, data_offsets, got, units, keepalive, add)
+                            errors, data_offsets, got, units, keepalive, add, len(exit_offsets))
     for name, offset in data_offsets.items():
         stencil = stencils[name]
         buffer[offset:offset + len(stencil.data)] = stencil.data
@@ -233,13 +238,14 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
             symbol_address(symbol), -1)
 
     code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
-                            rwdata_words=len(exit_offsets), nslots=nslots, co=code_object,
+                            rwdata_words=len(exit_offsets) + trace.cache_words, nslots=nslots,
+                            co=code_object,
                             keepalive=tuple(keepalive))
     return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))
 
 
 def _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits, errors,
-                data_offsets, got, units, keepalive, add) -> None:
+                data_offsets, got, units, keepalive, add, cache_base) -> None:
     """Resolve one hole of a placed stencil part (hot or cold) and record its patch."""
     if hole.offset + (8 if hole.reloc is Reloc.ABS64 else 4) > size:
         return  # the dropped trailing jump
@@ -262,9 +268,9 @@ def _patch_hole(hole, start, size, index, placement, placements, uop, labels, ex
     elif value is HoleValue.OPARG:
         base, target = BASE_ABSOLUTE, uop.oparg
     elif value is HoleValue.OPERAND0:
-        base, target = _operand(uop.operand0, units, keepalive)
+        base, target = _operand(uop.operand0, units, keepalive, cache_base)
     elif value is HoleValue.OPERAND1:
-        base, target = _operand(uop.operand1, units, keepalive)
+        base, target = _operand(uop.operand1, units, keepalive, cache_base)
     elif value is HoleValue.CODE:
         target = placement.offset
     elif value is HoleValue.COLD:

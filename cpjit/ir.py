@@ -49,7 +49,19 @@ class RwWord:
         return f"rw[{self.index}]"
 
 
-Operand = Union[int, Obj, Sym, CodeUnit, RwWord]
+@dataclasses.dataclass(frozen=True, slots=True)
+class CacheWords:
+    """Operand: the address of an inline cache's read-write words (`index` is
+    the first of them among the trace's cache words; see Trace.cache_words)."""
+
+    index: int
+
+    def __repr__(self) -> str:
+        return f"cache[{self.index}]"
+
+
+Operand = Union[int, Obj, Sym, CodeUnit, RwWord, CacheWords]
+CACHE_WORDS = 4  # CPJIT_CACHE_WORDS in csrc/runtime.h
 
 # Pseudo-uop marking a jump target: `oparg` is the offset of the instruction
 # that starts there.  It has no stencil and takes no space.
@@ -118,6 +130,13 @@ class Trace:
     uops: list[UOp]
     unsupported: list[Instruction] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    cache_words: int = 0  # read-write words the uops' inline caches take
+
+    def new_cache(self) -> CacheWords:
+        """Reserve the words of one inline cache."""
+        cache = CacheWords(self.cache_words)
+        self.cache_words += CACHE_WORDS
+        return cache
 
     def snapshot(self) -> "Trace":
         """A copy whose uops later passes cannot change."""

@@ -29,7 +29,8 @@ def translate(code: types.CodeType) -> Trace:
                           "(cpjit compiles plain functions)")
     instructions, exception_table = version.decode(code)
     specs = stencil_table.uops()
-    lowering = version.Lowering(code)
+    trace = Trace(code, instructions, [])
+    lowering = version.Lowering(code, trace)
     lowered = {ins.offset: lowering.lower(ins) for ins in instructions}
     by_offset = {ins.offset: ins for ins in instructions}
 
@@ -43,7 +44,6 @@ def translate(code: types.CodeType) -> Trace:
         if lowered[offset] is not None:
             work.extend(version.successors(by_offset[offset]))
 
-    trace = Trace(code, instructions, [])
     jump_targets = {by_offset[o].jump_target for o in reachable
                     if lowered[o] is not None and by_offset[o].jump_target is not None}
     check_at: set[int] = set()  # targets of branches that can run arbitrary code

@@ -27,6 +27,7 @@
 #  include "internal/pycore_list.h"
 #  include "internal/pycore_tuple.h"
 #  include "internal/pycore_object.h"
+#  include "internal/pycore_moduleobject.h"
 #  include "frameobject.h"
 
 /* The frame the machine code runs on. */

@@ -53,10 +53,34 @@ int cpjit_dict_update(PyThreadState *tstate, PyObject *dict, PyObject *update);
 PyObject *cpjit_power(PyObject *base, PyObject *exponent);
 PyObject *cpjit_inplace_power(PyObject *base, PyObject *exponent);
 
+/* Inline caches (caches.c): the miss paths of the cached uops, which do the
+ * generic operation and fill the site's words when the fast path can repeat
+ * it.  Word 0 of an attribute or method cache is kind << 32 | type version. */
+enum {
+    CPJIT_ATTR_INSTANCE_VALUE = 1,  /* word 1: index in the instance values */
+    CPJIT_ATTR_SLOT = 2,            /* word 1: byte offset of a __slots__ member */
+    CPJIT_ATTR_MODULE = 3,          /* words 1-2: entry index, keys of the module dict */
+    CPJIT_METHOD_NO_DICT = 1,       /* word 1: the method */
+    CPJIT_METHOD_WITH_VALUES = 2,   /* words 1-3: method, shared keys, their entry count */
+    CPJIT_GLOBAL_MODULE = 1,        /* word 0 keys, word 1 kind | index << 8 */
+    CPJIT_GLOBAL_BUILTIN = 2,       /* word 0 globals version, word 1 as above, word 3 keys */
+};
+#define CPJIT_CACHE_WORDS 4
+
+PyObject *cpjit_load_attr_miss(PyObject *owner, PyObject *name, uint64_t *cache);
+int cpjit_store_attr_miss(PyObject *owner, PyObject *name, PyObject *value, uint64_t *cache);
+int cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache, PyObject **method);
+PyObject *cpjit_load_global_miss(PyObject *globals, PyObject *builtins, PyObject *name,
+                                 uint64_t *cache);
+
 /* Every symbol of the runtime that machine code may refer to. */
 #define CPJIT_RUNTIME_SYMBOLS(X) \
     X(cpjit_deopt_marker)        \
     X(cpjit_call)                \
+    X(cpjit_load_attr_miss)      \
+    X(cpjit_store_attr_miss)     \
+    X(cpjit_load_method_miss)    \
+    X(cpjit_load_global_miss)    \
     X(cpjit_handle_pending)      \
     X(cpjit_unpack_iterable)     \
     X(cpjit_list_extend)         \

@@ -109,8 +109,9 @@ _CONVERSIONS = {0: 0, 1: Sym("PyObject_Str"), 2: Sym("PyObject_Repr"), 3: Sym("P
 class Lowering:
     """Lowers the instructions of one code object, in order, to uops."""
 
-    def __init__(self, code: types.CodeType):
+    def __init__(self, code: types.CodeType, trace):
         self.code = code
+        self.trace = trace  # inline caches reserve their words in it
         self.kwnames = None
         self.call_start = None  # start of the KW_NAMES/PRECALL/CALL group
 
@@ -198,7 +199,8 @@ class Lowering:
 
     def LOAD_GLOBAL(self, ins):
         name = self._name(ins.arg >> 1)
-        return [self._u("_LOAD_GLOBAL", ins, ins.arg & 1, Obj(name), comment=name)]
+        return [self._u("_LOAD_GLOBAL_CACHED", ins, ins.arg & 1, Obj(name), self.trace.new_cache(),
+                        comment=name)]
 
     def STORE_GLOBAL(self, ins):
         name = self._name(ins.arg)
@@ -206,15 +208,18 @@ class Lowering:
 
     def LOAD_ATTR(self, ins):
         name = self._name(ins.arg)
-        return [self._u("_LOAD_ATTR", ins, operand0=Obj(name), comment=name)]
+        return [self._u("_LOAD_ATTR_CACHED", ins, operand0=Obj(name),
+                        operand1=self.trace.new_cache(), comment=name)]
 
     def LOAD_METHOD(self, ins):
         name = self._name(ins.arg)
-        return [self._u("_LOAD_METHOD", ins, operand0=Obj(name), comment=name)]
+        return [self._u("_LOAD_METHOD_CACHED", ins, operand0=Obj(name),
+                        operand1=self.trace.new_cache(), comment=name)]
 
     def STORE_ATTR(self, ins):
         name = self._name(ins.arg)
-        return [self._u("_STORE_ATTR", ins, operand0=Obj(name), comment=name)]
+        return [self._u("_STORE_ATTR_CACHED", ins, operand0=Obj(name),
+                        operand1=self.trace.new_cache(), comment=name)]
 
     def DELETE_ATTR(self, ins):
         name = self._name(ins.arg)

@@ -1,0 +1,171 @@
+/* Uops with an inline cache: operand0 is the name, operand1 the address of
+ * the site's CPJIT_CACHE_WORDS read-write words (layouts in csrc/runtime.h).
+ * The fast path reads what the cache says; a miss calls the runtime, which
+ * does the generic operation (possibly running Python code) and refills. */
+
+// LOAD_GLOBAL through a cache of the global's (or builtin's) dict entry.
+UOP(_LOAD_GLOBAL_CACHED, ( -- null[oparg], value), ESCAPES | SYNCS_FRAME) {
+    PyObject *name = (PyObject *)operand0;
+    uint64_t *cache = (uint64_t *)operand1;
+    PyDictObject *globals = (PyDictObject *)GLOBALS();
+    PyDictObject *builtins = (PyDictObject *)BUILTINS();
+    DEOPT_IF(!PyDict_CheckExact(globals) || !PyDict_CheckExact(builtins));
+    uint64_t kind = cache[1];
+    value = NULL;
+    /* The entry must still hold this very name (the site keeps it alive, so
+     * no other string can have its address): then its value is current. */
+    Py_ssize_t index = (Py_ssize_t)(kind >> 8);
+    if ((kind & 0xff) == CPJIT_GLOBAL_MODULE) {
+        PyDictKeysObject *keys = globals->ma_keys;
+        if (LIKELY((uint64_t)(uintptr_t)keys == cache[0] && index < keys->dk_nentries)) {
+            PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[index];
+            if (entry->me_key == name) {
+                value = entry->me_value;
+            }
+        }
+    }
+    else if ((kind & 0xff) == CPJIT_GLOBAL_BUILTIN) {
+        PyDictKeysObject *keys = builtins->ma_keys;
+        if (LIKELY(globals->ma_version_tag == cache[0]
+                   && (uint64_t)(uintptr_t)keys == cache[3] && index < keys->dk_nentries)) {
+            PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[index];
+            if (entry->me_key == name) {
+                value = entry->me_value;
+            }
+        }
+    }
+    if (UNLIKELY(value == NULL)) {
+        SET_IP();
+        value = cpjit_load_global_miss((PyObject *)globals, (PyObject *)builtins, name, cache);
+        ERROR_KEEP_IF(value == NULL && PyErr_Occurred());
+        DEOPT_IF(value == NULL);   /* undefined: the interpreter raises NameError */
+    }
+    Py_INCREF(value);
+    if (oparg) {
+        null[0] = NULL;
+    }
+}
+
+// LOAD_ATTR through a cache of an instance value, a __slots__ member or a
+// module global.
+UOP(_LOAD_ATTR_CACHED, (owner -- attr), ESCAPES | SYNCS_FRAME) {
+    uint64_t *cache = (uint64_t *)operand1;
+    PyTypeObject *type = Py_TYPE(owner);
+    uint64_t key = cache[0];
+    attr = NULL;
+    if (LIKELY((uint32_t)key == type->tp_version_tag && key != 0)) {
+        unsigned kind = (unsigned)(key >> 32);
+        if (kind == CPJIT_ATTR_INSTANCE_VALUE) {
+            PyDictValues *values = *_PyObject_ValuesPointer(owner);
+            if (values != NULL) {
+                attr = values->values[cache[1]];
+            }
+        }
+        else if (kind == CPJIT_ATTR_SLOT) {
+            attr = *(PyObject **)((char *)owner + cache[1]);
+        }
+        else {
+            PyDictKeysObject *keys = ((PyDictObject *)((PyModuleObject *)owner)->md_dict)->ma_keys;
+            if ((uint64_t)(uintptr_t)keys == cache[2] && (Py_ssize_t)cache[1] < keys->dk_nentries) {
+                PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[cache[1]];
+                if (entry->me_key == (PyObject *)operand0) {
+                    attr = entry->me_value;
+                }
+            }
+        }
+    }
+    if (LIKELY(attr != NULL)) {
+        Py_INCREF(attr);
+        Py_DECREF(owner);
+    }
+    else {
+        SET_IP();
+        attr = cpjit_load_attr_miss(owner, (PyObject *)operand0, cache);
+        Py_DECREF(owner);
+        ERROR_IF(attr == NULL);
+        CHECK_TRACING_AFTER();
+    }
+}
+
+// STORE_ATTR through a cache of an instance value or a __slots__ member.
+UOP(_STORE_ATTR_CACHED, (value, owner -- ), ESCAPES | SYNCS_FRAME) {
+    uint64_t *cache = (uint64_t *)operand1;
+    PyTypeObject *type = Py_TYPE(owner);
+    uint64_t key = cache[0];
+    int done = 0;
+    if (LIKELY((uint32_t)key == type->tp_version_tag && key != 0)) {
+        if ((key >> 32) == CPJIT_ATTR_INSTANCE_VALUE) {
+            PyDictValues *values = *_PyObject_ValuesPointer(owner);
+            if (values != NULL) {
+                Py_ssize_t index = (Py_ssize_t)cache[1];
+                PyObject *old = values->values[index];
+                values->values[index] = value;
+                if (old == NULL) {
+                    _PyDictValues_AddToInsertionOrder(values, index);
+                }
+                else {
+                    Py_DECREF(old);
+                }
+                done = 1;
+            }
+        }
+        else {
+            PyObject **slot = (PyObject **)((char *)owner + cache[1]);
+            PyObject *old = *slot;
+            *slot = value;
+            Py_XDECREF(old);
+            done = 1;
+        }
+    }
+    if (LIKELY(done)) {
+        Py_DECREF(owner);
+    }
+    else {
+        SET_IP();
+        int err = cpjit_store_attr_miss(owner, (PyObject *)operand0, value, cache);
+        Py_DECREF(value);
+        Py_DECREF(owner);
+        ERROR_IF(err);
+        CHECK_TRACING_AFTER();
+    }
+}
+
+// LOAD_METHOD through a cache of the method found on the type (and proof that
+// the instance does not shadow it).
+UOP(_LOAD_METHOD_CACHED, (owner -- meth_or_null, self_or_attr), ESCAPES | SYNCS_FRAME) {
+    uint64_t *cache = (uint64_t *)operand1;
+    PyTypeObject *type = Py_TYPE(owner);
+    uint64_t key = cache[0];
+    PyObject *method = NULL;
+    if (LIKELY((uint32_t)key == type->tp_version_tag && key != 0)) {
+        if ((key >> 32) == CPJIT_METHOD_NO_DICT) {
+            method = (PyObject *)cache[1];
+        }
+        else if (*_PyObject_ValuesPointer(owner) != NULL) {
+            PyDictKeysObject *keys = ((PyHeapTypeObject *)type)->ht_cached_keys;
+            if ((uint64_t)(uintptr_t)keys == cache[2] && (uint64_t)keys->dk_nentries == cache[3]) {
+                method = (PyObject *)cache[1];
+            }
+        }
+    }
+    if (LIKELY(method != NULL)) {
+        Py_INCREF(method);
+        meth_or_null = method;
+        self_or_attr = owner;
+    }
+    else {
+        SET_IP();
+        int found = cpjit_load_method_miss(owner, (PyObject *)operand0, cache, &method);
+        ERROR_KEEP_IF(method == NULL);
+        if (found) {
+            meth_or_null = method;
+            self_or_attr = owner;
+        }
+        else {
+            Py_DECREF(owner);
+            meth_or_null = NULL;
+            self_or_attr = method;
+        }
+        CHECK_TRACING_AFTER();
+    }
+}

@@ -49,16 +49,6 @@ typedef struct {
 
 extern PyTypeObject JitFunction_Type;
 
-/* ---- frames.c: frames the runtime pushes itself ---- */
-
-/* Push and initialize a frame of `func` (code `co`) with `nargs` positional
- * arguments (new references taken); NULL if the data stack chunk is full. */
-_PyInterpreterFrame *cpjit_push_frame(PyThreadState *tstate, PyFunctionObject *func,
-                                      PyCodeObject *co, PyObject *const *args,
-                                      Py_ssize_t nargs);
-/* Clear and pop a frame pushed by cpjit_push_frame (after it ran). */
-void cpjit_pop_frame(PyThreadState *tstate, _PyInterpreterFrame *frame);
-
 /* ---- entry.c: running machine code on a real frame ---- */
 
 /* Call `func` (a Python function) with `code` running its frame; falls back to

@@ -7,8 +7,10 @@
  * code side-exits or raises:
  *
  * - Fast path: a call with plain positional arguments (the common case, and
- *   every call between jitted functions) pushes the frame itself
- *   (frames.c), runs the machine code and pops the frame.
+ *   every call between jitted functions) pushes the frame on the thread's
+ *   data stack itself, runs the machine code and clears and pops the frame,
+ *   as _PyEval_Vector and _PyEvalFrameClearAndPop do in 3.11 (their helpers
+ *   are not exported).  A full data stack chunk is left to CPython.
  * - Otherwise (keywords, *args, a full data stack chunk): cpjit's PEP 523
  *   eval-frame function is installed for exactly one frame evaluation and the
  *   original function is called, so that CPython binds the arguments and
@@ -20,6 +22,7 @@
 
 #include <alloca.h>
 #include <pthread.h>
+#include <string.h>
 
 cpjit_counters cpjit_stats;
 
@@ -31,6 +34,95 @@ typedef struct {
 } ThreadState;
 
 static _Thread_local ThreadState thread_state;
+
+/* ---- frames pushed by the runtime ---- */
+
+static inline _PyInterpreterFrame *
+push_frame(PyThreadState *tstate, PyFunctionObject *func, PyCodeObject *co,
+                 PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject **base = tstate->datastack_top;
+    size_t size = CPJIT_FRAME_SIZE(co);
+    if (base == NULL || base + size >= tstate->datastack_limit) {
+        return NULL;   /* a new chunk is needed: CPython's call path does that */
+    }
+    tstate->datastack_top = base + size;
+    _PyInterpreterFrame *frame = (_PyInterpreterFrame *)base;
+    Py_INCREF(func);
+    _PyFrame_InitializeSpecials(frame, func, NULL, co->co_nlocalsplus);
+    PyObject **locals = frame->localsplus;
+    Py_ssize_t argcount = co->co_argcount;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        locals[i] = Py_NewRef(args[i]);
+    }
+    if (nargs < argcount) {
+        /* The caller checked that the defaults cover the missing arguments. */
+        PyObject *defaults = func->func_defaults;
+        Py_ssize_t first = argcount - PyTuple_GET_SIZE(defaults);
+        for (Py_ssize_t i = nargs; i < argcount; i++) {
+            locals[i] = Py_NewRef(PyTuple_GET_ITEM(defaults, i - first));
+        }
+    }
+    for (Py_ssize_t i = argcount; i < co->co_nlocalsplus; i++) {
+        locals[i] = NULL;
+    }
+    return frame;
+}
+
+/* A frame object outlives its frame: move the frame's data into it (what
+ * take_ownership() in Python/frame.c does). */
+static void
+take_ownership(PyFrameObject *f, _PyInterpreterFrame *frame)
+{
+    /* f->f_back from frame->previous, before the link goes away. */
+    PyFrameObject *back = PyFrame_GetBack(f);
+    if (back == NULL && PyErr_Occurred()) {
+        PyErr_Clear();   /* MemoryError: nothing to link */
+    }
+    Py_ssize_t size = (char *)&frame->localsplus[frame->stacktop] - (char *)frame;
+    memcpy((_PyInterpreterFrame *)f->_f_frame_data, frame, (size_t)size);
+    frame = (_PyInterpreterFrame *)f->_f_frame_data;
+    f->f_frame = frame;
+    frame->owner = FRAME_OWNED_BY_FRAME_OBJECT;
+    if (_PyFrame_IsIncomplete(frame)) {
+        PyCodeObject *code = frame->f_code;
+        frame->prev_instr = _PyCode_CODE(code) + code->_co_firsttraceable;
+    }
+    if (back != NULL) {
+        f->f_back = back;   /* the reference PyFrame_GetBack returned */
+    }
+    frame->previous = NULL;
+    if (!_PyObject_GC_IS_TRACKED((PyObject *)f)) {
+        _PyObject_GC_TRACK((PyObject *)f);
+    }
+}
+
+static inline void
+pop_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    /* As _PyEvalFrameClearAndPop: the frame is no longer current. */
+    tstate->recursion_remaining--;
+    if (frame->frame_obj != NULL) {
+        PyFrameObject *f = frame->frame_obj;
+        frame->frame_obj = NULL;
+        if (Py_REFCNT(f) > 1) {
+            take_ownership(f, frame);
+            Py_DECREF(f);
+            goto pop;
+        }
+        Py_DECREF(f);
+    }
+    for (int i = 0; i < frame->stacktop; i++) {
+        Py_XDECREF(frame->localsplus[i]);
+    }
+    Py_XDECREF(frame->f_locals);
+    Py_DECREF(frame->f_func);
+    Py_DECREF(frame->f_code);
+pop:
+    tstate->recursion_remaining++;
+    /* We pushed it inside the current chunk: popping is moving the top back. */
+    tstate->datastack_top = (PyObject **)frame;
+}
 
 /* ---- C stack guard ---- */
 
@@ -88,7 +180,7 @@ cpjit_check_c_stack(void)
 
 /* ---- running a frame ---- */
 
-static PyObject *
+static inline __attribute__((always_inline)) PyObject *
 run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *code,
                  uintptr_t stack_limit)
 {
@@ -106,7 +198,8 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
         tstate->cframe = prev_cframe;
         return NULL;
     }
-    JitState *state = alloca(sizeof(JitState) + (size_t)code->nslots * sizeof(int64_t));
+    JitState *state = code->nslots == 0 ? &(JitState){0}
+                      : alloca(sizeof(JitState) + (size_t)code->nslots * sizeof(int64_t));
     state->code = (PyObject *)code;
     state->stack_limit = stack_limit;
     jit_entry_fn entry = (jit_entry_fn)(void *)(code->memory + code->entry_offset);
@@ -144,12 +237,11 @@ binds_positionally(PyFunctionObject *func, JitCode *code, Py_ssize_t nargs)
 
 /* Push the frame ourselves and run `code` on it; NULL with *handled = 0 when
  * the frame could not be pushed. */
-static PyObject *
+static inline __attribute__((always_inline)) PyObject *
 call_fast(PyThreadState *tstate, PyFunctionObject *func, JitCode *code,
           PyObject *const *args, Py_ssize_t nargs, uintptr_t stack_limit, int *handled)
 {
-    _PyInterpreterFrame *frame = cpjit_push_frame(tstate, func, (PyCodeObject *)code->co,
-                                                  args, nargs);
+    _PyInterpreterFrame *frame = push_frame(tstate, func, (PyCodeObject *)code->co, args, nargs);
     if (frame == NULL) {
         *handled = 0;
         return NULL;
@@ -158,7 +250,7 @@ call_fast(PyThreadState *tstate, PyFunctionObject *func, JitCode *code,
     Py_INCREF(code);   /* the code may be replaced while it runs */
     PyObject *result = run_machine_code(tstate, frame, code, stack_limit);
     Py_DECREF(code);
-    cpjit_pop_frame(tstate, frame);
+    pop_frame(tstate, frame);
     return result;
 }
 
@@ -198,7 +290,7 @@ call_with_hook(PyThreadState *tstate, PyObject *func, JitCode *code, PyObject *c
     return result;
 }
 
-static PyObject *
+static inline __attribute__((always_inline)) PyObject *
 call_compiled(PyThreadState *tstate, PyObject *func, JitCode *code, PyObject *const *args,
               size_t nargsf, PyObject *kwnames, uintptr_t stack_limit)
 {

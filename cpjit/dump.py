@@ -200,6 +200,17 @@ def _uops_by_instruction(dump: _Dump) -> dict[int, list[int]]:
     return result
 
 
+def _feedback(record) -> Callable[[int], str | None]:
+    """The description of what the compiler knew of an instruction (by offset in code
+    units) from the record's `feedback`, if it has one: its describe(offset), or
+    get(offset) for a plain mapping."""
+    feedback = getattr(record, "feedback", None)
+    describe = getattr(feedback, "describe", None) or getattr(feedback, "get", None)
+    if describe is None:
+        return lambda offset: None
+    return lambda offset: None if describe(offset) is None else str(describe(offset))
+
+
 def _bytecode(dump: _Dump) -> Lines:
     subject = dump.subject
     yield from _heading(
@@ -209,7 +220,7 @@ def _bytecode(dump: _Dump) -> Lines:
         "the function (its type feedback), 'uops' the micro-ops the JIT made of it (section 3).")
     record = subject.record
     unsupported = {2 * i.offset for i in record.trace.unsupported} if record and record.trace else set()
-    feedback = getattr(record, "feedback", None) or {}
+    feedback = _feedback(record)
     uops = _uops_by_instruction(dump)
     rows = []
     line = None
@@ -221,14 +232,15 @@ def _bytecode(dump: _Dump) -> Lines:
             shown_line = str(line)
         argument = "" if plain.arg is None else str(plain.arg)
         if plain.argrepr:
-            argument += f" ({dump.shown(plain.argrepr)})"
+            argrepr = dump.shown(plain.argrepr)
+            argument += f" ({argrepr if len(argrepr) <= 32 else argrepr[:29] + '...'})"
         made = _ranges(uops.get(plain.offset // 2, []))
         if plain.offset in unsupported:
             made = "not compiled: side-exits"
+        tier1 = adaptive.opname if adaptive.opname != plain.opname else ""
+        note = feedback(plain.offset // 2)
         rows.append((shown_line, ">>" if plain.is_jump_target else "", plain.offset,
-                     plain.opname, argument,
-                     adaptive.opname if adaptive.opname != plain.opname else "", made,
-                     feedback.get(plain.offset // 2)))
+                     plain.opname, argument, tier1, made, None if note == tier1 else note))
     name = max([len("instruction")] + [len(row[3]) for row in rows])
     argument = max([len("argument")] + [len(row[4]) for row in rows])
     tier1 = max([len("tier 1")] + [len(row[5]) for row in rows])

@@ -144,7 +144,7 @@ def test_side_exits_show_how_often_they_were_taken():
 
 
 def test_a_pass_that_changes_uops_shows_what_it_changed(monkeypatch):
-    def annotate(trace):
+    def annotate(trace, *context):
         trace.uops[-1].comment = "seen by the test pass"
         return ["annotated the last uop"]
 
@@ -180,10 +180,18 @@ def test_dump_before_compiling_and_after_a_fallback():
     assert "runs in the interpreter: generators" in text and "(no uops: generators" in text
 
 
-def test_feedback_recorded_by_tier_1_is_shown():
+def test_feedback_the_compiler_used_is_shown():
+    class Feedback:
+        def describe(self, offset):
+            return "seen 3 times" if offset == 0 else None
+
     subject = dump.subject_of_code(pick)
-    subject.record.feedback = {0: "entered 3 times"}
-    assert "feedback: entered 3 times" in dump.render(subject)
+    subject.record.feedback = Feedback()
+    bytecode = dump.render(subject).split("== 2.")[1].split("== 3.")[0]
+    assert bytecode.count("feedback: ") == 1
+    assert re.search(r"^ +\d+ +0  RESUME .*\n +feedback: seen 3 times$", bytecode, re.M)
+    subject.record.feedback = {2: "a mapping works too"}
+    assert "feedback: a mapping works too" in dump.render(subject)
 
 
 def test_dump_true_prints_to_stderr_and_cpjit_dump_dir_writes_files(tmp_path, monkeypatch,

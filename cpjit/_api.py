@@ -117,7 +117,8 @@ def _compile(wrapper, *, strict: bool, dump: bool) -> None:
     qualname = _describe(func)
     keep = dump or bool(os.environ.get("CPJIT_DUMP"))
     try:
-        record = pipeline.compile_code(func.__code__, qualname, keep=keep)
+        record = pipeline.compile_code(func.__code__, qualname, keep=keep,
+                                       globals_=func.__globals__)
     except translate.Unsupported as error:
         return _fail(wrapper, strict, str(error), None)
     except stencil_table.StencilTableMissing as error:

@@ -1,22 +1,153 @@
 """Optimization passes over a trace (uops -> better uops).
 
-Each pass takes the trace, changes it in place and returns a list of
-one-line descriptions of what it changed (empty: nothing), which the dump
-shows under the pass's name.
+Each pass takes the trace and the compilation context, changes the trace in
+place and returns one-line descriptions of what it changed (empty: nothing),
+which the dump shows under the pass's name.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+from . import analysis, stencil_table
+from .feedback import Feedback
 from .ir import LABEL, Trace
+from .specialize import Specializer, specialize
 
 
-def merge_tracing_checks(trace: Trace) -> list[str]:
+@dataclasses.dataclass
+class Context:
+    """What the passes know besides the trace."""
+
+    feedback: Feedback
+    globals: dict | None = None
+
+
+def run_specialize(trace: Trace, context: Context) -> list[str]:
+    """Typed uops (with guards) for proven or predicted operand types."""
+    return specialize(trace, context.feedback, context.globals)
+
+
+_FUSED_BRANCHES = {"_COMPARE_OP_INT": "_COMPARE_INT_AND_BRANCH",
+                   "_COMPARE_OP_FLOAT": "_COMPARE_FLOAT_AND_BRANCH",
+                   "_COMPARE_OP_STR": "_COMPARE_STR_AND_BRANCH"}
+
+
+def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
+    """A typed compare followed by a jump on its bool jumps on the comparison
+    itself (no bool object)."""
+    changes = []
+    uops = trace.uops
+    out = []
+    i = 0
+    while i < len(uops):
+        uop = uops[i]
+        following = uops[i + 1] if i + 1 < len(uops) else None
+        if (uop.name in _FUSED_BRANCHES and following is not None
+                and following.name == "_POP_JUMP_IF_BOOL"):
+            fused = dataclasses.replace(uop, name=_FUSED_BRANCHES[uop.name],
+                                        operand0=following.operand0, jump_to=following.jump_to,
+                                        exit_after=following.exit_after)
+            out.append(fused)
+            changes.append(f"@{2 * uop.offset} {uop.name} + _POP_JUMP_IF_BOOL -> {fused.name}")
+            i += 2
+            continue
+        out.append(uop)
+        i += 1
+    uops[:] = out
+    return changes
+
+
+def fuse_string_append(trace: Trace, context: Context) -> list[str]:
+    """`s += t` / `s = s + t` on strings, stored back into `s`: append in place."""
+    changes = []
+    uops = trace.uops
+    specializer = Specializer(trace, context.feedback, context.globals)
+    try:
+        states = analysis.analyze(trace, specializer.transfer)
+    except analysis.AnalysisError:
+        return []
+    out = []
+    skip = False
+    for i, uop in enumerate(uops):
+        if skip:
+            skip = False
+            continue
+        following = uops[i + 1] if i + 1 < len(uops) else None
+        state = states[i]
+        if (uop.name == "_BINARY_OP_ADD_STR" and following is not None and state is not None
+                and following.name == "_STORE_FAST"
+                and state.stack[-2].alias == following.oparg):
+            out.append(dataclasses.replace(uop, name="_BINARY_OP_INPLACE_ADD_STR",
+                                           oparg=following.oparg))
+            changes.append(f"@{2 * uop.offset} str + str stored back: append in place")
+            skip = True
+            continue
+        out.append(uop)
+    uops[:] = out
+    return changes
+
+
+def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
+    """Drop type guards on items whose type is already proven."""
+    specializer = Specializer(trace, context.feedback, context.globals)
+    try:
+        states = analysis.analyze(trace, specializer.transfer)
+    except analysis.AnalysisError:
+        return []
+    changes = []
+    kept = []
+    for uop, state in zip(trace.uops, states):
+        if (uop.name == "_GUARD_TYPE" and state is not None
+                and state.stack[-uop.oparg].type is uop.operand0.value):
+            changes.append(f"@{2 * uop.offset} removed _GUARD_TYPE "
+                           f"{uop.operand0.value.__name__} (proven)")
+            continue
+        kept.append(uop)
+    trace.uops[:] = kept
+    return changes
+
+
+def prune_tracing_checks(trace: Trace, context: Context) -> list[str]:
+    """Drop _CHECK_TRACING where no path into it comes from code that can run
+    Python (specialization made those uops non-escaping)."""
+    specs = stencil_table.uops()
+    uops = trace.uops
+    jumps_to: dict[int, list] = {}
+    for uop in uops:
+        if uop.name != LABEL and uop.jump_to >= 0:
+            jumps_to.setdefault(uop.jump_to, []).append(uop)
+    changes = []
+    kept = []
+    for i, uop in enumerate(uops):
+        if uop.name != "_CHECK_TRACING":
+            kept.append(uop)
+            continue
+        needed = False
+        j = i - 1
+        while j >= 0 and uops[j].name == LABEL:
+            for source in jumps_to.get(uops[j].oparg, ()):
+                needed |= specs[source.name].escapes
+            j -= 1
+        if j >= 0 and uops[j].name != LABEL and not specs[uops[j].name].flags & {"TERMINATES"}:
+            spec = specs[uops[j].name]
+            needed |= spec.escapes and "SYNCS_FRAME" not in spec.flags
+        if needed:
+            kept.append(uop)
+        else:
+            changes.append(f"@{2 * uop.offset} removed _CHECK_TRACING (nothing before it "
+                           "can run Python)")
+    uops[:] = kept
+    return changes
+
+
+def merge_tracing_checks(trace: Trace, context: Context) -> list[str]:
     """Drop a _CHECK_TRACING that directly follows another one (no code in
     between can turn tracing on)."""
     changes = []
     kept = []
     for uop in trace.uops:
-        if (uop.name == "_CHECK_TRACING" and kept and kept[-1].name == "_CHECK_TRACING"):
+        if uop.name == "_CHECK_TRACING" and kept and kept[-1].name == "_CHECK_TRACING":
             changes.append(f"removed duplicate _CHECK_TRACING @{2 * uop.offset}")
             continue
         kept.append(uop)
@@ -25,5 +156,10 @@ def merge_tracing_checks(trace: Trace) -> list[str]:
 
 
 PASSES = [
+    ("specialize", run_specialize),
+    ("fuse_compare_and_branch", fuse_compare_and_branch),
+    ("fuse_string_append", fuse_string_append),
+    ("remove_redundant_guards", remove_redundant_guards),
+    ("prune_tracing_checks", prune_tracing_checks),
     ("merge_tracing_checks", merge_tracing_checks),
 ]

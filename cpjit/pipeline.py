@@ -12,6 +12,7 @@ import types
 from typing import Callable
 
 from . import emit as _emit
+from . import feedback as _feedback
 from . import optimize, translate
 from .ir import Trace
 
@@ -38,6 +39,7 @@ class CompileRecord:
     trace: Trace | None = None
     emitted: _emit.Emitted | None = None
     fallback_reason: str | None = None
+    feedback: _feedback.Feedback | None = None
 
     @property
     def seconds(self) -> float:
@@ -68,9 +70,12 @@ class CompileRecord:
 Pass = Callable[[Trace], list[str]]
 
 
-def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False) -> CompileRecord:
-    """Run every pass on `code`.  Raises translate.Unsupported (a fallback
-    reason) or PassError (a bug, naming the pass)."""
+def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False,
+                 globals_: dict | None = None,
+                 feedback: _feedback.Feedback | None = None) -> CompileRecord:
+    """Run every pass on `code` (with the function's globals, for what
+    builtins calls return).  Raises translate.Unsupported (a fallback reason)
+    or PassError (a bug, naming the pass)."""
     record = CompileRecord(qualname, code)
 
     def run(name: str, function, *args):
@@ -88,8 +93,13 @@ def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False) -> 
     record.trace = trace
     record.reports.append(PassReport("translate", seconds, [],
                                      trace.snapshot() if keep else None))
+    if feedback is None:
+        feedback, seconds = run("feedback", _feedback.from_tier1, code, trace.instructions)
+        record.reports.append(PassReport("feedback", seconds, [], None))
+    record.feedback = feedback
+    context = optimize.Context(feedback, globals_)
     for name, optimization in optimize.PASSES:
-        changes, seconds = run(name, optimization, trace)
+        changes, seconds = run(name, optimization, trace, context)
         record.reports.append(PassReport(name, seconds, changes,
                                          trace.snapshot() if keep and changes else None))
     emitted, seconds = run("emit", _emit.emit, trace)

@@ -28,6 +28,10 @@ _DERIVED_FLAGS = {
 }
 
 
+# The body ends with an unconditional way out.
+_TERMINATES = re.compile(r"(?:\bJUMP\(\)|\bDEOPT_IF\(1\)|\breturn\b[^;]*);\s*\Z")
+
+
 class UopDefError(Exception):
     """A malformed uop definition; the message names the file and line."""
 
@@ -64,6 +68,8 @@ class UopDef:
     @property
     def flags(self) -> frozenset[str]:
         derived = {flag for flag, pattern in _DERIVED_FLAGS.items() if pattern.search(self.body)}
+        if _TERMINATES.search(self.body):
+            derived.add("TERMINATES")  # never falls through to the next uop
         sizes = " ".join(item.size or "" for item in self.inputs + self.outputs)
         if re.search(r"\boparg\b", sizes):
             derived.add("USES_OPARG")

@@ -31,6 +31,46 @@ NO_FALLTHROUGH = frozenset({
 GENERATOR_FLAGS = 0x20 | 0x80 | 0x200  # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
 
 
+# Tier 1's specialized instructions and the operand types they prove it saw
+# (deepest first; None: any).
+_RANGE_ITER = type(iter(range(0)))
+TIER1_OPERAND_TYPES = {
+    "BINARY_OP_ADD_INT": (int, int),
+    "BINARY_OP_SUBTRACT_INT": (int, int),
+    "BINARY_OP_MULTIPLY_INT": (int, int),
+    "BINARY_OP_ADD_FLOAT": (float, float),
+    "BINARY_OP_SUBTRACT_FLOAT": (float, float),
+    "BINARY_OP_MULTIPLY_FLOAT": (float, float),
+    "BINARY_OP_ADD_UNICODE": (str, str),
+    "BINARY_OP_INPLACE_ADD_UNICODE": (str, str),
+    "COMPARE_OP_INT_JUMP": (int, int),
+    "COMPARE_OP_FLOAT_JUMP": (float, float),
+    "COMPARE_OP_STR_JUMP": (str, str),
+    "BINARY_SUBSCR_LIST_INT": (list, int),
+    "BINARY_SUBSCR_TUPLE_INT": (tuple, int),
+    "BINARY_SUBSCR_DICT": (dict, None),
+    "STORE_SUBSCR_LIST_INT": (None, list, int),
+    "STORE_SUBSCR_DICT": (None, dict, None),
+    "UNPACK_SEQUENCE_TWO_TUPLE": (tuple,),
+    "UNPACK_SEQUENCE_TUPLE": (tuple,),
+    "UNPACK_SEQUENCE_LIST": (list,),
+}
+
+try:
+    from dis import _all_opname as _ADAPTIVE_NAMES  # 3.11: specialized names too
+except ImportError:  # pragma: no cover
+    _ADAPTIVE_NAMES = opcode.opname
+
+
+def adaptive_name(adaptive: bytes, offset: int) -> str | None:
+    """The name of the (possibly specialized) instruction at `offset` (code units)
+    in a code object's adaptive bytecode."""
+    position = 2 * offset
+    if position >= len(adaptive):
+        return None
+    return _ADAPTIVE_NAMES[adaptive[position]]
+
+
 def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     """The instructions of `code` (EXTENDED_ARG folded in, caches skipped) and its
     exception table, read with the `bytecode` package."""
@@ -192,8 +232,7 @@ class Lowering:
         return [self._u("_SWAP", ins, ins.arg)]
 
     def RETURN_VALUE(self, ins):
-        return [self._u("_SET_IP", ins, operand0=CodeUnit(ins.offset)),
-                self._u("_RETURN_VALUE", ins)]
+        return [self._u("_RETURN_VALUE", ins)]
 
     # -- globals and attributes --
 

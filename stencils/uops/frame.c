@@ -57,8 +57,11 @@ UOP(_JUMP, ( -- ), 0) {
     JUMP();
 }
 
-// Return from the frame.  The stack is empty below `retval`.
+// Return from the frame.  The stack is empty below `retval`.  The frame
+// records the RETURN_VALUE as its last instruction (a frame object that
+// outlives the call shows its line).
 UOP(_RETURN_VALUE, (retval -- ), 0) {
+    SET_IP();
     _PyFrame_SetStackPointer(frame, stack_pointer - 1);
     return retval;
 }

@@ -1,0 +1,162 @@
+"""Abstract interpretation of a trace: what is known about each stack item and local before every uop.
+
+The lattice is small: an exact builtin type (int, float, str, list, ...), ANY
+(an object of unknown type), NULL (an empty stack slot), and for locals
+UNBOUND / MAYBE_UNBOUND.  Facts about exact builtin types never go stale
+(no code can change an int's class), so they survive calls.  Stack items also
+remember the local they were loaded from (while it is unchanged) and a hint
+(what a call of a known builtin probably returns), which only self-checking
+uops may use.  Transfer functions for uops that specialize come from the
+caller (see specialize.py), so the analysis and the rewrite agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from . import stencil_table
+from .ir import LABEL, Trace, UOp
+
+
+class _Marker:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ANY = _Marker("ANY")
+NULL = _Marker("NULL")
+UNBOUND = _Marker("UNBOUND")
+MAYBE_UNBOUND = _Marker("MAYBE_UNBOUND")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Item:
+    """What is known about one stack item."""
+
+    type: object = ANY  # an exact type, ANY or NULL
+    alias: int = -1  # local it was loaded from, while that local is unchanged
+    hint: object = None  # a likely type (from a builtin's known result); not a fact
+
+
+UNKNOWN = Item()
+
+
+def join_type(a, b):
+    if a is b:
+        return a
+    if a is UNBOUND or b is UNBOUND or a is MAYBE_UNBOUND or b is MAYBE_UNBOUND:
+        return MAYBE_UNBOUND
+    return ANY
+
+
+def join_item(a: Item, b: Item) -> Item:
+    if a == b:
+        return a
+    return Item(join_type(a.type, b.type), a.alias if a.alias == b.alias else -1,
+                a.hint if a.hint is b.hint else None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class State:
+    stack: tuple[Item, ...]
+    locals: tuple[object, ...]
+
+    def join(self, other: "State") -> "State | None":
+        if len(self.stack) != len(other.stack):
+            return None  # inconsistent depths: give up on this trace
+        return State(tuple(join_item(a, b) for a, b in zip(self.stack, other.stack)),
+                     tuple(join_type(a, b) for a, b in zip(self.locals, other.locals)))
+
+    def push(self, *items: Item) -> "State":
+        return State(self.stack + items, self.locals)
+
+    def pop(self, n: int) -> "State":
+        return State(self.stack[:len(self.stack) - n] if n else self.stack, self.locals)
+
+    def store(self, index: int, value) -> "State":
+        locals_ = self.locals[:index] + (value,) + self.locals[index + 1:]
+        stack = tuple(dataclasses.replace(item, alias=-1) if item.alias == index else item
+                      for item in self.stack)
+        return State(stack, locals_)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a uop does to the state: on falling through, and on jumping."""
+
+    fallthrough: State | None
+    jump: State | None = None
+
+
+Transfer = Callable[[UOp, State], "Outcome | None"]
+
+_TERMINATORS = None
+
+
+def terminates(name: str) -> bool:
+    global _TERMINATORS
+    if _TERMINATORS is None:
+        _TERMINATORS = {n for n, spec in stencil_table.uops().items() if "TERMINATES" in spec.flags}
+    return name in _TERMINATORS
+
+
+def entry_state(trace: Trace) -> State:
+    code = trace.code
+    nargs = (code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 0x04)
+             + bool(code.co_flags & 0x08))
+    nlocals = len(code.co_varnames) + len(set(code.co_cellvars) - set(code.co_varnames)) \
+        + len(code.co_freevars)
+    locals_ = tuple(ANY if i < nargs or i >= len(code.co_varnames) else UNBOUND
+                    for i in range(nlocals))
+    return State((), locals_)
+
+
+def generic_transfer(uop: UOp, state: State) -> Outcome:
+    """Stack effect from the uop's metadata, nothing known about what it pushes."""
+    spec = stencil_table.uops()[uop.name]
+    pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
+    if pops > len(state.stack):
+        raise AnalysisError(f"{uop.describe()} pops {pops} of {len(state.stack)} items")
+    after = state.pop(pops).push(*([UNKNOWN] * pushes))
+    return Outcome(None if terminates(uop.name) else after, after if spec.jumps else None)
+
+
+class AnalysisError(Exception):
+    """The trace does not have a consistent stack; optimizations skip it."""
+
+
+def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
+    """The state before each uop (None: unreachable)."""
+    uops = trace.uops
+    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    states: list[State | None] = [None] * len(uops)
+    states[0] = entry_state(trace)
+    work = [0]
+    while work:
+        index = work.pop()
+        uop = uops[index]
+        state = states[index]
+        if uop.name == LABEL:
+            outcome = Outcome(state)
+        else:
+            outcome = transfer(uop, state) or generic_transfer(uop, state)
+        targets = []
+        if outcome.fallthrough is not None and index + 1 < len(uops):
+            targets.append((index + 1, outcome.fallthrough))
+        if outcome.jump is not None:
+            if uop.jump_to not in labels:
+                raise AnalysisError(f"{uop.describe()}: no label")
+            targets.append((labels[uop.jump_to], outcome.jump))
+        for target, new in targets:
+            old = states[target]
+            merged = new if old is None else old.join(new)
+            if merged is None:
+                raise AnalysisError(f"stack depths differ at uop {target}")
+            if merged != old:
+                states[target] = merged
+                work.append(target)
+    return states

@@ -1,0 +1,72 @@
+"""Type feedback: what the operands of each instruction were, as tier 1 (or a profile) saw them."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+from . import _versions
+
+
+@dataclasses.dataclass
+class Feedback:
+    """Observed operand types per instruction offset (code units).
+
+    `operands[offset]` gives one type (or None: unknown, mixed) per stack
+    input of the instruction, deepest first.  `notes[offset]` says where it
+    came from, for the dump (tier 1's specialized instruction name, or the
+    profile's counts).
+    """
+
+    operands: dict[int, tuple] = dataclasses.field(default_factory=dict)
+    notes: dict[int, str] = dataclasses.field(default_factory=dict)
+    source: str = "none"
+    # Instructions where speculation failed too often: compile them generically.
+    no_speculation: frozenset[int] = frozenset()
+
+    def at(self, offset: int) -> tuple | None:
+        if offset in self.no_speculation:
+            return None
+        return self.operands.get(offset)
+
+    def describe(self, offset: int) -> str | None:
+        return self.notes.get(offset)
+
+    def get(self, offset: int, default=None):
+        """What is known at `offset`, as text (the dump reads feedback like a mapping)."""
+        note = self.notes.get(offset)
+        if note is None:
+            return default
+        types_ = self.operands.get(offset)
+        if types_:
+            names = ", ".join(t.__name__ if t is not None else "?" for t in types_)
+            note = f"{note} ({names})"
+        return note
+
+
+def from_tier1(code: types.CodeType, instructions) -> Feedback:
+    """Read tier 1's specialized (adaptive) instructions of `code`."""
+    version = _versions.current
+    feedback = Feedback(source="tier 1")
+    if version is None:
+        return feedback
+    adaptive = code._co_code_adaptive
+    for ins in instructions:
+        name = version.adaptive_name(adaptive, ins.offset)
+        if name is None or name == ins.name:
+            continue
+        feedback.notes[ins.offset] = name
+        observed = version.TIER1_OPERAND_TYPES.get(name)
+        if observed is not None:
+            feedback.operands[ins.offset] = observed
+    return feedback
+
+
+def merged(first: Feedback, second: Feedback) -> Feedback:
+    """`first` completed by `second` where it knows nothing."""
+    result = Feedback(dict(second.operands), dict(second.notes),
+                      f"{first.source} + {second.source}",
+                      first.no_speculation | second.no_speculation)
+    result.operands.update(first.operands)
+    result.notes.update(first.notes)
+    return result

@@ -40,11 +40,6 @@ def _demo(args) -> int:
     return demo.main(quick=args.quick)
 
 
-def _target(spec: str):
-    from .dump import load_function
-    return load_function(spec)
-
-
 def _dump(args) -> int:
     from . import dump
     print(dump.dump_file_function(args.target, call=args.call, absolute=args.absolute), end="")
@@ -84,6 +79,11 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `python -m cpjit stencils | head`
         sys.stderr.close()
         return 0
+    except (OSError, ValueError, LookupError, TypeError, SyntaxError) as error:
+        if args.command not in ("dump", "explain"):
+            raise
+        print(f"cpjit: {error}", file=sys.stderr)  # a bad FILE.py:FUNC or --call
+        return 2
 
 
 if __name__ == "__main__":

@@ -128,6 +128,9 @@ def _compile(wrapper, *, strict: bool, dump: bool) -> None:
     if strict and record.trace.unsupported:
         return _fail(wrapper, strict, _unsupported_message(func, record.trace), record)
     wrapper._install(record.emitted.code, record)
+    if os.environ.get("CPJIT_PERF_MAP", "") not in ("", "0"):
+        from . import dump as _dump_module
+        _dump_module.write_perf_map(wrapper, record)
     if keep:
         from . import dump as _dump
         _dump.emit_dump(wrapper, record, force=dump)
@@ -150,6 +153,8 @@ def _stats(wrapper) -> dict:
     record = wrapper._info
     if isinstance(record, pipeline.CompileRecord):
         stats.update(record.stats(wrapper._code))
+    from .dump import perf_regions
+    stats["regions"] = perf_regions(wrapper)
     return stats
 
 

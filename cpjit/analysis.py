@@ -77,6 +77,13 @@ class State:
     def pop(self, n: int) -> "State":
         return State(self.stack[:len(self.stack) - n] if n else self.stack, self.locals)
 
+    def refine(self, index: int, proven) -> "State":
+        """Local `index` (and the stack items loaded from it) proven to have type `proven`."""
+        locals_ = self.locals[:index] + (proven,) + self.locals[index + 1:]
+        stack = tuple(dataclasses.replace(item, type=proven) if item.alias == index else item
+                      for item in self.stack)
+        return State(stack, locals_)
+
     def store(self, index: int, value) -> "State":
         locals_ = self.locals[:index] + (value,) + self.locals[index + 1:]
         stack = tuple(dataclasses.replace(item, alias=-1) if item.alias == index else item

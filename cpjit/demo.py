@@ -95,10 +95,13 @@ def main(quick: bool = False) -> int:
         state = "" if jitted.compiled else f" (interpreter: {jitted.fallback_reason})"
         print(f"{func.__name__:<18} {plain_time * 1e3:>10.1f}ms {jit_time * 1e3:>8.1f}ms "
               f"{plain_time / jit_time:>7.2f}x  {str(got)[:40]} {status}{state}")
-    print("\nHow sum_of_squares became machine code (python -m cpjit dump shows any function):\n")
+    print("\nHow sum_of_squares became machine code: its bytecode, its uops after each pass,")
+    print("and the side exits (the whole dump, with stencils and the patched machine code:")
+    print("python -m cpjit dump cpjit/demo.py:sum_of_squares --call 10; a page to click through:")
+    print("python -m cpjit explain cpjit/demo.py:sum_of_squares --call 10 -o page.html)\n")
     small = jit(sum_of_squares)
     small(10)
-    print(small.dump())
+    print(small.dump(sections=("header", "bytecode", "uops", "side exits", "stats")))
     if failures:
         print(f"{failures} result(s) differed from the interpreter")
     return 1 if failures else 0

@@ -64,7 +64,7 @@ def _listings(record: pipeline.CompileRecord) -> tuple[list[pipeline.PassReport]
     if record.reports and record.reports[0].trace is not None:
         return record.reports, ""
     try:
-        again = pipeline.compile_code(record.code, record.qualname, keep=True)
+        again = pipeline.compile_code(record.code, record.qualname, keep=True, **record.options())
     except (translate.Unsupported, pipeline.PassError) as error:
         return [], f"per-pass listings not available: {error}"
     note = ("per-pass listings from a recompilation made for this dump: the function "
@@ -92,7 +92,8 @@ def subject_of_code(func) -> Subject:
     """Compile `func`'s code with every pass's trace kept, without running it."""
     subject = Subject(f"{func.__module__}.{func.__qualname__}", func.__code__)
     try:
-        subject.record = pipeline.compile_code(func.__code__, func.__qualname__, keep=True)
+        subject.record = pipeline.compile_code(func.__code__, func.__qualname__, keep=True,
+                                               globals_=func.__globals__)
     except (translate.Unsupported, stencil_table.StencilTableMissing,
             pipeline.PassError) as error:
         subject.fallback_reason = str(error)
@@ -515,16 +516,28 @@ SECTIONS: list[Callable[[_Dump], Lines]] = [
 ]
 
 
-def render(subject: Subject, *, absolute: bool = False, timings: bool = True) -> str:
-    """The dump of `subject` as text: every section, in pipeline order."""
+SECTION_NAMES = ("header", "source", "bytecode", "uops", "stencils", "machine code",
+                 "side exits", "stats")
+
+
+def render(subject: Subject, *, absolute: bool = False, timings: bool = True,
+           sections: tuple[str, ...] = SECTION_NAMES) -> str:
+    """The dump of `subject` as text: the chosen sections (all by default), in
+    pipeline order."""
+    unknown = set(sections) - set(SECTION_NAMES)
+    if unknown:
+        raise ValueError(f"unknown dump sections {sorted(unknown)}; choose from {SECTION_NAMES}")
     dump = _Dump(subject, absolute, timings)
-    return "".join(line + "\n" for section in SECTIONS for line in section(dump))
+    return "".join(line + "\n" for name, section in zip(SECTION_NAMES, SECTIONS)
+                   if name in sections for line in section(dump))
 
 
-def dump_text(wrapper, *, absolute: bool = False, timings: bool = True) -> str:
+def dump_text(wrapper, *, absolute: bool = False, timings: bool = True,
+              sections: tuple[str, ...] = SECTION_NAMES) -> str:
     """wrapper.dump(): the dump of a jit wrapper's compilation.  absolute=True shows
-    addresses in memory; timings=False leaves out compile times (stable text)."""
-    return render(subject_of(wrapper), absolute=absolute, timings=timings)
+    addresses in memory; timings=False leaves out compile times (stable text);
+    `sections` picks some of SECTION_NAMES."""
+    return render(subject_of(wrapper), absolute=absolute, timings=timings, sections=sections)
 
 
 def emit_dump(wrapper, record, *, force: bool = False) -> None:

@@ -40,6 +40,11 @@ class CompileRecord:
     emitted: _emit.Emitted | None = None
     fallback_reason: str | None = None
     feedback: _feedback.Feedback | None = None
+    globals: dict | None = None  # the function's globals, as compiled
+
+    def options(self) -> dict:
+        """compile_code() keyword arguments that compile the same code the same way."""
+        return {"globals_": self.globals, "feedback": self.feedback}
 
     @property
     def seconds(self) -> float:
@@ -76,7 +81,7 @@ def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False,
     """Run every pass on `code` (with the function's globals, for what
     builtins calls return).  Raises translate.Unsupported (a fallback reason)
     or PassError (a bug, naming the pass)."""
-    record = CompileRecord(qualname, code)
+    record = CompileRecord(qualname, code, globals=globals_)
 
     def run(name: str, function, *args):
         started = time.perf_counter()

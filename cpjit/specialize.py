@@ -195,13 +195,10 @@ class Specializer:
             index = len(stack) - uop.oparg
             guarded = uop.operand0.value
             item = stack[index]
-            refined = analysis.State(stack[:index] + (dataclasses.replace(item, type=guarded),)
-                                     + stack[index + 1:], state.locals)
             if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:
-                locals_ = list(refined.locals)
-                locals_[item.alias] = guarded
-                refined = analysis.State(refined.stack, tuple(locals_))
-            return Outcome(refined)
+                return Outcome(state.refine(item.alias, guarded))
+            return Outcome(analysis.State(stack[:index] + (dataclasses.replace(item, type=guarded),)
+                                          + stack[index + 1:], state.locals))
         if name == "_LOAD_GLOBAL_CACHED":
             hint = self._global_hint(uop.operand0.value)
             items = (Item(NULL),) if uop.oparg else ()
@@ -232,6 +229,12 @@ class Specializer:
         decision = self.decide(uop, state)
         if decision is None:
             return None
+        for depth, guarded in decision.guards:
+            # The guard proves the type of the local the item was loaded from.
+            alias = stack[-depth].alias
+            if alias >= 0 and state.locals[alias] is not UNBOUND:
+                state = state.refine(alias, guarded)
+                stack = state.stack
         spec = stencil_table.uops()[uop.name]
         after = state.pop(spec.pops(uop.oparg)).push(*decision.outputs)
         return Outcome(after, after if spec.jumps else None)

@@ -285,3 +285,20 @@ def test_perf_map_is_off_by_default(monkeypatch):
 if __name__ == "__main__":
     EXPECTED.write_text(expected_dump())
     print(f"wrote {EXPECTED}")
+
+
+def test_bad_targets_give_one_line_errors(tmp_path):
+    import subprocess
+    for target in (f"{tmp_path}/missing.py:f", f"{SAMPLE}:no_such_function", "no-colon"):
+        result = subprocess.run([sys.executable, "-m", "cpjit", "dump", target],
+                                capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("cpjit: ") and result.stderr.count("\n") == 1
+
+
+def test_dump_sections_can_be_chosen():
+    jitted = _compiled(sum_of_squares, 10)
+    text = jitted.dump(sections=("header", "side exits"))
+    assert "== " in text and "Side exits" in text and "Machine code" not in text
+    with pytest.raises(ValueError, match="unknown dump sections"):
+        jitted.dump(sections=("nonsense",))

@@ -7,9 +7,11 @@ import os
 import sys
 import types
 
-from . import _runtime, _versions, pipeline, stencil_table, translate
+from . import _runtime, _versions, feedback, pipeline, stencil_table, translate
 
 DEFAULT_WARMUP = 8  # calls in the interpreter before compiling a function without loops
+FAILING_EXITS = 8  # exits through one stub that make its instruction compile generically
+MAX_GENERATIONS = 6  # compilations of one function (first, profile, exit storms)
 
 
 class JitError(Exception):
@@ -112,13 +114,19 @@ def _unsupported_message(func, trace) -> str:
 
 def _compile(wrapper, *, strict: bool, dump: bool) -> None:
     """Called by the wrapper when it is time to compile: installs machine code,
-    or a fallback (raising JitError instead when strict)."""
+    or a fallback (raising JitError instead when strict).  Called again when
+    the code's profile is ready or its side exits pile up."""
     func = wrapper.__wrapped__
-    qualname = _describe(func)
+    previous = wrapper._info if wrapper.compiled else None
+    options = {}
+    if isinstance(previous, pipeline.CompileRecord) and previous.emitted is not None:
+        options = _recompilation(wrapper, previous)
+        if options is None:
+            return
     keep = dump or bool(os.environ.get("CPJIT_DUMP"))
     try:
-        record = pipeline.compile_code(func.__code__, qualname, keep=keep,
-                                       globals_=func.__globals__)
+        record = pipeline.compile_code(func.__code__, _describe(func), keep=keep,
+                                       globals_=func.__globals__, **options)
     except translate.Unsupported as error:
         return _fail(wrapper, strict, str(error), None)
     except stencil_table.StencilTableMissing as error:
@@ -127,13 +135,39 @@ def _compile(wrapper, *, strict: bool, dump: bool) -> None:
         return _fail(wrapper, strict, f"internal error: {error}", None)
     if strict and record.trace.unsupported:
         return _fail(wrapper, strict, _unsupported_message(func, record.trace), record)
-    wrapper._install(record.emitted.code, record)
+    if previous is not None and options:
+        record.generation = previous.generation + 1
+    # A profiling compilation is compiled again at the next call, with the profile.
+    wrapper._install(record.emitted.code, record, 1 if record.profile else 0)
     if os.environ.get("CPJIT_PERF_MAP", "") not in ("", "0"):
         from . import dump as _dump_module
         _dump_module.write_perf_map(wrapper, record)
     if keep:
         from . import dump as _dump
         _dump.emit_dump(wrapper, record, force=dump)
+
+
+def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
+    """Options for compiling a running function again, or None to keep its code:
+    the profile it recorded becomes feedback, and instructions whose side
+    exits keep being taken are compiled without speculation."""
+    code = wrapper._code
+    trace = previous.trace
+    starts = {ins.start: ins.offset for ins in trace.instructions}
+    failing = {starts.get(resume, resume) for resume, taken in
+               previous.emitted.exit_counts(code).items() if taken >= FAILING_EXITS}
+    known = previous.feedback.no_speculation if previous.feedback else frozenset()
+    if (not previous.profile and not failing - known) or previous.generation >= MAX_GENERATIONS:
+        code.quiet_exits()  # nothing a new compilation would do better
+        return None
+    learned = feedback.from_tier1(trace.code, trace.instructions)
+    if previous.profile:
+        learned = feedback.merged(learned, feedback.from_profile(trace,
+                                                                 previous.emitted.cache_words(code)))
+    if previous.feedback is not None:
+        learned = feedback.merged(learned, previous.feedback)
+    learned.no_speculation = known | failing
+    return {"feedback": learned, "profile": False}
 
 
 def _fail(wrapper, strict: bool, reason: str, record) -> None:

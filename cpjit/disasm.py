@@ -196,9 +196,12 @@ class Disassembler:
         if patch.base == emit.BASE_RWDATA:
             word = patch.value // 8
             exits = self.emitted.exit_offsets
-            if word < len(exits):
-                return f"rw[{word}], the counter of side exit @ offset {2 * exits[word]}"
-            return f"rw[{word}]"
+            if word == emit.TOTAL_EXITS:
+                return f"rw[{word}], the count of all side exits"
+            if 0 <= word - emit.COUNTERS < len(exits):
+                return (f"rw[{word}], the counter of side exit @ offset "
+                        f"{2 * exits[word - emit.COUNTERS]}")
+            return f"rw[{word}], an inline cache"
         if patch.symbol is not None:
             return f"&{patch.symbol}"
         if isinstance(field, int):

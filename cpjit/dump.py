@@ -460,7 +460,7 @@ def _side_exits(dump: _Dump) -> Lines:
     if emitted is None:
         yield "  (not compiled)"
         return
-    counts = emitted.code.rwdata()
+    counts = emitted.exit_counts()
     sources = _exit_sources(dump)
     trace = dump.subject.record.trace
     rows = []
@@ -471,9 +471,8 @@ def _side_exits(dump: _Dump) -> Lines:
         where = f"@{2 * placement.target} {instruction.name if instruction else ''}"
         line = instruction.line if instruction and instruction.line is not None else ""
         taken = ""
-        if placement.kind == "exit" and placement.target in emitted.exit_offsets:
-            k = emitted.exit_offsets.index(placement.target)
-            taken = str(counts[k]) if k < len(counts) else ""
+        if placement.kind == "exit" and placement.target in counts:
+            taken = str(counts[placement.target])
         rows.append((dump.address(placement.offset), placement.kind, where, line, taken,
                      _ranges(sources.get(index, []))))
     stub = max([len("stub")] + [len(row[0]) for row in rows])

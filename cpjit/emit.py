@@ -4,8 +4,8 @@ Layout of one compiled function, all in one mapping:
 
     [shim][uops in trace order][side-exit stubs][error stubs][cold code][read-only data][GOT]
 
-and, apart, the read-write words: the exit counters (word k counts exit stub
-k), then the uops' inline caches.
+and, apart, the read-write words: word 0 counts every side exit, word 1 + k
+the exits through stub k, then come the uops' inline caches and profile words.
 
 The build step splits each stencil into its hot path, which ends with the
 jump to `_JIT_CONTINUE`, and its cold code (errors, side exits, deallocations).
@@ -30,6 +30,8 @@ from ._stencils import HoleValue, Reloc, Stencil
 from .ir import LABEL, CacheWords, CodeUnit, Obj, RwWord, Sym, Trace, UOp
 
 PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
+TOTAL_EXITS = 0  # read-write word counting every side exit (CPJIT_RW_EXITS)
+COUNTERS = 1  # first per-stub exit counter
 KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1}
 BASE_ABSOLUTE, BASE_CODE, BASE_RWDATA = 0, 1, 2
 SHIM = "shim"
@@ -88,6 +90,15 @@ class Emitted:
     @property
     def size(self) -> int:
         return self.code.size
+
+    def exit_counts(self, code=None) -> dict[int, int]:
+        """Side exits taken so far, by resume offset (code units)."""
+        words = (code or self.code).rwdata()
+        return {resume: words[COUNTERS + k] for k, resume in enumerate(self.exit_offsets)}
+
+    def cache_words(self, code=None) -> tuple:
+        """The inline cache and profile words (CacheWords index 0 first)."""
+        return (code or self.code).rwdata()[COUNTERS + len(self.exit_offsets):]
 
 
 def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple[int, int]:
@@ -151,7 +162,7 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
             errors[uop.offset] = -1
     for k, resume in enumerate(exit_offsets):
         exits[resume] = len(placements)
-        stub = UOp("_EXIT_STUB", operand0=CodeUnit(resume - 1), operand1=RwWord(k),
+        stub = UOp("_EXIT_STUB", oparg=COUNTERS + k, operand0=CodeUnit(resume - 1),
                    offset=resume, comment=f"resume @{2 * resume}")
         placements.append(Placement("exit", "_EXIT_STUB", 0, 0, stub, resume))
     for offset in sorted(errors):
@@ -220,7 +231,8 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
         for start, size, holes in parts:
             for hole in holes:
                 _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits,
-                            errors, data_offsets, got, units, keepalive, add, len(exit_offsets))
+                            errors, data_offsets, got, units, keepalive, add,
+                            COUNTERS + len(exit_offsets))
     for name, offset in data_offsets.items():
         stencil = stencils[name]
         buffer[offset:offset + len(stencil.data)] = stencil.data
@@ -238,7 +250,8 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
             symbol_address(symbol), -1)
 
     code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
-                            rwdata_words=len(exit_offsets) + trace.cache_words, nslots=nslots,
+                            rwdata_words=COUNTERS + len(exit_offsets) + trace.cache_words,
+                            nslots=nslots,
                             co=code_object,
                             keepalive=tuple(keepalive))
     return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))

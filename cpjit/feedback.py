@@ -62,10 +62,37 @@ def from_tier1(code: types.CodeType, instructions) -> Feedback:
     return feedback
 
 
+# The type of each bit the _PROFILE uop records (cpjit_type_bit in stencils/inline.h).
+PROFILE_TYPES = (int, float, str, list, tuple, dict, bool, type(iter(range(0))), type(iter([])),
+                 type(iter(())), range)
+
+
+def _profiled_type(bits: int):
+    """The one type seen (None: several, or other types, or never run)."""
+    if bits == 0 or bits & (bits - 1):
+        return None
+    index = bits.bit_length() - 1
+    return PROFILE_TYPES[index] if index < len(PROFILE_TYPES) else None
+
+
+def from_profile(trace, words) -> Feedback:
+    """What the _PROFILE uops of a profiling compilation recorded (`words`: the
+    code's cache words, see emit.Emitted.cache_words)."""
+    feedback = Feedback(source="profile")
+    for offset, count, word in trace.profile_sites:
+        value = words[word.index] if word.index < len(words) else 0
+        seen = tuple(_profiled_type((value >> (16 * k)) & 0xFFFF) for k in range(count))
+        if any(t is not None for t in seen):
+            feedback.operands[offset] = seen
+        names = ", ".join(t.__name__ if t else "?" for t in seen)
+        feedback.notes[offset] = f"profile: {names}" if value else "profile: not run"
+    return feedback
+
+
 def merged(first: Feedback, second: Feedback) -> Feedback:
     """`first` completed by `second` where it knows nothing."""
     result = Feedback(dict(second.operands), dict(second.notes),
-                      f"{first.source} + {second.source}",
+                      f"{first.source} + {second.source}" if second.operands else first.source,
                       first.no_speculation | second.no_speculation)
     result.operands.update(first.operands)
     result.notes.update(first.notes)

@@ -131,17 +131,20 @@ class Trace:
     unsupported: list[Instruction] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     cache_words: int = 0  # read-write words the uops' inline caches take
+    # (instruction offset, number of operands, word) of each _PROFILE uop
+    profile_sites: list[tuple[int, int, CacheWords]] = dataclasses.field(default_factory=list)
 
-    def new_cache(self) -> CacheWords:
-        """Reserve the words of one inline cache."""
+    def new_cache(self, words: int = CACHE_WORDS) -> CacheWords:
+        """Reserve the read-write words of one inline cache (or profile)."""
         cache = CacheWords(self.cache_words)
-        self.cache_words += CACHE_WORDS
+        self.cache_words += words
         return cache
 
     def snapshot(self) -> "Trace":
         """A copy whose uops later passes cannot change."""
         return dataclasses.replace(self, uops=[dataclasses.replace(u) for u in self.uops],
-                                   unsupported=list(self.unsupported), notes=list(self.notes))
+                                   unsupported=list(self.unsupported), notes=list(self.notes),
+                                   profile_sites=list(self.profile_sites))
 
     def instruction_at(self, offset: int) -> Instruction | None:
         for instruction in self.instructions:

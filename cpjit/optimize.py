@@ -21,11 +21,12 @@ class Context:
 
     feedback: Feedback
     globals: dict | None = None
+    profile: bool = False  # record operand types where they are not known
 
 
 def run_specialize(trace: Trace, context: Context) -> list[str]:
     """Typed uops (with guards) for proven or predicted operand types."""
-    return specialize(trace, context.feedback, context.globals)
+    return specialize(trace, context.feedback, context.globals, context.profile)
 
 
 _FUSED_BRANCHES = {"_COMPARE_OP_INT": "_COMPARE_INT_AND_BRANCH",

@@ -41,10 +41,12 @@ class CompileRecord:
     fallback_reason: str | None = None
     feedback: _feedback.Feedback | None = None
     globals: dict | None = None  # the function's globals, as compiled
+    profile: bool = False  # the code records a type profile
+    generation: int = 1  # how many times the function was compiled
 
     def options(self) -> dict:
         """compile_code() keyword arguments that compile the same code the same way."""
-        return {"globals_": self.globals, "feedback": self.feedback}
+        return {"globals_": self.globals, "feedback": self.feedback, "profile": self.profile}
 
     @property
     def seconds(self) -> float:
@@ -57,10 +59,8 @@ class CompileRecord:
 
     def stats(self, code) -> dict:
         exits = {}
-        if self.emitted is not None and code is not None:
-            counts = code.rwdata()
-            for k, resume in enumerate(self.emitted.exit_offsets):
-                exits[2 * resume] = counts[k] if k < len(counts) else 0
+        if self.emitted is not None and code is not None and code is self.emitted.code:
+            exits = {2 * resume: n for resume, n in self.emitted.exit_counts(code).items()}
         return {
             "uops": self.uop_count,
             "code_bytes": self.emitted.size if self.emitted else 0,
@@ -76,11 +76,13 @@ Pass = Callable[[Trace], list[str]]
 
 
 def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False,
-                 globals_: dict | None = None,
-                 feedback: _feedback.Feedback | None = None) -> CompileRecord:
+                 globals_: dict | None = None, feedback: _feedback.Feedback | None = None,
+                 profile: bool | None = None) -> CompileRecord:
     """Run every pass on `code` (with the function's globals, for what
-    builtins calls return).  Raises translate.Unsupported (a fallback reason)
-    or PassError (a bug, naming the pass)."""
+    builtins calls return).  Feedback defaults to what tier 1 recorded; with
+    `profile` (default: when tier 1 recorded nothing) the code records a type
+    profile for the next compilation.  Raises translate.Unsupported (a fallback
+    reason) or PassError (a bug, naming the pass)."""
     record = CompileRecord(qualname, code, globals=globals_)
 
     def run(name: str, function, *args):
@@ -102,7 +104,10 @@ def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False,
         feedback, seconds = run("feedback", _feedback.from_tier1, code, trace.instructions)
         record.reports.append(PassReport("feedback", seconds, [], None))
     record.feedback = feedback
-    context = optimize.Context(feedback, globals_)
+    if profile is None:
+        profile = not feedback.notes
+    record.profile = profile
+    context = optimize.Context(feedback, globals_, profile)
     for name, optimization in optimize.PASSES:
         changes, seconds = run(name, optimization, trace, context)
         record.reports.append(PassReport(name, seconds, changes,

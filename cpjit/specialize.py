@@ -44,6 +44,11 @@ _BINARY = {
 _COMPARE = {int: "_COMPARE_OP_INT", float: "_COMPARE_OP_FLOAT", str: "_COMPARE_OP_STR"}
 _FOR_ITER = {RANGE_ITER: ("_FOR_ITER_RANGE", int), LIST_ITER: ("_FOR_ITER_LIST", ANY),
              TUPLE_ITER: ("_FOR_ITER_TUPLE", ANY)}
+# Generic uops whose specialization depends on operand types: how many of
+# their stack inputs a profile records.
+PROFILED = {**{name: 2 for name in _BINARY}, "_COMPARE_OP": 2, "_BINARY_SUBSCR": 2,
+            "_STORE_SUBSCR": 3, "_UNPACK_SEQUENCE": 1, "_FOR_ITER": 1, "_GET_ITER": 1,
+            "_UNARY_NEGATIVE": 1}
 # Builtins whose call result type is (probably: the name may be rebound) known.
 _CALL_RESULTS = {builtins.range: range, builtins.len: int, builtins.list: list,
                  builtins.tuple: tuple, builtins.sorted: list, builtins.dict: dict,
@@ -133,9 +138,11 @@ class Specializer:
             if stack[-1].type is bool:
                 return Decision("_POP_JUMP_IF_BOOL", (), operand0=int(name.endswith("TRUE")))
         elif name == "_UNARY_NEGATIVE":
-            t = stack[-1].type
-            if t is int or t is float:
-                return Decision(f"_UNARY_NEGATIVE_{t.__name__.upper()}", (Item(t),))
+            choice, guards = self._typed({(int,): ("_UNARY_NEGATIVE_INT", int),
+                                          (float,): ("_UNARY_NEGATIVE_FLOAT", float)},
+                                         uop, state, 1)
+            if choice is not None:
+                return Decision(choice[0], (Item(choice[1]),), guards=guards)
         elif name == "_UNARY_NOT":
             if stack[-1].type is bool:
                 return Decision("_UNARY_NOT_BOOL", (Item(bool),))
@@ -151,16 +158,18 @@ class Specializer:
                 return Decision(choice, (), guards=guards)
         elif name == "_FOR_ITER":
             item = stack[-1]
-            kind = item.type if _exact(item.type) else item.hint
+            kind = item.type if _exact(item.type) else item.hint or self._predicted(uop, 1)[0]
             if kind in _FOR_ITER:
                 typed, element = _FOR_ITER[kind]
                 return Decision(typed, (item, Item(element)))
         elif name == "_GET_ITER":
             item = stack[-1]
-            if item.type in _GET_ITER_SAFE:
-                fact = _GET_ITER_FACTS.get(item.type, ANY)
-                hint = RANGE_ITER if item.type is range else None
-                return Decision("_GET_ITER_BUILTIN", (Item(fact, hint=hint),))
+            kind = item.type if _exact(item.type) else self._predicted(uop, 1)[0]
+            if kind in _GET_ITER_SAFE:
+                fact = _GET_ITER_FACTS.get(kind, ANY)
+                hint = RANGE_ITER if kind is range else None
+                guards = () if item.type is kind else ((1, kind),)
+                return Decision("_GET_ITER_BUILTIN", (Item(fact, hint=hint),), guards=guards)
         elif name == "_UNPACK_SEQUENCE":
             item = stack[-1]
             if {item.type, item.hint, self._predicted(uop, 1)[0]} & {tuple, list}:
@@ -248,8 +257,11 @@ class Specializer:
 UNKNOWN_ITEM = Item()
 
 
-def specialize(trace: Trace, feedback: Feedback, globals_: dict | None) -> list[str]:
-    """Rewrite the trace's generic uops into typed ones; return what changed."""
+def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
+               profile: bool = False) -> list[str]:
+    """Rewrite the trace's generic uops into typed ones; return what changed.
+    With `profile`, generic uops left whose operand types are not proven get a
+    _PROFILE uop in front (trace.profile_sites), for a later compilation."""
     specializer = Specializer(trace, feedback, globals_)
     try:
         states = analysis.analyze(trace, specializer.transfer)
@@ -260,6 +272,12 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None) -> list[
     for uop, state in zip(trace.uops, states):
         decision = None if state is None or uop.name == LABEL else specializer.decide(uop, state)
         if decision is None:
+            count = PROFILED.get(uop.name, 0)
+            if profile and count and state is not None:
+                word = trace.new_cache(words=1)
+                trace.profile_sites.append((uop.offset, count, word))
+                new.append(UOp("_PROFILE", count, word, offset=uop.offset, exit_to=uop.exit_to,
+                               exit_after=uop.exit_after, comment="types for the next compile"))
             new.append(uop)
             continue
         for depth, guarded in decision.guards:

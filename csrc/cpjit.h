@@ -43,11 +43,25 @@ typedef struct {
     PyObject *weakreflist;
     Py_ssize_t calls;           /* calls so far */
     Py_ssize_t compile_at;      /* compile at this call (1: the first); 0: never */
+    Py_ssize_t recompile_at;    /* compile again at this call (with a profile); 0: never */
     int state;
     int strict;
 } JitFunction;
 
 extern PyTypeObject JitFunction_Type;
+
+/* Whether the compiled function should be compiled again before this call:
+ * a profile is ready, or side exits keep happening. */
+static inline int
+cpjit_wants_recompile(JitFunction *self, JitCode *code)
+{
+    self->calls++;
+    return (self->recompile_at != 0 && self->calls >= self->recompile_at)
+           || code->rwdata[CPJIT_RW_EXITS] >= CPJIT_EXIT_STORM;
+}
+
+/* Ask the compiler again (it may install new code); 0, or -1 with an error. */
+int cpjit_recompile(JitFunction *self);
 
 /* ---- entry.c: running machine code on a real frame ---- */
 

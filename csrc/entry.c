@@ -202,6 +202,7 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
                       : alloca(sizeof(JitState) + (size_t)code->nslots * sizeof(int64_t));
     state->code = (PyObject *)code;
     state->stack_limit = stack_limit;
+    state->rwdata = code->rwdata;
     jit_entry_fn entry = (jit_entry_fn)(void *)(code->memory + code->entry_offset);
     cpjit_stats.entries++;
     PyObject *result = entry(frame, _PyFrame_GetStackPointer(frame), tstate, state);
@@ -329,10 +330,17 @@ cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject 
     if (Py_IS_TYPE(callable, &JitFunction_Type)) {
         JitFunction *wrapper = (JitFunction *)callable;
         JitCode *code = (JitCode *)wrapper->code;
-        if (wrapper->state == CPJIT_STATE_COMPILED
-            && ((PyFunctionObject *)wrapper->func)->func_code == code->co) {
-            return call_compiled(tstate, wrapper->func, code, args, nargsf, kwnames,
-                                 state->stack_limit);
+        if (wrapper->state == CPJIT_STATE_COMPILED) {
+            if (__builtin_expect(cpjit_wants_recompile(wrapper, code), 0)
+                && !CPJIT_TRACING(tstate)) {
+                /* The wrapper's own call does the recompilation. */
+                wrapper->calls--;
+                return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+            }
+            if (((PyFunctionObject *)wrapper->func)->func_code == code->co) {
+                return call_compiled(tstate, wrapper->func, code, args, nargsf, kwnames,
+                                     state->stack_limit);
+            }
         }
     }
     return PyObject_Vectorcall(callable, args, nargsf, kwnames);

@@ -204,6 +204,14 @@ jitcode_reset_rwdata(JitCode *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+jitcode_quiet_exits(JitCode *self, PyObject *Py_UNUSED(ignored))
+{
+    /* Side exits that a recompilation cannot avoid: stop counting towards a storm. */
+    self->rwdata[CPJIT_RW_EXITS] = INT64_MIN / 2;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 jitcode_get_address(JitCode *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromVoidPtr(self->memory);
@@ -246,6 +254,8 @@ static PyMethodDef jitcode_methods[] = {
      "rwdata()\n--\n\nThe read-write words of the code (exit counters first)."},
     {"reset_rwdata", (PyCFunction)jitcode_reset_rwdata, METH_NOARGS,
      "reset_rwdata()\n--\n\nZero the read-write words."},
+    {"quiet_exits", (PyCFunction)jitcode_quiet_exits, METH_NOARGS,
+     "quiet_exits()\n--\n\nNo more recompilation requests for side exits of this code."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,8 +16,18 @@
 typedef struct JitState {
     PyObject *code;         /* the JitCode being run (the entry holds a reference) */
     uintptr_t stack_limit;  /* C stack address below which calls raise RecursionError */
+    int64_t *rwdata;        /* the code's read-write words (CPJIT_RW_* below) */
     int64_t slots[];        /* frame-side slots for unboxed values */
 } JitState;
+
+/* Read-write words of compiled code (cpjit/emit.py lays them out): word 0
+ * counts every side exit taken, words 1..n count each exit stub's, then the
+ * inline caches and profile words. */
+#define CPJIT_RW_EXITS 0
+
+/* Side exits past this many make the wrapper ask for a recompilation that
+ * stops speculating where guards keep failing. */
+#define CPJIT_EXIT_STORM 64
 
 /* Returned by machine code to say "finish this frame in the interpreter":
  * frame->prev_instr and the stack pointer have been set for the resume point. */

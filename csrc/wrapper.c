@@ -11,6 +11,8 @@
  */
 #include "cpjit.h"
 
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
 /* Python functions of cpjit/_api.py used by the `stats` and `dump` members. */
 static PyObject *stats_function, *dump_function;
 
@@ -43,12 +45,49 @@ compile_now(JitFunction *self)
     return 0;
 }
 
+/* The compiler is Python code: under sys.settrace / sys.setprofile it would
+ * show up in the events, so compiling waits until they are off. */
+static int
+compiling_is_visible(void)
+{
+#if CPJIT_SUPPORTED
+    return CPJIT_TRACING(_PyThreadState_GET());
+#else
+    return 0;
+#endif
+}
+
+int
+cpjit_recompile(JitFunction *self)
+{
+    self->recompile_at = 0;
+    PyObject *result = PyObject_CallOneArg(self->compiler, (PyObject *)self);
+    if (result == NULL) {
+        return -1;   /* strict=True, or KeyboardInterrupt and the like */
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
 static PyObject *
 jitfunction_vectorcall(JitFunction *self, PyObject *const *args, size_t nargsf,
                        PyObject *kwnames)
 {
     if (self->state == CPJIT_STATE_COMPILED) {
         JitCode *code = (JitCode *)self->code;
+        if (UNLIKELY(cpjit_wants_recompile(self, code)) && !compiling_is_visible()) {
+            if (cpjit_recompile(self) < 0) {
+                return NULL;
+            }
+            if (self->state != CPJIT_STATE_COMPILED) {
+                return call_plain(self, args, nargsf, kwnames);
+            }
+            /* The recompilation may have replaced (and freed) `code`. */
+            code = (JitCode *)self->code;
+            if (code->rwdata[CPJIT_RW_EXITS] >= CPJIT_EXIT_STORM) {
+                code->rwdata[CPJIT_RW_EXITS] = INT64_MIN / 2;  /* nothing changed: stop asking */
+            }
+        }
         if (((PyFunctionObject *)self->func)->func_code == code->co) {
             return cpjit_call_jitted(self->func, code, args, nargsf, kwnames);
         }
@@ -57,7 +96,8 @@ jitfunction_vectorcall(JitFunction *self, PyObject *const *args, size_t nargsf,
         self->state = CPJIT_STATE_WARMING;
         self->calls = 0;
     }
-    if (self->state == CPJIT_STATE_WARMING && self->compile_at > 0 && ++self->calls >= self->compile_at) {
+    if (self->state == CPJIT_STATE_WARMING && self->compile_at > 0
+        && ++self->calls >= self->compile_at && !compiling_is_visible()) {
         if (compile_now(self) < 0) {
             return NULL;
         }
@@ -162,7 +202,8 @@ static PyObject *
 jitfunction_install(JitFunction *self, PyObject *args)
 {
     PyObject *code, *info;
-    if (!PyArg_ParseTuple(args, "O!O:_install", &JitCode_Type, &code, &info)) {
+    Py_ssize_t recompile_after = 0;
+    if (!PyArg_ParseTuple(args, "O!O|n:_install", &JitCode_Type, &code, &info, &recompile_after)) {
         return NULL;
     }
     if (((JitCode *)code)->co != ((PyFunctionObject *)self->func)->func_code) {
@@ -173,6 +214,8 @@ jitfunction_install(JitFunction *self, PyObject *args)
     Py_XSETREF(self->info, Py_NewRef(info));
     Py_CLEAR(self->fallback_reason);
     self->state = CPJIT_STATE_COMPILED;
+    /* Compile again after that many more calls (0: not planned). */
+    self->recompile_at = recompile_after > 0 ? self->calls + recompile_after : 0;
     Py_RETURN_NONE;
 }
 

@@ -104,4 +104,24 @@ cpjit_bool(int value)
     return res;
 }
 
+/* The profile bit of an object's type (cpjit/feedback.py PROFILE_TYPES:
+ * the same order). */
+static inline __attribute__((always_inline)) unsigned
+cpjit_type_bit(PyObject *o)
+{
+    PyTypeObject *t = Py_TYPE(o);
+    return t == &PyLong_Type ? 1u << 0
+         : t == &PyFloat_Type ? 1u << 1
+         : t == &PyUnicode_Type ? 1u << 2
+         : t == &PyList_Type ? 1u << 3
+         : t == &PyTuple_Type ? 1u << 4
+         : t == &PyDict_Type ? 1u << 5
+         : t == &PyBool_Type ? 1u << 6
+         : t == &PyRangeIter_Type ? 1u << 7
+         : t == &PyListIter_Type ? 1u << 8
+         : t == &PyTupleIter_Type ? 1u << 9
+         : t == &PyRange_Type ? 1u << 10
+         : 1u << 15;
+}
+
 #endif /* CPJIT_INLINE_H */

@@ -135,7 +135,7 @@ def test_side_exits_show_how_often_they_were_taken():
         with pytest.raises(UnboundLocalError):
             wrapper(False, 1)
     taken = {2 * resume: count for resume, count in
-             zip(wrapper._info.emitted.exit_offsets, wrapper._code.rwdata())}
+             wrapper._info.emitted.exit_counts(wrapper._code).items()}
     (offset,) = [offset for offset, count in taken.items() if count]
     text = wrapper.dump()
     side_exits = text[text.index("== 6."):text.index("== 7.")]

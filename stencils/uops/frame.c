@@ -87,13 +87,25 @@ UOP(_COPY_FREE_VARS, ( -- ), 0) {
     }
 }
 
+// Record the types of the top `oparg` stack items (deepest in the low bits,
+// 16 bits each) in the word at operand0: the profile of a first compilation,
+// read back as feedback when the function is compiled again.
+UOP(_PROFILE, ( -- ), 0) {
+    uint64_t bits = 0;
+    for (int i = 0; i < oparg; i++) {
+        bits |= (uint64_t)cpjit_type_bit(PEEK(oparg - i)) << (16 * i);
+    }
+    *(uint64_t *)operand0 |= bits;
+}
+
 /* ---- stubs: placed by the emitter after the uops, not by the translator ---- */
 
-// Side-exit stub: count the exit (operand1 is its counter), point the frame
-// at the code unit before the resume instruction (operand0) and hand the
-// frame to the interpreter.
+// Side-exit stub: count the exit (in the code's total and in read-write word
+// `oparg`, this stub's), point the frame at the code unit before the resume
+// instruction (operand0) and hand the frame to the interpreter.
 UOP(_EXIT_STUB, ( -- ), 0) {
-    *(uint64_t *)operand1 += 1;
+    state->rwdata[CPJIT_RW_EXITS] += 1;
+    state->rwdata[oparg] += 1;
     frame->prev_instr = (_Py_CODEUNIT *)operand0;
     _PyFrame_SetStackPointer(frame, stack_pointer);
     return CPJIT_DEOPT;

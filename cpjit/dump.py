@@ -460,7 +460,7 @@ def _side_exits(dump: _Dump) -> Lines:
     if emitted is None:
         yield "  (not compiled)"
         return
-    counts = emitted.exit_counts()
+    counts = emitted.stub_counts()
     sources = _exit_sources(dump)
     trace = dump.subject.record.trace
     rows = []
@@ -471,8 +471,8 @@ def _side_exits(dump: _Dump) -> Lines:
         where = f"@{2 * placement.target} {instruction.name if instruction else ''}"
         line = instruction.line if instruction and instruction.line is not None else ""
         taken = ""
-        if placement.kind == "exit" and placement.target in counts:
-            taken = str(counts[placement.target])
+        if placement.kind == "exit":
+            taken = str(counts[placement.counter])
         rows.append((dump.address(placement.offset), placement.kind, where, line, taken,
                      _ranges(sources.get(index, []))))
     stub = max([len("stub")] + [len(row[0]) for row in rows])

@@ -54,7 +54,7 @@ class EmitError(Exception):
 class Placement:
     """Where one stencil instance went."""
 
-    kind: str  # "shim", "uop", "exit", "error"
+    kind: str  # "shim", "uop", "exit" (entry of a side exit), "exit step", "error"
     stencil: str
     offset: int  # of the hot code
     size: int
@@ -62,6 +62,8 @@ class Placement:
     target: int = -1  # exit/error stubs: the instruction offset they report
     cold_offset: int = -1
     cold_size: int = 0
+    falls_through: bool = False  # the next placement is its _JIT_CONTINUE
+    counter: int = -1  # exits: the stub's counter (word COUNTERS + counter)
 
 
 @dataclasses.dataclass(slots=True)
@@ -91,10 +93,17 @@ class Emitted:
     def size(self) -> int:
         return self.code.size
 
+    def stub_counts(self, code=None) -> list[int]:
+        """Side exits taken so far through each exit stub (Placement.counter)."""
+        words = (code or self.code).rwdata()
+        return [words[COUNTERS + k] for k in range(len(self.exit_offsets))]
+
     def exit_counts(self, code=None) -> dict[int, int]:
         """Side exits taken so far, by resume offset (code units)."""
-        words = (code or self.code).rwdata()
-        return {resume: words[COUNTERS + k] for k, resume in enumerate(self.exit_offsets)}
+        counts: dict[int, int] = {}
+        for resume, taken in zip(self.exit_offsets, self.stub_counts(code)):
+            counts[resume] = counts.get(resume, 0) + taken
+        return counts
 
     def cache_words(self, code=None) -> tuple:
         """The inline cache and profile words (CacheWords index 0 first)."""
@@ -119,11 +128,20 @@ def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple
     raise EmitError(f"unknown operand {operand!r}")
 
 
+def exit_key(uop: UOp, value: HoleValue) -> tuple:
+    """Which exit stub a uop's EXIT_TARGET or EXIT_AFTER hole goes to: the
+    resume offset, and the steps that box what the uop's exit state holds
+    unboxed (none after the uop: its state is then boxed)."""
+    if value is HoleValue.EXIT_AFTER:
+        return (uop.exit_after, ())
+    return (uop.exit_to, tuple((s.name, s.oparg, s.operand0) for s in uop.exit_steps))
+
+
 def _has_hole(stencil: Stencil, value: HoleValue) -> bool:
     return any(h.value is value for h in stencil.holes + stencil.cold_holes)
 
 
-def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
+def emit(trace: Trace) -> Emitted:
     stencils = stencil_table.stencils()
     code_object: types.CodeType = trace.code
 
@@ -145,26 +163,34 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
         raise EmitError(f"labels {pending_labels} at the end of the trace")
     main_end = len(placements)
 
-    exits: dict[int, int] = {}  # resume offset -> placement index
+    for placement in placements[:main_end - 1]:
+        placement.falls_through = True
+    exits: dict[tuple, int] = {}  # exit key -> placement index of the stub's entry
     errors: dict[int, int] = {}  # instruction offset -> placement index
-    exit_offsets: list[int] = []
+    exit_stubs: list[tuple] = []  # exit keys, in stub order
     for placement in placements[1:main_end]:
         uop = placement.uop
         stencil = stencils[uop.name]
-        for value, resume in ((HoleValue.EXIT_TARGET, uop.exit_to),
-                              (HoleValue.EXIT_AFTER, uop.exit_after)):
-            if _has_hole(stencil, value) and resume not in exits:
-                if resume < 0:
+        for value in (HoleValue.EXIT_TARGET, HoleValue.EXIT_AFTER):
+            key = exit_key(uop, value)
+            if _has_hole(stencil, value) and key not in exits:
+                if key[0] < 0:
                     raise EmitError(f"{uop.describe()} can side-exit but has no resume offset")
-                exits[resume] = -1
-                exit_offsets.append(resume)
+                exits[key] = -1
+                exit_stubs.append(key)
         if _has_hole(stencil, HoleValue.ERROR_TARGET) and uop.offset not in errors:
             errors[uop.offset] = -1
-    for k, resume in enumerate(exit_offsets):
-        exits[resume] = len(placements)
-        stub = UOp("_EXIT_STUB", oparg=COUNTERS + k, operand0=CodeUnit(resume - 1),
+    exit_offsets = [key[0] for key in exit_stubs]
+    for k, key in enumerate(exit_stubs):
+        resume, steps = key
+        exits[key] = len(placements)
+        last = UOp("_EXIT_STUB", oparg=COUNTERS + k, operand0=CodeUnit(resume - 1),
                    offset=resume, comment=f"resume @{2 * resume}")
-        placements.append(Placement("exit", "_EXIT_STUB", 0, 0, stub, resume))
+        for step in [UOp(name, oparg, operand0, offset=resume) for name, oparg, operand0 in steps] \
+                + [last]:
+            kind = "exit" if len(placements) == exits[key] else "exit step"
+            placements.append(Placement(kind, step.name, 0, 0, step, resume,
+                                        falls_through=step is not last, counter=k))
     for offset in sorted(errors):
         errors[offset] = len(placements)
         stub = UOp("_ERROR_STUB", operand0=CodeUnit(offset), offset=offset,
@@ -173,13 +199,13 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
 
     # 2. Sizes and offsets (a trailing jump to the next placement is dropped).
     position = 0
-    for i, placement in enumerate(placements):
+    for placement in placements:
         stencil = stencils[placement.stencil]
-        falls_into_next = placement.kind in ("shim", "uop") and i + 1 < main_end
-        if _has_hole(stencil, HoleValue.CONTINUE) and placement.kind == "uop" and not falls_into_next:
+        if _has_hole(stencil, HoleValue.CONTINUE) and not placement.falls_through \
+                and placement.kind != "shim":
             raise EmitError(f"{placement.uop.describe()} falls off the end of the code")
         placement.offset = position
-        placement.size = (stencil.body_size if stencil.trailing_jump and falls_into_next
+        placement.size = (stencil.body_size if stencil.trailing_jump and placement.falls_through
                           else len(stencil.code))
         position += placement.size
     for placement in placements:
@@ -217,6 +243,7 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
     records: list[PatchRecord] = []
 
     def add(offset, reloc, hole, symbol, base, value, index):
+        value = (value + (1 << 63)) % (1 << 64) - (1 << 63)  # any 64-bit pattern, signed
         patches.extend(PATCH.pack(offset, KIND[reloc], base, value))
         records.append(PatchRecord(offset, reloc, hole, symbol, base, value, index))
 
@@ -251,7 +278,7 @@ def emit(trace: Trace, *, nslots: int = 0) -> Emitted:
 
     code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
                             rwdata_words=COUNTERS + len(exit_offsets) + trace.cache_words,
-                            nslots=nslots,
+                            nslots=trace.slots,
                             co=code_object,
                             keepalive=tuple(keepalive))
     return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))
@@ -270,10 +297,8 @@ def _patch_hole(hole, start, size, index, placement, placements, uop, labels, ex
         if uop.jump_to not in labels:
             raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
         target = placements[labels[uop.jump_to]].offset
-    elif value is HoleValue.EXIT_TARGET:
-        target = placements[exits[uop.exit_to]].offset
-    elif value is HoleValue.EXIT_AFTER:
-        target = placements[exits[uop.exit_after]].offset
+    elif value in (HoleValue.EXIT_TARGET, HoleValue.EXIT_AFTER):
+        target = placements[exits[exit_key(uop, value)]].offset
     elif value is HoleValue.INSTR:
         base, target = _operand(CodeUnit(uop.offset), units, keepalive)
     elif value is HoleValue.ERROR_TARGET:

@@ -105,6 +105,9 @@ class UOp:
     jump_to: int = -1
     comment: str = ""
     exit_after: int = -1
+    # Uops its side exit runs first, to box what is unboxed at that point
+    # (cpjit/unbox.py); their (name, oparg, operand0) key the shared stubs.
+    exit_steps: tuple = ()
 
     def describe(self) -> str:
         parts = [self.name]
@@ -131,6 +134,7 @@ class Trace:
     unsupported: list[Instruction] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     cache_words: int = 0  # read-write words the uops' inline caches take
+    slots: int = 0  # JitState slots (raw values) the uops use
     # (instruction offset, number of operands, word) of each _PROFILE uop
     profile_sites: list[tuple[int, int, CacheWords]] = dataclasses.field(default_factory=list)
 

@@ -13,6 +13,7 @@ from . import analysis, stencil_table
 from .feedback import Feedback
 from .ir import LABEL, Trace
 from .specialize import Specializer, specialize
+from .unbox import unbox
 
 
 @dataclasses.dataclass
@@ -161,6 +162,7 @@ PASSES = [
     ("fuse_compare_and_branch", fuse_compare_and_branch),
     ("fuse_string_append", fuse_string_append),
     ("remove_redundant_guards", remove_redundant_guards),
+    ("unbox", unbox),
     ("prune_tracing_checks", prune_tracing_checks),
     ("merge_tracing_checks", merge_tracing_checks),
 ]

@@ -221,6 +221,8 @@ class Specializer:
         if name in _TYPED_RESULTS:
             spec = stencil_table.uops()[name]
             return Outcome(state.pop(spec.pops(uop.oparg)).push(Item(_TYPED_RESULTS[name])))
+        if name == "_GET_ITER" and stack[-1].hint is range and self.decide(uop, state) is None:
+            return Outcome(state.pop(1).push(Item(ANY, hint=RANGE_ITER)))
         if name == "_GET_ITER_BUILTIN":
             fact = _GET_ITER_FACTS.get(stack[-1].type, ANY)
             hint = RANGE_ITER if stack[-1].type is range else None
@@ -251,7 +253,8 @@ class Specializer:
     def _global_hint(self, name: str):
         value = self.globals.get(name, self.builtins.get(name) if isinstance(self.builtins, dict)
                                  else None)
-        return value if value in _CALL_RESULTS else None
+        # By identity: a global may be anything, unhashable included.
+        return next((known for known in _CALL_RESULTS if known is value), None)
 
 
 UNKNOWN_ITEM = Item()

@@ -75,7 +75,7 @@ def translate(code: types.CodeType) -> Trace:
         if ins.offset not in reachable:
             continue
         if ins.offset in jump_targets:
-            trace.uops.append(UOp(LABEL, oparg=ins.offset, offset=ins.offset))
+            trace.uops.append(UOp(LABEL, oparg=ins.offset, offset=ins.offset, exit_to=ins.start))
         if ins.offset in check_at:
             trace.uops.append(UOp("_CHECK_TRACING", offset=ins.offset, exit_to=ins.start,
                                   comment="after a branch that can run Python"))

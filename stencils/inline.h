@@ -104,6 +104,46 @@ cpjit_bool(int value)
     return res;
 }
 
+/* An exact int that fits in 64 bits, as an int64. */
+static inline __attribute__((always_inline)) int
+cpjit_unbox_int(PyObject *o, int64_t *out)
+{
+    if (!PyLong_CheckExact(o)) {
+        return 0;
+    }
+    Py_ssize_t size = Py_SIZE(o);
+    const digit *d = ((PyLongObject *)o)->ob_digit;
+    if (LIKELY(size >= -1 && size <= 1)) {
+        *out = (int64_t)size * (int64_t)d[0];
+        return 1;
+    }
+    if (size == 2 || size == -2) {
+        int64_t magnitude = (int64_t)d[0] | ((int64_t)d[1] << PyLong_SHIFT);
+        *out = size < 0 ? -magnitude : magnitude;
+        return 1;
+    }
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(o, &overflow);
+    *out = value;
+    return !overflow;
+}
+
+/* Put `value` into the stack under its top `above` items; returns what goes
+ * into the new top slot (the caller's output). */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_insert(PyObject **stack_pointer, int above, PyObject *value)
+{
+    if (above == 0) {
+        return value;
+    }
+    PyObject *top = stack_pointer[-1];
+    for (int i = 1; i < above; i++) {
+        stack_pointer[-i] = stack_pointer[-i - 1];
+    }
+    stack_pointer[-above] = value;
+    return top;
+}
+
 /* The profile bit of an object's type (cpjit/feedback.py PROFILE_TYPES:
  * the same order). */
 static inline __attribute__((always_inline)) unsigned

@@ -26,6 +26,8 @@
 
 #include "runtime.h"
 
+#include <string.h>
+
 #define PRESERVE_NONE __attribute__((preserve_none))
 #define JIT_PARAMS _PyInterpreterFrame *frame, PyObject **stack_pointer, \
                    PyThreadState *tstate, JitState *state
@@ -84,6 +86,15 @@ cpjit_xdecref(PyObject *op)
         cpjit_decref(op);
     }
 }
+
+/* Frame-side slots of raw (unboxed) values: slot k is a 64-bit value and a
+ * dirty flag (set when the value changed since it was last boxed into the
+ * frame).  See cpjit/unbox.py. */
+#define SLOT_I64(k) (state->slots[2 * (k)])
+#define SLOT_F64(k) (((double *)state->slots)[2 * (k)])
+#define SLOT_DIRTY(k) (state->slots[2 * (k) + 1])
+#define SET_SLOT_I64(k, v) do { SLOT_I64(k) = (v); SLOT_DIRTY(k) = 1; } while (0)
+#define SET_SLOT_F64(k, v) do { SLOT_F64(k) = (v); SLOT_DIRTY(k) = 1; } while (0)
 
 /* Frame access. */
 #define GETLOCAL(i) (frame->localsplus[(i)])

@@ -68,26 +68,30 @@ def same(a: Outcome, b: Outcome) -> bool:
             and _equal(a.args_after, b.args_after))
 
 
-def _equal(a, b, depth: int = 0) -> bool:
+def _equal(a, b, depth: int = 0, seen: set | None = None) -> bool:
     """Structural equality: containers item by item, plain objects by their
-    attributes, floats with nan equal to nan."""
+    attributes, floats with nan equal to nan, cycles followed once."""
     if a is b:
         return True
-    if depth > 20 or (type(a) is not type(b) and (
+    seen = set() if seen is None else seen
+    if (id(a), id(b)) in seen:
+        return True  # a cycle: compared where it started
+    seen.add((id(a), id(b)))
+    if depth > 50 or (type(a) is not type(b) and (
             type(a).__qualname__, type(a).__module__) != (type(b).__qualname__, type(b).__module__)):
         return False  # per-input classes (built by an inputs factory) compare by name
     if isinstance(a, float):
         return a == b or (a != a and b != b)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_equal(x, y, depth + 1) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_equal(x, y, depth + 1, seen) for x, y in zip(a, b))
     if isinstance(a, dict):
         return (list(a) == list(b)
-                and all(_equal(a[k], b[k], depth + 1) for k in a))
+                and all(_equal(a[k], b[k], depth + 1, seen) for k in a))
     if type(a).__eq__ is object.__eq__:
         if hasattr(a, "__dict__"):
-            return _equal(vars(a), vars(b), depth + 1)
+            return _equal(vars(a), vars(b), depth + 1, seen)
         try:  # iterators and other C objects: compare what would pickle them
-            return _equal(a.__reduce_ex__(4)[1:], b.__reduce_ex__(4)[1:], depth + 1)
+            return _equal(a.__reduce_ex__(4)[1:], b.__reduce_ex__(4)[1:], depth + 1, seen)
         except Exception:  # noqa: BLE001 - no state to compare: same type is all we know
             return True
     try:

@@ -22,6 +22,7 @@ _DERIVED_FLAGS = {
     "ERRORS": re.compile(r"\bERROR(?:_KEEP)?_IF\s*\("),
     "JUMPS": re.compile(r"\b(?:JUMP_IF|JUMP_POPPING|JUMP)\s*\("),
     "LEAVES": re.compile(r"\breturn\b"),
+    "PEEKS": re.compile(r"\bPEEK\s*\("),  # reads stack items below its inputs
     "USES_OPARG": re.compile(r"\boparg\b"),
     "USES_OPERAND0": re.compile(r"\boperand0\b"),
     "USES_OPERAND1": re.compile(r"\boperand1\b"),

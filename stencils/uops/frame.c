@@ -40,6 +40,15 @@ UOP(_CHECK_EVAL_BREAKER, ( -- ), ESCAPES | SYNCS_FRAME) {
     }
 }
 
+// The eval breaker check of a back-edge in a loop whose locals live unboxed:
+// a GIL hand-off is done here; anything else (a signal, a pending call)
+// side-exits (the exit boxes the locals) and the interpreter handles it.
+UOP(_CHECK_EVAL_BREAKER_UNBOXED, ( -- ), 0) {
+    if (UNLIKELY(CPJIT_EVAL_BREAKER(tstate))) {
+        DEOPT_IF(cpjit_handle_gil_request(tstate));
+    }
+}
+
 // After code that can run arbitrary Python code: if that code turned tracing
 // or profiling on (sys.settrace, pdb, coverage), leave to the interpreter,
 // which then reports the events of the rest of the frame.
@@ -103,11 +112,17 @@ UOP(_PROFILE, ( -- ), 0) {
 // Side-exit stub: count the exit (in the code's total and in read-write word
 // `oparg`, this stub's), point the frame at the code unit before the resume
 // instruction (operand0) and hand the frame to the interpreter.
+// If boxing a raw value failed on the way out, the MemoryError is raised at
+// the resume instruction instead.
 UOP(_EXIT_STUB, ( -- ), 0) {
     state->rwdata[CPJIT_RW_EXITS] += 1;
     state->rwdata[oparg] += 1;
-    frame->prev_instr = (_Py_CODEUNIT *)operand0;
     _PyFrame_SetStackPointer(frame, stack_pointer);
+    if (UNLIKELY(PyErr_Occurred())) {
+        frame->prev_instr = (_Py_CODEUNIT *)operand0 + 1;
+        return NULL;
+    }
+    frame->prev_instr = (_Py_CODEUNIT *)operand0;
     return CPJIT_DEOPT;
 }
 

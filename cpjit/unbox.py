@@ -1,0 +1,590 @@
+"""Unboxing: ints and floats as raw machine values in frame-side slots (typed uops -> raw uops).
+
+Raw values live in JitState slots (stencils/template.h): slot j for local j,
+slot nlocals+d for the stack item at depth d.  The pass walks the trace with
+an abstract stack whose top part may be *virtual* (not in the frame's stack):
+
+    raw    the value is in a slot (an unboxed int64 or double)
+    local  a pending load of a local known to hold an int or float
+    const  a pending int or float constant
+
+Everything below the virtual part is boxed on the real stack, as the
+interpreter has it.  Typed arithmetic, compares, range iteration and list
+subscripts with an int index consume virtual items directly; any other uop
+first materializes (boxes and pushes) the virtual items, in order.
+
+Loops: in each outermost loop, int and float locals whose type the analysis
+proves at every use live in their slots ("raw locals").  They are unboxed on
+entry to the loop and boxed back into the frame (when they changed: a dirty
+flag) wherever the frame must be right: before code that can run Python code
+or raise, on the way out of the loop, and in side-exit stubs.
+
+Side exits see the abstract state of their uop: uop.exit_steps box the
+virtual items and the raw locals before the interpreter takes over.
+Overflow, division by zero and ints too big for 64 bits side-exit, and the
+interpreter redoes the instruction on boxed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+
+from . import analysis, stencil_table
+from .ir import LABEL, Obj, Trace, UOp
+from .specialize import Specializer
+
+I64, F64 = "i64", "f64"
+_KIND = {int: I64, float: F64}
+_INT_OPS = {"_BINARY_OP_ADD_INT": "_ADD_I64", "_BINARY_OP_SUBTRACT_INT": "_SUB_I64",
+            "_BINARY_OP_MULTIPLY_INT": "_MUL_I64", "_BINARY_OP_FLOOR_DIVIDE_INT": "_FLOORDIV_I64",
+            "_BINARY_OP_REMAINDER_INT": "_MOD_I64"}
+_BITWISE = ("_AND_I64", "_OR_I64", "_XOR_I64")
+_FLOAT_OPS = ("_ADD_F64", "_SUB_F64", "_MUL_F64", "_DIV_F64")
+# Generic operators that become float arithmetic when both operands are
+# numbers and one is a float (or always, for true division).
+_GENERIC_FLOAT_OPS = {"_BINARY_OP_ADD": "_ADD_F64", "_BINARY_OP_SUBTRACT": "_SUB_F64",
+                      "_BINARY_OP_MULTIPLY": "_MUL_F64", "_BINARY_OP_TRUE_DIVIDE": "_DIV_F64"}
+_LOCAL_USERS = frozenset({"_DELETE_FAST", "_BINARY_OP_INPLACE_ADD_STR", "_MAKE_CELL",
+                          "_LOAD_DEREF", "_STORE_DEREF"})
+_TRAMPOLINE_LABELS = 1 << 24  # labels made by this pass: above any bytecode offset
+
+
+@dataclasses.dataclass(frozen=True)
+class Virtual:
+    """A stack item not in the frame's stack (see the module doc)."""
+
+    how: str  # "raw", "local" or "const"
+    kind: str  # I64 or F64
+    slot: int = -1  # raw: where the value is
+    local: int = -1  # local: which local
+    value: object = None  # const: the constant
+    guard: type | None = None  # local: a type guard still to check if it is boxed
+
+
+def _fits(value) -> bool:
+    return -(1 << 63) <= value < (1 << 63)
+
+
+class _Walk:
+    """The rewrite.  `stack` is the abstract stack: None for an item boxed in
+    the frame's stack, a Virtual for one that is not (a hole in the real
+    stack).  Invariant: a uop is emitted while the abstract state is the one
+    before it runs (its side exit boxes exactly that state, in place); the
+    state is updated after."""
+
+    def __init__(self, trace: Trace, states, specs, raw_locals_at):
+        self.trace = trace
+        self.states = states
+        self.specs = specs
+        self.raw_locals_at = raw_locals_at  # uop index -> {local: kind} of its loop
+        self.nlocals = len(analysis.entry_state(trace).locals)
+        self.nslots = self.nlocals + trace.code.co_stacksize + 1
+        self.out: list[UOp] = []
+        self.stack: list[Virtual | None] = []
+        self.raw: dict[int, str] = {}  # raw locals where we are
+        self.used_slots = False
+        self.current: UOp | None = None
+
+    # -- helpers --
+
+    def temp(self, position: int) -> int:
+        """The slot of the stack item at `position` (0: the bottom)."""
+        self.used_slots = True
+        return self.nlocals + position
+
+    def boxed_above(self, position: int) -> int:
+        return sum(1 for item in self.stack[position + 1:] if item is None)
+
+    def emit(self, name: str, oparg: int = 0, operand0=0, operand1=0, *,
+             jump_to: int = -1) -> UOp:
+        at = self.current
+        uop = UOp(name, oparg, operand0, operand1, at.offset, at.exit_to, jump_to, "",
+                  at.exit_after)
+        if "DEOPTS" in self.specs[name].flags:
+            uop.exit_steps = self.exit_steps()
+        self.out.append(uop)
+        return uop
+
+    def keep(self, uop: UOp) -> None:
+        """Emit an original uop."""
+        if "DEOPTS" in self.specs[uop.name].flags and (self.raw or self.has_virtual()):
+            uop = dataclasses.replace(uop, exit_steps=self.exit_steps())
+        self.out.append(uop)
+
+    def has_virtual(self) -> bool:
+        return any(item is not None for item in self.stack)
+
+    def exit_steps(self) -> tuple:
+        """Uops that put the abstract state into the frame: each virtual item
+        boxed into its place (deepest first), each changed raw local boxed."""
+        steps = []
+        for position, item in enumerate(self.stack):
+            if item is not None:  # the boxed items above it stay above it
+                steps.append(self._insert_uop(item, self.boxed_above(position), stub=True))
+        for local, kind in sorted(self.raw.items()):
+            steps.append(UOp("_STUB_SYNC_I64" if kind == I64 else "_STUB_SYNC_F64", local))
+        return tuple(steps)
+
+    @staticmethod
+    def _insert_uop(item: Virtual, above: int, stub: bool) -> UOp:
+        if item.how == "raw":
+            name = ("_STUB_BOX_INSERT_" if stub else "_BOX_INSERT_") + item.kind.upper()
+            return UOp(name, above, item.slot)
+        if item.how == "local":
+            return UOp("_LOCAL_INSERT", above, item.local)
+        return UOp("_CONST_INSERT", above, Obj(item.value))
+
+    def materialize(self, top: int | None = None) -> None:
+        """Box the virtual items among the top `top` stack items (all by
+        default) into their places, deepest first."""
+        first = 0 if top is None else max(0, len(self.stack) - top)
+        for position in range(first, len(self.stack)):
+            item = self.stack[position]
+            if item is None:
+                continue
+            model = self._insert_uop(item, self.boxed_above(position), stub=False)
+            self.emit(model.name, model.oparg, model.operand0)
+            if item.how == "local" and item.guard is not None:
+                self.stack[position] = None
+                self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
+            self.stack[position] = None
+
+    def sync_locals(self) -> None:
+        for local, kind in sorted(self.raw.items()):
+            self.emit("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
+
+    def item_type(self, index: int, from_top: int):
+        state = self.states[index]
+        if state is None or len(state.stack) < from_top:
+            return None
+        t = state.stack[-from_top].type
+        return t if isinstance(t, type) else None
+
+    # -- operands of raw operations --
+
+    def take(self, count: int, kinds: list[str], index: int) -> list[int]:
+        """Make the top `count` stack items raw values of the given kinds (in
+        their position's slot unless already in a slot) and return the slots.
+        Boxed operands are at the top of the real stack: they are popped and
+        unboxed, topmost first."""
+        base = len(self.stack) - count
+        for k in range(count):  # check everything before emitting anything
+            item = self.stack[base + k]
+            kind = _KIND.get(self.item_type(index, count - k)) if item is None else item.kind
+            if item is not None and item.how == "const" and kinds[k] == I64 \
+                    and not isinstance(item.value, int):
+                kind = None
+            if kind is None or (kind == F64 and kinds[k] == I64):
+                raise _Skip("an operand that is not of the kind needed")
+        for k in reversed(range(count)):
+            if self.stack[base + k] is None:
+                kind = _KIND[self.item_type(index, count - k)]
+                self.emit("_POP_UNBOX_I64" if kind == I64 else "_POP_UNBOX_F64",
+                          self.temp(base + k))
+                self.stack[base + k] = Virtual("raw", kind, slot=self.temp(base + k))
+        slots = []
+        for k in range(count):
+            slot = self.convert(self.stack[base + k], kinds[k], base + k)
+            self.stack[base + k] = Virtual("raw", kinds[k], slot=slot)
+            slots.append(slot)
+        return slots
+
+    def convert(self, item: Virtual, kind: str, position: int) -> int:
+        """The slot holding `item` as `kind` (emitting the uops that put it there)."""
+        temp = self.temp(position)
+        if item.how == "raw":
+            if item.kind == kind:
+                return item.slot
+            self.emit("_I64_TO_F64", temp, item.slot)
+            return temp
+        if item.how == "local":
+            if item.kind == I64:
+                self.emit("_UNBOX_LOCAL_I64", temp, item.local)
+                if kind == F64:
+                    self.emit("_I64_TO_F64", temp, temp)
+            else:
+                self.emit("_UNBOX_LOCAL_F64", temp, item.local)
+            return temp
+        if kind == I64:
+            self.emit("_SET_I64", temp, item.value)
+        else:
+            self.emit("_SET_F64", temp, struct.unpack("<Q", struct.pack("<d", float(item.value)))[0])
+        return temp
+
+    def binary(self, raw_name: str, kinds: list[str], result: str, index: int) -> None:
+        slots = self.take(2, kinds, index)
+        target = self.temp(len(self.stack) - 2)
+        self.emit(raw_name, target, slots[0], slots[1])
+        self.stack[-2:] = [Virtual("raw", result, slot=target)]
+
+    # -- the walk --
+
+    def run(self) -> list[UOp]:
+        uops = self.trace.uops
+        for index, uop in enumerate(uops):
+            self.current = uop
+            region = self.raw_locals_at.get(index)
+            if uop.name == LABEL:
+                self.materialize()
+                if region is None and self.raw:
+                    self.leave_region()  # falling out of a loop into a label after it
+                elif region is not None and region is not self.raw:
+                    if uop.oparg < _TRAMPOLINE_LABELS:  # the loop's header: box -> slots
+                        for local, kind in sorted(region.items()):
+                            self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64",
+                                      local)
+                    self.raw = region  # (a trampoline is reached from inside the loop)
+                self.out.append(uop)
+                continue
+            if region is None and self.raw:
+                self.leave_region()
+            state = self.states[index]
+            if state is None:
+                self.keep(uop)
+                continue
+            if len(state.stack) != len(self.stack):
+                self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
+            handler = getattr(self, "on" + uop.name, None)
+            try:
+                if handler is None or not handler(uop, index):
+                    self.generic(uop)
+            except _Skip:
+                self.generic(uop)
+        if self.raw:
+            self.leave_region()
+        return self.out
+
+    def leave_region(self) -> None:
+        last = self.out[-1] if self.out else None
+        if last is None or "TERMINATES" not in self.specs.get(last.name, _NO_SPEC).flags:
+            self.materialize()
+            self.sync_locals()
+        self.raw = {}
+
+    def generic(self, uop: UOp) -> None:
+        if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
+            uop = dataclasses.replace(uop, name="_CHECK_EVAL_BREAKER_UNBOXED")
+        spec = self.specs[uop.name]
+        if spec.jumps or "PEEKS" in spec.flags:
+            self.materialize()  # a jump target, or a uop reading below its inputs
+        else:
+            self.materialize(spec.pops(uop.oparg))
+        if self.raw and (spec.escapes or spec.errors or "LEAVES" in spec.flags):
+            self.sync_locals()
+        self.keep(uop)
+        pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
+        del self.stack[len(self.stack) - pops:]
+        self.stack.extend([None] * pushes)
+
+    # -- uops that work on virtual items (return True when handled) --
+
+    def on_LOAD_FAST(self, uop: UOp, index: int) -> bool:
+        local = uop.oparg
+        if local in self.raw:
+            self.used_slots = True
+            self.stack.append(Virtual("raw", self.raw[local], slot=local))
+            return True
+        kind = _KIND.get(self.states[index].locals[local])
+        if kind is None:
+            return False
+        self.stack.append(Virtual("local", kind, local=local))
+        return True
+
+    def on_LOAD_CONST(self, uop: UOp, index: int) -> bool:
+        value = uop.operand0.value
+        if type(value) is float or (type(value) is int and _fits(value)):
+            self.stack.append(Virtual("const", _KIND[type(value)], value=value))
+            return True
+        return False
+
+    def on_POP_TOP(self, uop: UOp, index: int) -> bool:
+        if self.stack[-1] is None:
+            return False
+        self.stack.pop()
+        return True
+
+    def on_GUARD_TYPE(self, uop: UOp, index: int) -> bool:
+        position = len(self.stack) - uop.oparg
+        item = self.stack[position]
+        guarded = uop.operand0.value
+        if item is None:  # boxed: check it where it is in the real stack
+            self.keep(dataclasses.replace(uop, oparg=1 + self.boxed_above(position)))
+            return True
+        if _KIND.get(guarded) != item.kind:
+            return False
+        if item.how == "local":  # unboxing it checks the type; boxing it must too
+            self.stack[position] = dataclasses.replace(item, guard=guarded)
+        return True
+
+    def _unalias(self, local: int) -> None:
+        """Before a store into `local`: virtual items below the top still
+        meaning its old value get a slot of their own."""
+        for position, item in enumerate(self.stack[:-1]):
+            if item is None:
+                continue
+            if item.how == "raw" and item.slot == local and local in self.raw:
+                self.emit("_COPY_SLOT", self.temp(position), local)
+                self.stack[position] = Virtual("raw", item.kind, slot=self.temp(position))
+            elif item.how == "local" and item.local == local:
+                slot = self.convert(item, item.kind, position)
+                self.stack[position] = Virtual("raw", item.kind, slot=slot)
+
+    def on_STORE_FAST(self, uop: UOp, index: int) -> bool:
+        local = uop.oparg
+        self._unalias(local)
+        top = self.stack[-1]
+        if local in self.raw:
+            kind = self.raw[local]
+            if top is None:
+                self.emit("_POP_UNBOX_I64" if kind == I64 else "_POP_UNBOX_F64", local)
+            else:
+                if top.kind == F64 and kind == I64:
+                    raise _Skip("a float stored into an int local")
+                source = self.convert(top, kind, len(self.stack) - 1)
+                last = self.out[-1] if self.out else None
+                if (source == self.temp(len(self.stack) - 1) and last is not None
+                        and last.oparg == source and last.name in _WRITES_DESTINATION):
+                    last.oparg = local  # compute straight into the local's slot
+                elif source != local:
+                    self.emit("_COPY_SLOT", local, source)
+            self.stack.pop()
+            return True
+        if top is None or top.how != "raw":
+            return False
+        self.emit("_STORE_FAST_BOX_I64" if top.kind == I64 else "_STORE_FAST_BOX_F64", local,
+                  top.slot)
+        self.stack.pop()
+        return True
+
+    def _binary(self, uop: UOp, index: int) -> bool:
+        name = uop.name
+        if name in _INT_OPS:
+            self.binary(_INT_OPS[name], [I64, I64], I64, index)
+        elif name == "_BINARY_OP_BITWISE_INT":
+            self.binary(_BITWISE[uop.oparg], [I64, I64], I64, index)
+        elif name == "_BINARY_OP_FLOAT":
+            self.binary(_FLOAT_OPS[uop.oparg], [F64, F64], F64, index)
+        else:
+            left, right = self.item_type(index, 2), self.item_type(index, 1)
+            numbers = {int, float}
+            if left not in numbers or right not in numbers:
+                return False
+            if float not in (left, right) and name != "_BINARY_OP_TRUE_DIVIDE":
+                return False
+            self.binary(_GENERIC_FLOAT_OPS[name], [F64, F64], F64, index)
+        return True
+
+    def _negate(self, uop: UOp, index: int) -> bool:
+        kind = I64 if uop.name.endswith("INT") else F64
+        (slot,) = self.take(1, [kind], index)
+        target = self.temp(len(self.stack) - 1)
+        self.emit("_NEG_I64" if kind == I64 else "_NEG_F64", target, slot)
+        self.stack[-1] = Virtual("raw", kind, slot=target)
+        return True
+
+    def _compare_and_branch(self, uop: UOp, index: int) -> bool:
+        kind = I64 if uop.name == "_COMPARE_INT_AND_BRANCH" else F64
+        self.materialize()  # the jump target has nothing virtual...
+        slots = self.take(2, [kind, kind], index)  # ...but the operands, consumed here
+        self.stack[-2:] = []
+        self.emit("_CMP_I64_JUMP" if kind == I64 else "_CMP_F64_JUMP",
+                  uop.oparg | (int(uop.operand0) << 3), slots[0], slots[1], jump_to=uop.jump_to)
+        return True
+
+    def _compare(self, uop: UOp, index: int) -> bool:
+        kind = I64 if uop.name == "_COMPARE_OP_INT" else F64
+        slots = self.take(2, [kind, kind], index)
+        self.materialize()  # the bool is boxed: nothing virtual may stay below it
+        self.stack[-2:] = []
+        self.emit("_CMP_I64_BOOL" if kind == I64 else "_CMP_F64_BOOL", uop.oparg, slots[0], slots[1])
+        self.stack.append(None)
+        return True
+
+    def on_FOR_ITER_RANGE(self, uop: UOp, index: int) -> bool:
+        self.materialize()
+        target = self.temp(len(self.stack))
+        self.emit("_FOR_ITER_RANGE_I64", target, jump_to=uop.jump_to)
+        self.stack.append(Virtual("raw", I64, slot=target))
+        return True
+
+    def _subscript(self, uop: UOp, index: int) -> bool:
+        top = self.stack[-1]
+        if top is None or top.kind != I64 or self.stack[-2] is not None:
+            return False
+        if uop.name.startswith("_STORE") and self.stack[-3] is not None:
+            self.materialize(3)
+            return False
+        (slot,) = self.take(1, [I64], index)
+        raw_name = {"_BINARY_SUBSCR_LIST_INT": "_BINARY_SUBSCR_LIST_I64",
+                    "_BINARY_SUBSCR_TUPLE_INT": "_BINARY_SUBSCR_TUPLE_I64",
+                    "_STORE_SUBSCR_LIST_INT": "_STORE_SUBSCR_LIST_I64"}[uop.name]
+        self.emit(raw_name, operand0=slot)  # its side exit puts the index back
+        if uop.name.startswith("_STORE"):
+            del self.stack[-3:]
+        else:
+            self.stack[-2:] = [None]
+        return True
+
+
+for _name in (*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLOAT", *_GENERIC_FLOAT_OPS):
+    setattr(_Walk, "on" + _name, _Walk._binary)
+for _name in ("_UNARY_NEGATIVE_INT", "_UNARY_NEGATIVE_FLOAT"):
+    setattr(_Walk, "on" + _name, _Walk._negate)
+for _name in ("_COMPARE_INT_AND_BRANCH", "_COMPARE_FLOAT_AND_BRANCH"):
+    setattr(_Walk, "on" + _name, _Walk._compare_and_branch)
+for _name in ("_COMPARE_OP_INT", "_COMPARE_OP_FLOAT"):
+    setattr(_Walk, "on" + _name, _Walk._compare)
+for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUBSCR_LIST_INT"):
+    setattr(_Walk, "on" + _name, _Walk._subscript)
+
+# Raw uops whose oparg is the slot they write (the store peephole retargets it).
+_WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
+                                 "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
+                                 "_COPY_SLOT", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
+                                 "_FOR_ITER_RANGE_I64"})
+
+
+class _Skip(Exception):
+    """This uop is handled generically after all."""
+
+
+def _loops(trace: Trace, specs) -> list[tuple[int, int]]:
+    """Outermost loops as [header, last back-edge] uop index ranges."""
+    labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
+    spans = []
+    for i, uop in enumerate(trace.uops):
+        if uop.name != LABEL and uop.jump_to in labels and labels[uop.jump_to] < i:
+            spans.append((labels[uop.jump_to], i))
+    spans.sort()
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e) for s, e in merged]
+
+
+def _raw_locals(trace: Trace, states, start: int, end: int, specs) -> dict[int, str]:
+    """Locals of a loop that can live in slots: plain locals whose type is the
+    same int or float wherever the loop reads or writes them."""
+    uops = trace.uops
+    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    # Entered only through its header, by falling into it.
+    if start == 0 or "TERMINATES" in specs.get(uops[start - 1].name, _NO_SPEC).flags:
+        return {}
+    for i, uop in enumerate(uops):
+        if uop.name != LABEL and uop.jump_to in labels and not start <= i <= end \
+                and start <= labels[uop.jump_to] <= end:
+            return {}
+    code = trace.code
+    plain = len(code.co_varnames)
+    cells = set(code.co_cellvars)
+    kinds: dict[int, str | None] = {}
+    for i in range(start, end + 1):
+        uop, state = uops[i], states[i]
+        if state is None or uop.name == LABEL:
+            continue
+        if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
+            local = uop.oparg
+            t = state.locals[local] if uop.name == "_LOAD_FAST" else state.stack[-1].type
+            kind = _KIND.get(t) if local < plain and code.co_varnames[local] not in cells else None
+            if kinds.get(local, kind) != kind:
+                kind = None
+            kinds[local] = kind
+        elif uop.name in _LOCAL_USERS:
+            kinds[uop.oparg] = None
+    return {local: kind for local, kind in kinds.items() if kind is not None}
+
+
+class _NoSpec:
+    flags = frozenset()
+
+
+_NO_SPEC = _NoSpec()
+
+
+def unbox(trace: Trace, context) -> list[str]:
+    """Rewrite typed arithmetic on ints and floats to raw values; see the module doc."""
+    specs = stencil_table.uops()
+    specializer = Specializer(trace, context.feedback, context.globals)
+    try:
+        states = analysis.analyze(trace, specializer.transfer)
+    except analysis.AnalysisError as error:
+        return [f"skipped: {error}"]
+    raw_locals_at: dict[int, dict[int, str]] = {}
+    loops = _loops(trace, specs)
+    for start, end in loops:
+        raw = _raw_locals(trace, states, start, end, specs)
+        if raw:
+            for i in range(start, end + 1):
+                raw_locals_at[i] = raw
+    trace.uops = _with_exit_trampolines(trace, raw_locals_at)
+    states = analysis.analyze(trace, specializer.transfer)
+    raw_locals_at = _regions_by_index(trace, raw_locals_at)
+    walk = _Walk(trace, states, specs, raw_locals_at)
+    before = [u.name for u in trace.uops]
+    uops = walk.run()
+    changes = []
+    names = {id(r): ", ".join(f"{trace_local_name(trace, j)} ({k})" for j, k in sorted(r.items()))
+             for r in raw_locals_at.values()}
+    for text in sorted(set(names.values())):
+        changes.append(f"unboxed locals in a loop: {text}")
+    raw_uops = [u for u in uops if u.name in _RAW_UOPS]
+    if raw_uops:
+        changes.append(f"{len(raw_uops)} uops on raw ints and floats")
+    if walk.used_slots or raw_locals_at:
+        trace.slots = 2 * walk.nslots  # a value and a dirty flag each
+    trace.uops[:] = uops
+    return changes if [u.name for u in uops] != before else []
+
+
+def trace_local_name(trace: Trace, local: int) -> str:
+    names = list(trace.code.co_varnames)
+    return names[local] if local < len(names) else f"local{local}"
+
+
+_RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64",
+                       "_CMP_I64_JUMP", "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
+                       "_FOR_ITER_RANGE_I64", "_BINARY_SUBSCR_LIST_I64",
+                       "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})
+
+
+def _with_exit_trampolines(trace: Trace, raw_locals_at) -> list[UOp]:
+    """Jumps from inside a loop with raw locals to outside go to a trampoline
+    label at the end of the trace instead, which the walk will make box the
+    raw locals and then jump on."""
+    uops = list(trace.uops)
+    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    tail: list[UOp] = []
+    fresh = _TRAMPOLINE_LABELS
+    for i, uop in enumerate(uops):
+        region = raw_locals_at.get(i)
+        if region is None or uop.name == LABEL or uop.jump_to not in labels:
+            continue
+        if raw_locals_at.get(labels[uop.jump_to]) is region:
+            continue
+        fresh += 1
+        target = uop.jump_to
+        uops[i] = dataclasses.replace(uop, jump_to=fresh)
+        tail.append(UOp(LABEL, fresh, offset=uop.offset))
+        tail.append(UOp("_JUMP", offset=uop.offset, exit_to=uop.exit_to, jump_to=target,
+                        exit_after=uop.exit_after, comment="out of an unboxed loop"))
+        raw_locals_at[("tail", fresh)] = region
+    return uops + tail
+
+
+def _regions_by_index(trace: Trace, marked) -> dict[int, dict[int, str]]:
+    """Re-index the regions after trampolines were appended: each trampoline's
+    label belongs to its loop's region (the walk boxes the locals at its jump)."""
+    result = {}
+    uops = trace.uops
+    label_region = {key[1]: region for key, region in marked.items() if isinstance(key, tuple)}
+    for i, uop in enumerate(uops):
+        if isinstance(marked.get(i), dict):
+            result[i] = marked[i]
+    for i, uop in enumerate(uops):
+        if uop.name == LABEL and uop.oparg in label_region:
+            result[i] = label_region[uop.oparg]
+    return result

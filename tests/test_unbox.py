@@ -1,0 +1,319 @@
+"""Unboxed ints and floats, differentially: every way out of raw code must leave the
+interpreter exactly the state it would have had.
+
+Each check runs a function several times (the first compilation profiles, the
+second uses the profile), and the inputs of later calls are chosen to break
+what earlier calls taught the compiler.
+"""
+
+import sys
+
+import pytest
+from differential import check
+
+import cpjit
+
+
+def int_loop(n, start):
+    s = start
+    for i in range(n):
+        s += i * i
+    return s
+
+
+@pytest.mark.parametrize("start", [0, 2**62 - 10, -(2**62), 2**70, 1.5])
+def test_int_accumulator_and_overflow(start):
+    check(int_loop, 200, start, calls=3)
+
+
+def test_overflow_in_the_middle_of_a_loop():
+    w = check(int_loop, 10, 2**63 - 200, calls=3)
+    assert w.compiled
+
+
+def counts(n):
+    evens = odds = 0
+    i = 0
+    while i < n:
+        if i % 2 == 0:
+            evens += 1
+        else:
+            odds -= 1
+        i += 1
+    return evens, odds, i
+
+
+def test_while_loop_with_branches():
+    check(counts, 101, calls=3)
+
+
+def floats(xs, scale):
+    total = 0.0
+    for x in xs:
+        total += x * scale - 1.0 / (x + 2.0)
+    return total
+
+
+@pytest.mark.parametrize("xs", [[0.5, 1.5, 2.25], [1, 2, 3], [0.5, 2, 3.5], [-2.0, 1.0]])
+def test_floats_with_ints_mixed_in_and_division_by_zero(xs):
+    check(floats, xs, 2.0, calls=3)
+
+
+def mixed(n, f):
+    acc = 0.0
+    k = 0
+    for i in range(n):
+        acc += i * f
+        k += i
+    return acc, k
+
+
+def test_int_times_float():
+    check(mixed, 50, 0.5, calls=3)
+    check(mixed, 50, 2, calls=3)
+
+
+def division(a, b, n):
+    q = 0
+    r = 0
+    for i in range(1, n):
+        q += (a * i) // b
+        r += (a * i) % b
+    return q, r, a / b
+
+
+@pytest.mark.parametrize("a,b", [(7, 3), (-7, 3), (7, -3), (-7, -3), (5, 0)])
+def test_floor_division_and_modulo(a, b):
+    check(division, a, b, 10, calls=3)
+
+
+def peek_locals():
+    return dict(sys._getframe(1).f_locals)
+
+
+def seen_by_callee(n):
+    s = 0
+    t = 0.5
+    snapshots = []
+    for i in range(n):
+        s += i
+        t *= 1.5
+        if i % 3 == 0:
+            snapshots.append(peek_locals())
+    return s, t, snapshots
+
+
+def test_raw_locals_are_boxed_before_a_call_can_look():
+    check(seen_by_callee, 10, calls=3)
+
+
+def locals_in_loop(n):
+    out = []
+    x = 0
+    for i in range(n):
+        x += i
+        out.append(sorted(locals().items()))
+    return out
+
+
+def test_locals_builtin_inside_an_unboxed_loop():
+    check(locals_in_loop, 4, calls=3)
+
+
+def raises_inside(xs):
+    total = 0
+    i = 0
+    for x in xs:
+        total += 100 // x
+        i += 1
+    return total, i
+
+
+def test_exception_from_an_unboxed_loop():
+    check(raises_inside, [5, 2, 0, 4], calls=3)
+
+
+def catches_inside(xs):
+    total = 0
+    errors = 0
+    for x in xs:
+        try:
+            total += 100 // x
+        except ZeroDivisionError:
+            errors += 1
+            total -= 1
+    return total, errors
+
+
+def test_exception_caught_inside_an_unboxed_loop():
+    check(catches_inside, [5, 0, 2, 0, 4], calls=3)
+
+
+def control_flow(n, stop):
+    s = 0
+    for i in range(n):
+        if i == stop:
+            break
+        if i % 3 == 0:
+            continue
+        s += i
+    else:
+        s = -s
+    for j in range(n):
+        s += j
+        if s > 1000:
+            return s, j
+    return s, n
+
+
+@pytest.mark.parametrize("stop", [5, 100])
+def test_break_continue_else_and_return_inside_loops(stop):
+    check(control_flow, 60, stop, calls=3)
+
+
+def nested(n):
+    total = 0
+    for i in range(n):
+        row = 0
+        for j in range(i):
+            row += i * j
+        total += row
+    return total
+
+
+def test_nested_loops():
+    check(nested, 30, calls=3)
+
+
+def assigned_in_loop(n):
+    for i in range(n):
+        last = i * 2.5
+    return last  # noqa: F821 - unbound when n == 0
+
+
+def test_local_first_assigned_inside_the_loop():
+    check(assigned_in_loop, 5, calls=2)
+    check(assigned_in_loop, 0, calls=2)
+
+
+def type_changes(xs):
+    acc = 0
+    for x in xs:
+        acc = acc + x
+    return acc
+
+
+@pytest.mark.parametrize("make", [lambda: [1, 2, 3] * 5, lambda: [1, 2, 3.5, 4],
+                                  lambda: [0.5] * 3 + [1], lambda: [1, 2, "x"]])
+def test_value_types_changing_between_and_within_calls(make):
+    check(type_changes, inputs=lambda: (make(),), calls=4)
+
+
+def swaps(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a, b
+
+
+def test_tuple_swap_of_raw_locals():
+    check(swaps, 90, calls=3)
+    check(swaps, 100, calls=3)  # past 2**63: the overflow exit keeps going in tier 1
+
+
+def subscripts(xs, n):
+    total = 0.0
+    for i in range(n):
+        xs[i] = xs[i] * 2.0 + xs[-1 - i]
+        total += xs[i]
+    return total, xs
+
+
+def test_list_subscripts_with_raw_indexes():
+    check(subscripts, inputs=lambda: ([0.5, 1.5, 2.5, 3.5], 4), calls=3)
+    check(subscripts, inputs=lambda: ([0.5, 1.5], 4), calls=3)  # IndexError
+
+
+def accumulator_under_call(xs):
+    acc = 0.0
+    for x in xs:
+        acc += abs(x) * 2.0  # the accumulator sits under a boxed call
+    return acc
+
+
+def test_raw_value_under_a_call():
+    check(accumulator_under_call, [1.5, -2.5, 3.0], calls=3)
+    check(accumulator_under_call, [1.5, -2.5, "3"], calls=3)
+
+
+def compare_and_branch(xs, limit):
+    hits = 0
+    for x in xs:
+        if x * 2 > limit:
+            hits += 1
+        elif x < -limit:
+            hits -= 1
+    return hits
+
+
+@pytest.mark.parametrize("xs,limit", [([1, 5, -9, 7], 4), ([1.5, 5.5, -9.5], 4.0),
+                                      ([1, 2**62, 3], 4), ([float("nan"), 1.0], 0.5)])
+def test_compare_and_branch_on_raw_values(xs, limit):
+    check(compare_and_branch, xs, limit, calls=3)
+
+
+def negative(n):
+    s = 0
+    f = 0.0
+    for i in range(n):
+        s += -i
+        f -= -(i * 0.5)
+    return s, f
+
+
+def test_negation():
+    check(negative, 20, calls=3)
+
+
+def interrupted(n):
+    s = 0
+    for i in range(n):
+        s += i
+    return s
+
+
+def test_exit_while_unboxed_stays_correct_under_a_debug_allocator():
+    import subprocess
+    import textwrap
+    script = textwrap.dedent("""
+        import cpjit
+        def f(xs, scale):
+            acc = 0.0
+            k = 0
+            for x in xs:
+                acc += x * scale + k
+                k += 1
+            return acc, k
+        j = cpjit.jit(f)
+        for xs in ([0.5, 1.5], [1.0] * 100, [2.0, 3, 4.5], [1.0, "x"]):
+            try:
+                print(j(xs, 2.0) == f(xs, 2.0))
+            except TypeError as e:
+                print(type(e).__name__)
+    """)
+    import os
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True", "TypeError"]
+
+
+def test_sum_of_squares_allocates_no_ints_per_iteration():
+    jitted = cpjit.jit(int_loop)
+    jitted(10, 0)
+    jitted(10, 0)  # the compilation with the profile
+    text = jitted.dump(sections=("uops",))
+    loop = text[text.index("final:"):]
+    assert "_MUL_I64" in loop and "_ADD_I64" in loop and "_FOR_ITER_RANGE_I64" in loop
+    assert "_BOX_INSERT" not in loop.split("_JUMP")[0]

@@ -29,6 +29,22 @@ cpjit_handle_pending(PyThreadState *tstate)
 }
 
 int
+cpjit_handle_gil_request(PyThreadState *tstate)
+{
+    PyInterpreterState *interp = tstate->interp;
+    if (_Py_atomic_load_relaxed(&interp->runtime->ceval.signals_pending)
+        || _Py_atomic_load_relaxed(&interp->ceval.pending.calls_to_do)
+        || interp->ceval.pending.async_exc || tstate->async_exc != NULL) {
+        return 1;
+    }
+    if (_Py_atomic_load_relaxed(&interp->ceval.gil_drop_request)) {
+        PyThreadState *saved = PyEval_SaveThread();
+        PyEval_RestoreThread(saved);
+    }
+    return 0;
+}
+
+int
 cpjit_unpack_iterable(PyThreadState *tstate, PyObject *v, int argcnt, PyObject **sp)
 {
     (void)tstate;
@@ -118,6 +134,7 @@ cpjit_inplace_power(PyObject *base, PyObject *exponent)
 #else  /* !CPJIT_SUPPORTED: the symbols exist but machine code never runs */
 
 int cpjit_handle_pending(PyThreadState *t) { (void)t; return 0; }
+int cpjit_handle_gil_request(PyThreadState *t) { (void)t; return 0; }
 int cpjit_unpack_iterable(PyThreadState *t, PyObject *v, int n, PyObject **sp)
 { (void)t; (void)v; (void)n; (void)sp; return 0; }
 int cpjit_list_extend(PyThreadState *t, PyObject *l, PyObject *i) { (void)t; (void)l; (void)i; return -1; }

@@ -45,6 +45,13 @@ PyObject *cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable,
  * handles what remains, such as an asynchronous exception). */
 int cpjit_handle_pending(PyThreadState *tstate);
 
+/* Eval breaker inside a loop whose locals live unboxed: only a GIL hand-off
+ * is done here (no Python code runs in this thread meanwhile).  Returns 1
+ * when anything else is pending (signals, pending calls, an asynchronous
+ * exception): the machine code then side-exits, boxing its locals, and the
+ * interpreter handles it. */
+int cpjit_handle_gil_request(PyThreadState *tstate);
+
 /* Generic UNPACK_SEQUENCE: push `argcnt` items of `v` below `sp` (the last
  * item deepest), with the interpreter's exact error messages.  Returns 1 on
  * success, 0 with an exception set (nothing left on the stack). */
@@ -92,6 +99,7 @@ PyObject *cpjit_load_global_miss(PyObject *globals, PyObject *builtins, PyObject
     X(cpjit_load_method_miss)    \
     X(cpjit_load_global_miss)    \
     X(cpjit_handle_pending)      \
+    X(cpjit_handle_gil_request)  \
     X(cpjit_unpack_iterable)     \
     X(cpjit_list_extend)         \
     X(cpjit_dict_update)         \

@@ -89,6 +89,15 @@ class UopSpec:
     flags: frozenset[str]  # ESCAPES, SYNCS_FRAME, DEOPTS, ERRORS, JUMPS, LEAVES, USES_*
     doc: str
     source: str  # "stencils/uops/file.c:line"
+    # A branch with its own stack effect (JUMP_POPPING(n)): it pops n items of
+    # the stack as it was on entry.  None: as falling through.
+    jump_pops: int | None = None
+
+    def jump_depth(self, depth: int, oparg: int) -> int:
+        """The stack depth where the branch lands, from the depth before the uop."""
+        if self.jump_pops is not None:
+            return depth - self.jump_pops
+        return depth - self.pops(oparg) + self.pushes(oparg)
 
     @property
     def escapes(self) -> bool:

@@ -129,7 +129,10 @@ def generic_transfer(uop: UOp, state: State) -> Outcome:
     if pops > len(state.stack):
         raise AnalysisError(f"{uop.describe()} pops {pops} of {len(state.stack)} items")
     after = state.pop(pops).push(*([UNKNOWN] * pushes))
-    return Outcome(None if terminates(uop.name) else after, after if spec.jumps else None)
+    jump = None
+    if spec.jumps:
+        jump = after if spec.jump_pops is None else state.pop(spec.jump_pops)
+    return Outcome(None if terminates(uop.name) else after, jump)
 
 
 class AnalysisError(Exception):
@@ -167,3 +170,46 @@ def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
                 states[target] = merged
                 work.append(target)
     return states
+
+
+def check_stack(trace: Trace) -> None:
+    """The real stack depth of the finished trace is the same on every path to
+    each uop and stays within the frame's stack (co_stacksize): a rewrite that
+    leaves items behind or pops too many is a bug, caught here before any
+    code is emitted (raises AnalysisError)."""
+    specs = stencil_table.uops()
+    uops = trace.uops
+    limit = trace.code.co_stacksize
+    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    depths: list[int | None] = [None] * len(uops)
+    depths[0] = 0
+    work = [0]
+    while work:
+        index = work.pop()
+        uop, depth = uops[index], depths[index]
+        targets = []
+        if uop.name == LABEL:
+            targets.append((index + 1, depth))
+        else:
+            spec = specs[uop.name]
+            pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
+            if pops > depth:
+                raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} items")
+            after = depth - pops + pushes
+            if after > limit:
+                raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
+                                    f"(the frame has room for {limit})")
+            if not terminates(uop.name):
+                targets.append((index + 1, after))
+            if spec.jumps:
+                if uop.jump_to not in labels:
+                    raise AnalysisError(f"uop {index} {uop.describe()}: no label")
+                targets.append((labels[uop.jump_to], spec.jump_depth(depth, uop.oparg)))
+        for target, after in targets:
+            if target >= len(uops):
+                continue
+            if depths[target] is None:
+                depths[target] = after
+                work.append(target)
+            elif depths[target] != after:
+                raise AnalysisError(f"stack depth {after} or {depths[target]} at uop {target}")

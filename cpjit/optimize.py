@@ -157,6 +157,14 @@ def merge_tracing_checks(trace: Trace, context: Context) -> list[str]:
     return changes
 
 
+def verify(trace: Trace, context: Context) -> list[str]:
+    """Not an optimization: check the finished trace's stack depths (see
+    analysis.check_stack), so a rewrite bug fails the compilation instead of
+    corrupting the frame."""
+    analysis.check_stack(trace)
+    return []
+
+
 PASSES = [
     ("specialize", run_specialize),
     ("fuse_compare_and_branch", fuse_compare_and_branch),
@@ -165,4 +173,5 @@ PASSES = [
     ("unbox", unbox),
     ("prune_tracing_checks", prune_tracing_checks),
     ("merge_tracing_checks", merge_tracing_checks),
+    ("verify", verify),
 ]

@@ -235,8 +235,6 @@ class Specializer:
             element = (decision.outputs[1] if decision else
                        Item(int if name == "_FOR_ITER_RANGE" else ANY))
             return Outcome(state.push(element), state.pop(1))
-        if name in ("_JUMP_IF_FALSE_OR_POP", "_JUMP_IF_TRUE_OR_POP"):
-            return Outcome(state.pop(1), state)
         decision = self.decide(uop, state)
         if decision is None:
             return None

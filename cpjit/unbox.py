@@ -135,11 +135,12 @@ class _Walk:
             return UOp("_LOCAL_INSERT", above, item.local)
         return UOp("_CONST_INSERT", above, Obj(item.value))
 
-    def materialize(self, top: int | None = None) -> None:
+    def materialize(self, top: int | None = None, *, spare: int = 0) -> None:
         """Box the virtual items among the top `top` stack items (all by
-        default) into their places, deepest first."""
+        default) into their places, deepest first, except the topmost `spare`
+        items (the operands a raw uop is about to consume)."""
         first = 0 if top is None else max(0, len(self.stack) - top)
-        for position in range(first, len(self.stack)):
+        for position in range(first, len(self.stack) - spare):
             item = self.stack[position]
             if item is None:
                 continue
@@ -385,8 +386,8 @@ class _Walk:
 
     def _compare_and_branch(self, uop: UOp, index: int) -> bool:
         kind = I64 if uop.name == "_COMPARE_INT_AND_BRANCH" else F64
-        self.materialize()  # the jump target has nothing virtual...
-        slots = self.take(2, [kind, kind], index)  # ...but the operands, consumed here
+        self.materialize(spare=2)  # the jump target has nothing virtual but the operands
+        slots = self.take(2, [kind, kind], index)
         self.stack[-2:] = []
         self.emit("_CMP_I64_JUMP" if kind == I64 else "_CMP_F64_JUMP",
                   uop.oparg | (int(uop.operand0) << 3), slots[0], slots[1], jump_to=uop.jump_to)
@@ -394,8 +395,8 @@ class _Walk:
 
     def _compare(self, uop: UOp, index: int) -> bool:
         kind = I64 if uop.name == "_COMPARE_OP_INT" else F64
+        self.materialize(spare=2)  # the bool is boxed: nothing virtual may stay below it
         slots = self.take(2, [kind, kind], index)
-        self.materialize()  # the bool is boxed: nothing virtual may stay below it
         self.stack[-2:] = []
         self.emit("_CMP_I64_BOOL" if kind == I64 else "_CMP_F64_BOOL", uop.oparg, slots[0], slots[1])
         self.stack.append(None)

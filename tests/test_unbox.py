@@ -317,3 +317,36 @@ def test_sum_of_squares_allocates_no_ints_per_iteration():
     loop = text[text.index("final:"):]
     assert "_MUL_I64" in loop and "_ADD_I64" in loop and "_FOR_ITER_RANGE_I64" in loop
     assert "_BOX_INSERT" not in loop.split("_JUMP")[0]
+
+
+def bottom_compare(xs, n):
+    """fannkuch's shape: a while loop whose closing compare on raw ints makes a bool
+    (not fused with its branch), inside a loop that calls a function."""
+    best = 0
+    total = 0
+    for x in xs:
+        level = 1
+        while level < n:
+            total += level
+            level += 1
+        got = len(xs[:level])  # a call with arguments right after the inner loop
+        if got > best:
+            best = got
+    return best, total, level
+
+
+def test_compare_into_a_bool_leaves_nothing_on_the_stack():
+    w = check(bottom_compare, list(range(30)), 5, calls=3)
+    assert w.compiled
+
+
+def test_the_stack_check_rejects_a_trace_that_leaves_an_item_behind():
+    from cpjit import analysis, pipeline
+    record = pipeline.compile_code(bottom_compare.__code__, "bottom_compare",
+                                   globals_=globals())
+    trace = record.trace
+    analysis.check_stack(trace)  # the real trace is fine
+    pop = next(i for i, u in enumerate(trace.uops) if u.name == "_STORE_FAST")
+    del trace.uops[pop]  # a value never popped: the loop grows the stack
+    with pytest.raises(analysis.AnalysisError, match="stack depth|room for"):
+        analysis.check_stack(trace)

@@ -29,6 +29,9 @@ _DERIVED_FLAGS = {
 }
 
 
+_JUMP_POPPING = re.compile(r"\bJUMP_POPPING\s*\(\s*(\d+)\s*\)")
+_JUMP_IF = re.compile(r"\bJUMP(?:_IF)?\s*\(")
+
 # The body ends with an unconditional way out.
 _TERMINATES = re.compile(r"(?:\bJUMP\(\)|\bDEOPT_IF\(1\)|\breturn\b[^;]*);\s*\Z")
 
@@ -75,6 +78,18 @@ class UopDef:
         if re.search(r"\boparg\b", sizes):
             derived.add("USES_OPARG")
         return self.declared_flags | derived
+
+    @property
+    def jump_pops(self) -> int | None:
+        """For a uop that branches with JUMP_POPPING(N): N, the items its jump
+        pops off the stack as it was on entry (None: the jump has the same
+        stack effect as falling through)."""
+        counts = {int(n) for n in _JUMP_POPPING.findall(self.body)}
+        if not counts:
+            return None
+        if len(counts) > 1 or _JUMP_IF.search(self.body):
+            raise UopDefError(f"{self.source}: {self.name} branches with different stack effects")
+        return counts.pop()
 
     @property
     def source(self) -> str:

@@ -36,6 +36,8 @@ def _uop_spec(uop: UopDef) -> Iterator[str]:
     yield f"        pops=lambda oparg: {pops},"
     yield f"        pushes=lambda oparg: {pushes},"
     yield f"        flags=frozenset({sorted(uop.flags)!r}),"
+    if uop.jump_pops is not None:
+        yield f"        jump_pops={uop.jump_pops},"
     yield f"        doc={uop.doc!r},"
     yield f"        source={uop.source!r},"
     yield "    ),"

@@ -172,16 +172,18 @@ def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     return states
 
 
-def check_stack(trace: Trace) -> None:
-    """The real stack depth of the finished trace is the same on every path to
-    each uop and stays within the frame's stack (co_stacksize): a rewrite that
-    leaves items behind or pops too many is a bug, caught here before any
-    code is emitted (raises AnalysisError)."""
+def stack_depths(trace: Trace) -> list[int | None]:
+    """The real stack depth before each uop (None: unreachable), following
+    every branch with its own stack effect.  Raises AnalysisError where paths
+    disagree, where a uop pops more than there is, or where the stack would
+    outgrow the frame's (co_stacksize)."""
     specs = stencil_table.uops()
     uops = trace.uops
     limit = trace.code.co_stacksize
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     depths: list[int | None] = [None] * len(uops)
+    if not uops:
+        return depths
     depths[0] = 0
     work = [0]
     while work:
@@ -213,3 +215,53 @@ def check_stack(trace: Trace) -> None:
                 work.append(target)
             elif depths[target] != after:
                 raise AnalysisError(f"stack depth {after} or {depths[target]} at uop {target}")
+    return depths
+
+
+def instruction_depths(trace: Trace) -> dict[int, int]:
+    """The interpreter's stack depth at the start of each instruction, by the
+    offset a side exit resumes at (the instruction's first EXTENDED_ARG).  Read
+    off the trace as translated, where each instruction's uops begin with the
+    stack exactly as the interpreter has it."""
+    starts = {ins.offset: ins.start for ins in trace.instructions}
+    result: dict[int, int] = {}
+    previous = None
+    for uop, depth in zip(trace.uops, stack_depths(trace)):
+        if uop.name == LABEL or depth is None:
+            continue
+        if uop.offset != previous and uop.offset in starts:
+            result.setdefault(starts[uop.offset], depth)
+        previous = uop.offset
+    return result
+
+
+def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> None:
+    """Check the finished trace's real stack (stack_depths), and with the
+    interpreter's `entry_depths` (instruction_depths of the translated trace)
+    that every side exit hands the interpreter the stack it expects: the items
+    still on the stack plus those its exit steps box.  A rewrite that leaves
+    items behind, pops too many or exits with the wrong stack is a bug, caught
+    here before any code is emitted (raises AnalysisError)."""
+    depths = stack_depths(trace)
+    if entry_depths is None:
+        return
+    specs = stencil_table.uops()
+    stencils = stencil_table.stencils()
+    for index, (uop, depth) in enumerate(zip(trace.uops, depths)):
+        if depth is None or uop.name == LABEL or "DEOPTS" not in specs[uop.name].flags:
+            continue
+        spec = specs[uop.name]
+        holes = {hole.value.value for hole in stencils[uop.name].holes
+                 + stencils[uop.name].cold_holes}
+        exits = []
+        if "exit_target" in holes:
+            boxed = sum(specs[s.name].pushes(s.oparg) - specs[s.name].pops(s.oparg)
+                        for s in uop.exit_steps)
+            exits.append((uop.exit_to, depth + boxed))
+        if "exit_after" in holes:
+            exits.append((uop.exit_after, depth - spec.pops(uop.oparg) + spec.pushes(uop.oparg)))
+        for resume, real in exits:
+            expected = entry_depths.get(resume)
+            if expected is not None and expected != real:
+                raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
+                                    f"with {real} stack items; the interpreter expects {expected}")

@@ -137,6 +137,9 @@ class Trace:
     slots: int = 0  # JitState slots (raw values) the uops use
     # (instruction offset, number of operands, word) of each _PROFILE uop
     profile_sites: list[tuple[int, int, CacheWords]] = dataclasses.field(default_factory=list)
+    # The interpreter's stack depth at each instruction a side exit can resume
+    # at (analysis.instruction_depths, taken right after translation).
+    entry_depths: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def new_cache(self, words: int = CACHE_WORDS) -> CacheWords:
         """Reserve the read-write words of one inline cache (or profile)."""

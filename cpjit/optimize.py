@@ -161,7 +161,7 @@ def verify(trace: Trace, context: Context) -> list[str]:
     """Not an optimization: check the finished trace's stack depths (see
     analysis.check_stack), so a rewrite bug fails the compilation instead of
     corrupting the frame."""
-    analysis.check_stack(trace)
+    analysis.check_stack(trace, trace.entry_depths)
     return []
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 
-from . import _versions, stencil_table
+from . import _versions, analysis, stencil_table
 from .ir import LABEL, CodeUnit, Trace, UOp
 
 
@@ -87,4 +87,5 @@ def translate(code: types.CodeType) -> Trace:
     if unreachable:
         trace.notes.append(f"{unreachable} instructions not reached by normal control flow "
                            "(exception handlers) are not compiled")
+    trace.entry_depths = analysis.instruction_depths(trace)
     return trace

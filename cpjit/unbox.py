@@ -267,8 +267,10 @@ class _Walk:
         if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
             uop = dataclasses.replace(uop, name="_CHECK_EVAL_BREAKER_UNBOXED")
         spec = self.specs[uop.name]
-        if spec.jumps or "PEEKS" in spec.flags:
-            self.materialize()  # a jump target, or a uop reading below its inputs
+        if spec.jumps or "PEEKS" in spec.flags or "EXITS_AFTER" in spec.flags:
+            # a jump target, a uop reading below its inputs, or one whose exit
+            # after its effect hands the interpreter the stack as it is
+            self.materialize()
         else:
             self.materialize(spec.pops(uop.oparg))
         if self.raw and (spec.escapes or spec.errors or "LEAVES" in spec.flags):
@@ -570,8 +572,10 @@ def _with_exit_trampolines(trace: Trace, raw_locals_at) -> list[UOp]:
         target = uop.jump_to
         uops[i] = dataclasses.replace(uop, jump_to=fresh)
         tail.append(UOp(LABEL, fresh, offset=uop.offset))
-        tail.append(UOp("_JUMP", offset=uop.offset, exit_to=uop.exit_to, jump_to=target,
-                        exit_after=uop.exit_after, comment="out of an unboxed loop"))
+        # What boxes the locals here side-exits to where the jump goes.
+        resume = trace.instruction_at(target)
+        tail.append(UOp("_JUMP", offset=target, exit_to=resume.start, jump_to=target,
+                        comment="out of an unboxed loop"))
         raw_locals_at[("tail", fresh)] = region
     return uops + tail
 

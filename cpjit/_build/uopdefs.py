@@ -20,6 +20,8 @@ _UOP_NAME = re.compile(r"^_[A-Z][A-Z0-9_]*$")
 _DERIVED_FLAGS = {
     "DEOPTS": re.compile(r"\b(?:DEOPT_IF|CHECK_TRACING_AFTER)\s*\("),
     "ERRORS": re.compile(r"\bERROR(?:_KEEP)?_IF\s*\("),
+    # may side-exit after its effect (the interpreter resumes at the next instruction)
+    "EXITS_AFTER": re.compile(r"\bCHECK_TRACING_AFTER\s*\("),
     "JUMPS": re.compile(r"\b(?:JUMP_IF|JUMP_POPPING|JUMP)\s*\("),
     "LEAVES": re.compile(r"\breturn\b"),
     "PEEKS": re.compile(r"\bPEEK\s*\("),  # reads stack items below its inputs

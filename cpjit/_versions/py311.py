@@ -91,6 +91,10 @@ def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
             extended = (extended << 8) | instr.arg
             offset += size
             continue
+        if size > 1:  # the package folds the EXTENDED_ARG prefixes into the instruction
+            start = offset if start is None else start
+            offset += size - 1
+            size = 1
         arg = instr.arg if instr.opcode >= opcode.HAVE_ARGUMENT else None
         if arg is not None and start is not None:
             arg = (extended << 8) | arg

@@ -78,7 +78,8 @@ class Instruction:
     arg: int | None
     next: int  # offset of the following instruction (after inline caches)
     line: int | None
-    jump_target: int | None = None  # for jumps
+    jump_target: int | None = None  # for jumps: the instruction it goes to
+    after: int = -1  # where the interpreter resumes after it: `next`'s first prefix
 
     @property
     def byte_offset(self) -> int:

@@ -55,7 +55,7 @@ def translate(code: types.CodeType) -> Trace:
         if uops is None:
             trace.unsupported.append(ins)
             uops = [UOp("_SIDE_EXIT", offset=ins.offset, exit_to=ins.start,
-                        comment=f"{ins.name} is not compiled", exit_after=ins.next)]
+                        comment=f"{ins.name} is not compiled", exit_after=ins.after)]
         escapes = [k for k, u in enumerate(uops)
                    if specs[u.name].escapes and "SYNCS_FRAME" not in specs[u.name].flags]
         if escapes:

@@ -109,6 +109,14 @@ def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
                                         following, line, jump))
         offset += size
         start, extended = None, 0
+    # Jumps and fall-through go to an instruction's first prefix: name the
+    # instruction itself (side exits still resume at its `start`).
+    at_start = {ins.start: ins.offset for ins in instructions}
+    for ins in instructions:
+        ins.after = ins.next
+        ins.next = at_start.get(ins.next, ins.next)
+        if ins.jump_target is not None:
+            ins.jump_target = at_start.get(ins.jump_target, ins.jump_target)
     return instructions, list(concrete.exception_table)
 
 
@@ -171,7 +179,7 @@ class Lowering:
     def _u(self, name: str, ins: Instruction, oparg: int = 0, operand0=0, operand1=0,
            jump: bool = False, comment: str = "") -> UOp:
         return UOp(name, oparg, operand0, operand1, ins.offset, ins.start,
-                   ins.jump_target if jump else -1, comment, ins.next)
+                   ins.jump_target if jump else -1, comment, ins.after)
 
     def _name(self, index: int) -> str:
         return self.code.co_names[index]

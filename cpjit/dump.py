@@ -627,6 +627,31 @@ def _regions(code, name: str) -> list[tuple[int, int, str]]:
     return [] if code is None else [(code.address, code.size, f"cpjit:{name}")]
 
 
+def placement_regions(record, name: str) -> list[tuple[int, int, str]]:
+    """(start, size, symbol) of each stencil copy of a compilation, so that a
+    profile (perf report) names the uop where time goes: `cpjit:NAME:N UOP`
+    with N the uop's line in the dump's final listing (exits and errors are
+    named by the instruction they resume or report)."""
+    emitted = record.emitted
+    base = emitted.code.address
+    regions = []
+    uop_number = 0
+    for placement in emitted.placements:
+        if placement.kind == "uop":
+            label = f"{uop_number} {placement.stencil}"
+            uop_number += 1
+        elif placement.kind == "shim":
+            label = "entry"
+        else:
+            label = f"{placement.kind} @{2 * placement.target} {placement.stencil}"
+        if placement.size:
+            regions.append((base + placement.offset, placement.size, f"cpjit:{name}:{label}"))
+        if placement.cold_size:
+            regions.append((base + placement.cold_offset, placement.cold_size,
+                            f"cpjit:{name}:{label} (cold)"))
+    return regions
+
+
 def perf_regions(wrapper) -> list[tuple[int, int, str]]:
     """(start, size, name) of the machine code a wrapper runs now (for its stats)."""
     return _regions(wrapper._code, f"{wrapper.__module__}.{wrapper.__qualname__}")
@@ -636,7 +661,7 @@ def write_perf_map(wrapper, record) -> None:
     """With CPJIT_PERF_MAP=1, add the regions of a new compilation to /tmp/perf-PID.map."""
     if os.environ.get("CPJIT_PERF_MAP", "") in ("", "0") or record.emitted is None:
         return
-    regions = _regions(record.emitted.code, f"{wrapper.__module__}.{wrapper.__qualname__}")
-    text = "".join(f"{start:x} {size:x} {name}\n" for start, size, name in regions)
+    text = "".join(f"{start:x} {size:x} {name}\n" for start, size, name in
+                   placement_regions(record, f"{wrapper.__module__}.{wrapper.__qualname__}"))
     with open(f"/tmp/perf-{os.getpid()}.map", "a") as file:  # one write: threads don't mix lines
         file.write(text)

@@ -133,7 +133,7 @@ cpjit_unbox_int(PyObject *o, int64_t *out)
 static inline __attribute__((always_inline)) PyObject *
 cpjit_insert(PyObject **stack_pointer, int above, PyObject *value)
 {
-    if (above == 0) {
+    if (LIKELY(above == 0)) {  /* the usual case: keep it on the hot path */
         return value;
     }
     PyObject *top = stack_pointer[-1];

@@ -272,7 +272,7 @@ def test_perf_map_lines_match_the_code_regions(tmp_path):
         start, size, name = line.split(" ", 2)
         symbols.append((int(start, 16), int(size, 16), name))
     for code_start, code_size, code_name in regions:
-        mine = sorted(s for s in symbols if s[2].startswith(code_name + ":"))
+        mine = sorted({s for s in symbols if s[2].startswith(code_name + ":")})
         assert mine and mine[0][2] == code_name + ":entry"
         assert mine[1][2] == code_name + ":0 _SET_IP"
         assert any(name.startswith(code_name + ":exit @") for _, _, name in mine)

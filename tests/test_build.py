@@ -133,6 +133,9 @@ def test_external_call_without_got_fails_the_build(tmp_path):
     ("UOP(_W, (a, b -- b, a), 0) {\n}\n", "another stack position"),
     ("UOP(lower, ( -- ), 0) {\n}\n", "_UPPER_CASE"),
     ("UOP(_V, ( -- ), SYNCS_FRAME) {\n}\n", "only makes sense with ESCAPES"),
+    ("UOP(_U, (a -- ) 0) {\n}\n", "bad.c:1: cannot read"),
+    ("UOP(_T, (a -- ), 0);\n", "bad.c:1: cannot read"),
+    ("UOP(_S, (a[oparg / 2] -- ), 0) {\n}\n", "must be an expression of oparg"),
 ])
 def test_malformed_uop_definitions(tmp_path, source, message):
     directory = tmp_path / "uops"
@@ -140,6 +143,15 @@ def test_malformed_uop_definitions(tmp_path, source, message):
     (directory / "bad.c").write_text(source)
     with pytest.raises(uopdefs.UopDefError, match=message):
         uopdefs.load(tmp_path, "uops")
+
+
+def test_sizes_with_nested_parentheses(tmp_path):
+    source = "UOP(_P, (parts[(oparg & 1) + ((oparg >> 1) & 1)], top -- out), 0) {\n}\n"
+    (tmp_path / "uops").mkdir()
+    (tmp_path / "uops" / "p.c").write_text(source)
+    (uop,) = uopdefs.load(tmp_path, "uops")
+    assert uop.inputs[0].size == "(oparg & 1) + ((oparg >> 1) & 1)"
+    assert uopdefs.total(uop.inputs) == "1 + ((oparg & 1) + ((oparg >> 1) & 1))"
 
 
 def test_every_project_uop_is_defined_once_with_docs():

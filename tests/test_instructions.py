@@ -558,3 +558,107 @@ def with_statement(path):
 def test_with_statement_side_exits():
     w = check(with_statement, "!")
     assert any(w.stats["side_exits"].values())
+
+
+# MAKE_FUNCTION: every part a function can get from the stack.
+
+def make_functions(a, b):
+    def plain(x):
+        return x + 1
+
+    def with_defaults(x, y=a, *, z=b):
+        return (x, y, z)
+
+    def annotated(x: int, y: "str" = "s") -> list:
+        return [x, y]
+
+    def closure(x):
+        return x * a + b
+
+    square = lambda v: v * v  # noqa: E731
+    made = [plain, with_defaults, annotated, closure, square]
+    described = [(f.__name__, f.__qualname__, f.__defaults__, f.__kwdefaults__,
+                  f.__annotations__, f.__closure__ is not None, f.__module__) for f in made]
+    return (described, plain(a), with_defaults(1), with_defaults(1, 2, z=3), annotated(a),
+            closure(2), square(b), [(lambda k=k: k)() for k in range(3)],
+            sorted([b, a, 3], key=lambda v: -v))
+
+
+@pytest.mark.parametrize("a,b", [(1, 2), (2.5, "x" * 0 or 4), ("s", "t")])
+def test_make_function(a, b):
+    w = check(make_functions, a, b, calls=2)
+    assert compiled_without_exits(w) or isinstance(a, str)
+
+
+def make_many_closures(n):
+    adders = []
+    for k in range(n):
+        adders.append(lambda x, k=k: x + k)
+    return [f(10) for f in adders]
+
+
+def test_make_function_in_a_loop():
+    assert compiled_without_exits(check(make_many_closures, 50, calls=3))
+
+
+# CALL_FUNCTION_EX: f(*args), f(*args, **kwargs), and the conversions and
+# errors the interpreter does itself (side exits).
+
+def spread(f, args, kwargs):
+    if kwargs is None:
+        return f(*args)
+    return f(*args, **kwargs)
+
+
+def target(a, b=2, *rest, c=3, **extra):
+    return (a, b, rest, c, sorted(extra.items()))
+
+
+class Mapping:
+    def keys(self):
+        return ["c", "d"]
+
+    def __getitem__(self, key):
+        return key * 2
+
+
+@pytest.mark.parametrize("f,args,kwargs", [
+    (target, (1,), None),
+    (target, (1, 2, 3, 4), {"c": 5, "d": 6}),
+    (target, [1, 2], None),  # a list: converted to a tuple by the interpreter
+    (target, (1,), Mapping()),  # not a dict: merged by the interpreter
+    (max, (3, 9, 4), None),
+    (target, (), None),  # TypeError: missing argument
+    (target, (1,), {"a": 2}),  # TypeError: multiple values
+    (target, 5, None),  # TypeError: not iterable
+    (target, (1,), 5),  # TypeError: not a mapping
+    (print, ("x",), {"file": None, "end": ""}),
+])
+def test_call_function_ex(f, args, kwargs):
+    check(spread, f, args, kwargs, calls=2)
+
+
+def wrapper_loop(f, n):
+    total = 0
+    for i in range(n):
+        total += f(*(i, 1), **{"c": i})[0]
+    return total
+
+
+def test_call_function_ex_in_a_loop():
+    assert compiled_without_exits(check(wrapper_loop, target, 100, calls=3))
+
+
+def merge_keywords(f, first, second):
+    return f(1, **first, **second)
+
+
+@pytest.mark.parametrize("first,second", [
+    ({"c": 1}, {"d": 2}),
+    ({"c": 1}, {"c": 2}),  # TypeError: multiple values for keyword argument 'c'
+    ({"c": 1}, {1: 2}),  # TypeError: keywords must be strings
+    ({}, Mapping()),
+    ({"c": 1}, Mapping()),  # the mapping repeats 'c'
+])
+def test_dict_merge(first, second):
+    check(merge_keywords, target, first, second, calls=2)

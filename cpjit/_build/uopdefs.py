@@ -8,11 +8,17 @@ from pathlib import Path
 
 DECLARED_FLAGS = frozenset({"ESCAPES", "SYNCS_FRAME"})
 
+# Parentheses nest (three levels) in the stack effect: sizes like
+# "(oparg & 1) + ((oparg >> 1) & 1)".
+_NESTED = r"[^()]"
+for _ in range(3):
+    _NESTED = rf"(?:[^()]|\((?:{_NESTED})*\))"
 _HEADER = re.compile(
-    r"^UOP\(\s*(?P<name>[A-Za-z0-9_]+)\s*,\s*\((?P<effect>[^()]*)\)\s*,"
+    r"^UOP\(\s*(?P<name>[A-Za-z0-9_]+)\s*,\s*\((?P<effect>" + _NESTED + r"*)\)\s*,"
     r"\s*(?P<flags>[^)]*)\)\s*\{",
     re.MULTILINE,
 )
+_ANY_HEADER = re.compile(r"^UOP\(", re.MULTILINE)
 _ITEM = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<size>[^\]]+)\])?$")
 _UOP_NAME = re.compile(r"^_[A-Z][A-Z0-9_]*$")
 
@@ -149,7 +155,7 @@ def _parse_items(text: str, where: str) -> tuple[StackItem, ...]:
         if not match:
             raise UopDefError(f"{where}: bad stack item {part!r}")
         size = match["size"]
-        if size is not None and not re.fullmatch(r"[\s\w+*\-]+", size):
+        if size is not None and not re.fullmatch(r"[\s\w+*\-&>()]+", size):
             raise UopDefError(f"{where}: size of {part!r} must be an expression of oparg")
         items.append(StackItem(match["name"], size.strip() if size else None))
     return tuple(items)
@@ -168,6 +174,12 @@ def parse_file(path: Path, root: Path) -> list[UopDef]:
     text = path.read_text()
     relative = path.relative_to(root).as_posix()
     uops = []
+    parsed = {match.start() for match in _HEADER.finditer(text)}
+    for start in (m.start() for m in _ANY_HEADER.finditer(text)):
+        if start not in parsed:
+            line = text.count("\n", 0, start) + 1
+            raise UopDefError(f"{relative}:{line}: cannot read this UOP(NAME, (inputs -- outputs), "
+                              "FLAGS) { header")
     for match in _HEADER.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
         where = f"{relative}:{line}"

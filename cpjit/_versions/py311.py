@@ -380,6 +380,15 @@ class Lowering:
     def BUILD_LIST(self, ins):
         return [self._u("_BUILD_LIST", ins, ins.arg)]
 
+    def MAKE_FUNCTION(self, ins):
+        return [self._u("_MAKE_FUNCTION", ins, ins.arg)]
+
+    def DICT_MERGE(self, ins):
+        return [self._u("_DICT_MERGE", ins, ins.arg)]
+
+    def CALL_FUNCTION_EX(self, ins):
+        return [self._u("_CALL_FUNCTION_EX", ins, ins.arg)]
+
     def BUILD_TUPLE(self, ins):
         return [self._u("_BUILD_TUPLE", ins, ins.arg)]
 

@@ -40,3 +40,43 @@ UOP(_CALL, (meth_or_null, callable, args[oparg] -- res), ESCAPES | SYNCS_FRAME) 
     ERROR_IF(res == NULL);
     CHECK_TRACING_AFTER();
 }
+
+// CALL_FUNCTION_EX: func(*callargs, **kwargs) (kwargs when oparg & 1).  An
+// argument tuple or keyword dict that is not exact (the interpreter converts
+// it, with its own error messages) and C functions under tracing side-exit.
+UOP(_CALL_FUNCTION_EX, (null, func, callargs, kwargs[oparg & 1] -- res), ESCAPES) {
+    PyObject *kwdict = (oparg & 1) ? kwargs[0] : NULL;
+    DEOPT_IF(!PyTuple_CheckExact(callargs));
+    DEOPT_IF(kwdict != NULL && !PyDict_CheckExact(kwdict));
+    DEOPT_IF(CPJIT_TRACING(tstate));
+    res = PyObject_Call(func, callargs, kwdict);
+    Py_DECREF(func);
+    Py_DECREF(callargs);
+    Py_XDECREF(kwdict);
+    (void)null;  // always NULL (PUSH_NULL)
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// MAKE_FUNCTION: a function of the code object on top and the frame's
+// globals; below the code, deepest first, the parts oparg's bits name:
+// defaults (1), keyword defaults (2), annotations (4), closure (8).
+UOP(_MAKE_FUNCTION, (parts[(oparg & 1) + ((oparg >> 1) & 1) + ((oparg >> 2) & 1) + ((oparg >> 3) & 1)], codeobj -- func), 0) {
+    PyFunctionObject *made = (PyFunctionObject *)PyFunction_New(codeobj, GLOBALS());
+    ERROR_KEEP_IF(made == NULL);
+    Py_DECREF(codeobj);
+    int next = 0;
+    if (oparg & 0x01) {
+        made->func_defaults = parts[next++];
+    }
+    if (oparg & 0x02) {
+        made->func_kwdefaults = parts[next++];
+    }
+    if (oparg & 0x04) {
+        made->func_annotations = parts[next++];
+    }
+    if (oparg & 0x08) {
+        made->func_closure = parts[next++];
+    }
+    func = (PyObject *)made;
+}

@@ -277,3 +277,23 @@ UOP(_UNPACK_SEQUENCE, (seq -- values[oparg]), ESCAPES | SYNCS_FRAME) {
         CHECK_TRACING_AFTER();
     }
 }
+
+// DICT_MERGE (the ** of a call): merge `update` into the dict `oparg` deep
+// below it.  Only an exact dict of str keys none of which is there yet is
+// merged here; anything else (a mapping, a repeated keyword: errors naming
+// the function) side-exits, before any change, for the interpreter.
+// ESCAPES: a str subclass key the interpreter merged earlier may compare
+// with Python code.
+UOP(_DICT_MERGE, (update -- ), ESCAPES) {
+    PyObject *dict = PEEK(oparg + 1);
+    DEOPT_IF(!PyDict_CheckExact(update));
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(update, &position, &key, &value)) {
+        DEOPT_IF(!PyUnicode_CheckExact(key));
+        DEOPT_IF(PyDict_Contains(dict, key) != 0);
+    }
+    int err = PyDict_Update(dict, update);
+    ERROR_KEEP_IF(err < 0);
+    Py_DECREF(update);
+}

@@ -61,7 +61,8 @@ class CacheWords:
 
 
 Operand = Union[int, Obj, Sym, CodeUnit, RwWord, CacheWords]
-CACHE_WORDS = 4  # CPJIT_CACHE_WORDS in csrc/runtime.h
+CACHE_WORDS = 4  # CPJIT_CACHE_WORDS in csrc/runtime.h: one cache entry
+CACHE_ENTRIES = 4  # CPJIT_CACHE_ENTRIES: entries (types) of an attribute or method site
 
 # Pseudo-uop marking a jump target: `oparg` is the offset of the instruction
 # that starts there.  It has no stencil and takes no space.

@@ -28,12 +28,51 @@ shared_keys_index(PyTypeObject *type, PyObject *name)
     }
     PyDictUnicodeEntry *entries = DK_UNICODE_ENTRIES(keys);
     for (Py_ssize_t i = 0; i < keys->dk_nentries; i++) {
+        if (entries[i].me_key == name) {   /* names are interned: the usual match */
+            return i;
+        }
+    }
+    for (Py_ssize_t i = 0; i < keys->dk_nentries; i++) {
         PyObject *key = entries[i].me_key;
-        if (key == name || (key != NULL && _PyUnicode_Equal(key, name))) {
+        if (key != NULL && _PyUnicode_Equal(key, name)) {
             return i;
         }
     }
     return -1;
+}
+
+/* Put `entry` (CPJIT_CACHE_WORDS words, word 0 its key) into a polymorphic
+ * site: over the entry of the same type if there is one, else first, moving
+ * the others down (the least recent falls off). */
+static void
+store_entry(uint64_t *cache, const uint64_t *entry)
+{
+    int slot = CPJIT_CACHE_ENTRIES - 1;
+    for (int i = 0; i < CPJIT_CACHE_ENTRIES; i++) {
+        uint64_t key = cache[i * CPJIT_CACHE_WORDS];
+        if (key == 0 || (uint32_t)key == (uint32_t)entry[0]) {
+            slot = i;
+            break;
+        }
+    }
+    if (cache[slot * CPJIT_CACHE_WORDS] == 0 || (uint32_t)cache[slot * CPJIT_CACHE_WORDS]
+                                                  != (uint32_t)entry[0]) {
+        memmove(cache + CPJIT_CACHE_WORDS, cache, slot * CPJIT_CACHE_WORDS * sizeof(uint64_t));
+        slot = 0;
+    }
+    memcpy(cache + slot * CPJIT_CACHE_WORDS, entry, CPJIT_CACHE_WORDS * sizeof(uint64_t));
+}
+
+/* Forget what a polymorphic site knows about `type` (its entry is stale). */
+static void
+drop_entry(uint64_t *cache, PyTypeObject *type)
+{
+    for (int i = 0; i < CPJIT_CACHE_ENTRIES; i++) {
+        uint64_t key = cache[i * CPJIT_CACHE_WORDS];
+        if (key != 0 && (uint32_t)key == type->tp_version_tag) {
+            cache[i * CPJIT_CACHE_WORDS] = 0;
+        }
+    }
 }
 
 /* What a type's attribute `name` is, for caching purposes. */
@@ -78,7 +117,8 @@ cpjit_load_attr_miss(PyObject *owner, PyObject *name, uint64_t *cache)
         return NULL;
     }
     PyTypeObject *type = Py_TYPE(owner);
-    cache[0] = 0;
+    drop_entry(cache, type);
+    uint64_t entry[CPJIT_CACHE_WORDS] = {0};
     if (type == &PyModule_Type) {
         PyDictObject *dict = (PyDictObject *)((PyModuleObject *)owner)->md_dict;
         if (dict != NULL && PyDict_CheckExact(dict) && dict->ma_values == NULL
@@ -90,9 +130,10 @@ cpjit_load_attr_miss(PyObject *owner, PyObject *name, uint64_t *cache)
                 /* The fast path compares the entry's key with the site's
                  * name by identity: cache only interned-equal keys. */
                 if (entries[i].me_value == attr && entries[i].me_key == name) {
-                    cache[1] = (uint64_t)i;
-                    cache[2] = (uint64_t)(uintptr_t)keys;
-                    cache[0] = cache_key(CPJIT_ATTR_MODULE, type);
+                    entry[0] = cache_key(CPJIT_ATTR_MODULE, type);
+                    entry[1] = (uint64_t)i;
+                    entry[2] = (uint64_t)(uintptr_t)keys;
+                    store_entry(cache, entry);
                     break;
                 }
             }
@@ -109,15 +150,17 @@ cpjit_load_attr_miss(PyObject *owner, PyObject *name, uint64_t *cache)
         return attr;
     }
     if (kind == DESCR_SLOT) {
-        cache[1] = (uint64_t)offset;
-        cache[0] = cache_key(CPJIT_ATTR_SLOT, type);
+        entry[0] = cache_key(CPJIT_ATTR_SLOT, type);
+        entry[1] = (uint64_t)offset;
+        store_entry(cache, entry);
     }
     else if (kind == DESCR_NONE || kind == DESCR_NON_DATA) {
         Py_ssize_t index = shared_keys_index(type, name);
         PyDictValues *values = index < 0 ? NULL : *_PyObject_ValuesPointer(owner);
         if (values != NULL && values->values[index] == attr) {
-            cache[1] = (uint64_t)index;
-            cache[0] = cache_key(CPJIT_ATTR_INSTANCE_VALUE, type);
+            entry[0] = cache_key(CPJIT_ATTR_INSTANCE_VALUE, type);
+            entry[1] = (uint64_t)index;
+            store_entry(cache, entry);
         }
     }
     return attr;
@@ -127,21 +170,24 @@ int
 cpjit_store_attr_miss(PyObject *owner, PyObject *name, PyObject *value, uint64_t *cache)
 {
     PyTypeObject *type = Py_TYPE(owner);
-    cache[0] = 0;
+    drop_entry(cache, type);
+    uint64_t entry[CPJIT_CACHE_WORDS] = {0};
     if (type->tp_setattro == PyObject_GenericSetAttr) {
         PyObject *descr;
         Py_ssize_t offset = 0;
         int kind = classify(type, name, &descr, &offset);
         if (type->tp_version_tag != 0) {
             if (kind == DESCR_SLOT) {
-                cache[1] = (uint64_t)offset;
-                cache[0] = cache_key(CPJIT_ATTR_SLOT, type);
+                entry[0] = cache_key(CPJIT_ATTR_SLOT, type);
+                entry[1] = (uint64_t)offset;
+                store_entry(cache, entry);
             }
             else if (kind == DESCR_NONE || kind == DESCR_NON_DATA) {
                 Py_ssize_t index = shared_keys_index(type, name);
                 if (index >= 0 && *_PyObject_ValuesPointer(owner) != NULL) {
-                    cache[1] = (uint64_t)index;
-                    cache[0] = cache_key(CPJIT_ATTR_INSTANCE_VALUE, type);
+                    entry[0] = cache_key(CPJIT_ATTR_INSTANCE_VALUE, type);
+                    entry[1] = (uint64_t)index;
+                    store_entry(cache, entry);
                 }
             }
         }
@@ -153,7 +199,8 @@ int
 cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache, PyObject **method)
 {
     PyTypeObject *type = Py_TYPE(owner);
-    cache[0] = 0;
+    drop_entry(cache, type);
+    uint64_t entry[CPJIT_CACHE_WORDS] = {0};
     *method = NULL;
     int found = _PyObject_GetMethod(owner, name, method);
     if (!found || *method == NULL || type->tp_getattro != PyObject_GenericGetAttr) {
@@ -165,16 +212,18 @@ cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache, PyObjec
         return found;
     }
     if (!(type->tp_flags & Py_TPFLAGS_MANAGED_DICT) && type->tp_dictoffset == 0) {
-        cache[1] = (uint64_t)(uintptr_t)descr;
-        cache[0] = cache_key(CPJIT_METHOD_NO_DICT, type);
+        entry[0] = cache_key(CPJIT_METHOD_NO_DICT, type);
+        entry[1] = (uint64_t)(uintptr_t)descr;
+        store_entry(cache, entry);
     }
     else if ((type->tp_flags & Py_TPFLAGS_MANAGED_DICT)
              && *_PyObject_ValuesPointer(owner) != NULL && shared_keys_index(type, name) < 0) {
         PyDictKeysObject *keys = ((PyHeapTypeObject *)type)->ht_cached_keys;
-        cache[1] = (uint64_t)(uintptr_t)descr;
-        cache[2] = (uint64_t)(uintptr_t)keys;
-        cache[3] = keys == NULL ? 0 : (uint64_t)keys->dk_nentries;
-        cache[0] = cache_key(CPJIT_METHOD_WITH_VALUES, type);
+        entry[0] = cache_key(CPJIT_METHOD_WITH_VALUES, type);
+        entry[1] = (uint64_t)(uintptr_t)descr;
+        entry[2] = (uint64_t)(uintptr_t)keys;
+        entry[3] = keys == NULL ? 0 : (uint64_t)keys->dk_nentries;
+        store_entry(cache, entry);
     }
     return found;
 }

@@ -72,7 +72,10 @@ PyObject *cpjit_inplace_power(PyObject *base, PyObject *exponent);
 
 /* Inline caches (caches.c): the miss paths of the cached uops, which do the
  * generic operation and fill the site's words when the fast path can repeat
- * it.  Word 0 of an attribute or method cache is kind << 32 | type version. */
+ * it.  A global's site is one entry of CPJIT_CACHE_WORDS words; an attribute
+ * or method site is polymorphic: CPJIT_CACHE_ENTRIES such entries, one per
+ * type seen (most recent first), each with word 0 = kind << 32 | type version
+ * (0: empty). */
 enum {
     CPJIT_ATTR_INSTANCE_VALUE = 1,  /* word 1: index in the instance values */
     CPJIT_ATTR_SLOT = 2,            /* word 1: byte offset of a __slots__ member */
@@ -82,7 +85,8 @@ enum {
     CPJIT_GLOBAL_MODULE = 1,        /* word 0 keys, word 1 kind | index << 8 */
     CPJIT_GLOBAL_BUILTIN = 2,       /* word 0 globals version, word 1 as above, word 3 keys */
 };
-#define CPJIT_CACHE_WORDS 4
+#define CPJIT_CACHE_WORDS 4    /* cpjit/ir.py CACHE_WORDS */
+#define CPJIT_CACHE_ENTRIES 4  /* cpjit/ir.py CACHE_ENTRIES */
 
 PyObject *cpjit_load_attr_miss(PyObject *owner, PyObject *name, uint64_t *cache);
 int cpjit_store_attr_miss(PyObject *owner, PyObject *name, PyObject *value, uint64_t *cache);

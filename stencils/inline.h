@@ -144,6 +144,22 @@ cpjit_insert(PyObject **stack_pointer, int above, PyObject *value)
     return top;
 }
 
+/* The entry of a polymorphic inline cache (csrc/runtime.h) that holds
+ * what is known about `type`, or NULL.  The first entry is the most recent
+ * type: a monomorphic site matches at once. */
+static inline __attribute__((always_inline)) uint64_t *
+cpjit_cache_entry(uint64_t *cache, PyTypeObject *type)
+{
+    uint32_t version = type->tp_version_tag;
+    for (int i = 0; i < CPJIT_CACHE_ENTRIES; i++) {
+        uint64_t *entry = cache + i * CPJIT_CACHE_WORDS;
+        if (LIKELY((uint32_t)entry[0] == version && entry[0] != 0)) {
+            return entry;
+        }
+    }
+    return NULL;
+}
+
 /* The profile bit of an object's type (cpjit/feedback.py PROFILE_TYPES:
  * the same order). */
 static inline __attribute__((always_inline)) unsigned

@@ -239,3 +239,53 @@ def undefined_global():
 
 def test_undefined_global_raises_name_error():
     check(undefined_global, calls=2)
+
+
+# Polymorphic sites: one cache entry per type, most recent first, the least
+# recent evicted past CPJIT_CACHE_ENTRIES types.
+
+def _shape_classes(count):
+    classes = []
+    for k in range(count):
+        def method(self, k=k):
+            return f"m{k}"
+        namespace = {"method": method, "__init__": lambda self, v: setattr(self, "x", v)}
+        if k % 3 == 2:
+            namespace["__slots__"] = ("x",)
+        classes.append(type(f"Shape{k}", (), namespace))
+    return classes
+
+
+def visit(objs, rounds):
+    out = []
+    for _ in range(rounds):
+        for o in objs:
+            o.x = o.x + 1
+            out.append((o.x, o.method()))
+    return out
+
+
+def test_polymorphic_sites_with_more_types_than_entries():
+    for count in (2, 4, 7):
+        classes = _shape_classes(count)
+        check(visit, inputs=lambda: ([cls(k) for k, cls in enumerate(classes)], 5), calls=3)
+
+
+def test_a_polymorphic_entry_goes_stale_with_its_type():
+    classes = _shape_classes(3)
+    mine, theirs = ([cls(k) for k, cls in enumerate(classes)] for _ in range(2))
+    plain, jitted = fresh(visit), cpjit.jit(fresh(visit), warmup=0)
+    assert jitted(mine, 3) == plain(theirs, 3)
+    classes[1].method = lambda self: "replaced"  # the second entry's type changes
+    for objs in (mine, theirs):
+        objs[0].method = lambda: "shadowed"  # the first type's instance shadows its method
+    assert jitted(mine, 2) == plain(theirs, 2)
+    assert jitted.compiled
+
+
+def test_cache_layout_matches_the_runtime():
+    from pathlib import Path
+    from cpjit import ir
+    header = (Path(__file__).resolve().parent.parent / "csrc" / "runtime.h").read_text()
+    assert f"#define CPJIT_CACHE_WORDS {ir.CACHE_WORDS} " in header
+    assert f"#define CPJIT_CACHE_ENTRIES {ir.CACHE_ENTRIES} " in header

@@ -8,7 +8,7 @@ from typing import Callable
 
 from bytecode import ConcreteBytecode
 
-from ..ir import CodeUnit, Instruction, Obj, Sym, UOp
+from ..ir import CACHE_ENTRIES, CACHE_WORDS, CodeUnit, Instruction, Obj, Sym, UOp
 
 VERSION = (3, 11)
 
@@ -260,17 +260,17 @@ class Lowering:
     def LOAD_ATTR(self, ins):
         name = self._name(ins.arg)
         return [self._u("_LOAD_ATTR_CACHED", ins, operand0=Obj(name),
-                        operand1=self.trace.new_cache(), comment=name)]
+                        operand1=self.trace.new_cache(CACHE_WORDS * CACHE_ENTRIES), comment=name)]
 
     def LOAD_METHOD(self, ins):
         name = self._name(ins.arg)
         return [self._u("_LOAD_METHOD_CACHED", ins, operand0=Obj(name),
-                        operand1=self.trace.new_cache(), comment=name)]
+                        operand1=self.trace.new_cache(CACHE_WORDS * CACHE_ENTRIES), comment=name)]
 
     def STORE_ATTR(self, ins):
         name = self._name(ins.arg)
         return [self._u("_STORE_ATTR_CACHED", ins, operand0=Obj(name),
-                        operand1=self.trace.new_cache(), comment=name)]
+                        operand1=self.trace.new_cache(CACHE_WORDS * CACHE_ENTRIES), comment=name)]
 
     def DELETE_ATTR(self, ins):
         name = self._name(ins.arg)

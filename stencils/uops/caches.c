@@ -1,5 +1,6 @@
 /* Uops with an inline cache: operand0 is the name, operand1 the address of
- * the site's CPJIT_CACHE_WORDS read-write words (layouts in csrc/runtime.h).
+ * the site's read-write words (layouts in csrc/runtime.h: one entry for a
+ * global, CPJIT_CACHE_ENTRIES entries, one per type, for an attribute or method).
  * The fast path reads what the cache says; a miss calls the runtime, which
  * does the generic operation (possibly running Python code) and refills. */
 
@@ -51,25 +52,25 @@ UOP(_LOAD_GLOBAL_CACHED, ( -- null[oparg], value), ESCAPES | SYNCS_FRAME) {
 UOP(_LOAD_ATTR_CACHED, (owner -- attr), ESCAPES | SYNCS_FRAME) {
     uint64_t *cache = (uint64_t *)operand1;
     PyTypeObject *type = Py_TYPE(owner);
-    uint64_t key = cache[0];
+    uint64_t *entry = cpjit_cache_entry(cache, type);
     attr = NULL;
-    if (LIKELY((uint32_t)key == type->tp_version_tag && key != 0)) {
-        unsigned kind = (unsigned)(key >> 32);
+    if (LIKELY(entry != NULL)) {
+        unsigned kind = (unsigned)(entry[0] >> 32);
         if (kind == CPJIT_ATTR_INSTANCE_VALUE) {
             PyDictValues *values = *_PyObject_ValuesPointer(owner);
             if (values != NULL) {
-                attr = values->values[cache[1]];
+                attr = values->values[entry[1]];
             }
         }
         else if (kind == CPJIT_ATTR_SLOT) {
-            attr = *(PyObject **)((char *)owner + cache[1]);
+            attr = *(PyObject **)((char *)owner + entry[1]);
         }
         else {
             PyDictKeysObject *keys = ((PyDictObject *)((PyModuleObject *)owner)->md_dict)->ma_keys;
-            if ((uint64_t)(uintptr_t)keys == cache[2] && (Py_ssize_t)cache[1] < keys->dk_nentries) {
-                PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[cache[1]];
-                if (entry->me_key == (PyObject *)operand0) {
-                    attr = entry->me_value;
+            if ((uint64_t)(uintptr_t)keys == entry[2] && (Py_ssize_t)entry[1] < keys->dk_nentries) {
+                PyDictUnicodeEntry *item = &DK_UNICODE_ENTRIES(keys)[entry[1]];
+                if (item->me_key == (PyObject *)operand0) {
+                    attr = item->me_value;
                 }
             }
         }
@@ -91,13 +92,13 @@ UOP(_LOAD_ATTR_CACHED, (owner -- attr), ESCAPES | SYNCS_FRAME) {
 UOP(_STORE_ATTR_CACHED, (value, owner -- ), ESCAPES | SYNCS_FRAME) {
     uint64_t *cache = (uint64_t *)operand1;
     PyTypeObject *type = Py_TYPE(owner);
-    uint64_t key = cache[0];
+    uint64_t *entry = cpjit_cache_entry(cache, type);
     int done = 0;
-    if (LIKELY((uint32_t)key == type->tp_version_tag && key != 0)) {
-        if ((key >> 32) == CPJIT_ATTR_INSTANCE_VALUE) {
+    if (LIKELY(entry != NULL)) {
+        if ((entry[0] >> 32) == CPJIT_ATTR_INSTANCE_VALUE) {
             PyDictValues *values = *_PyObject_ValuesPointer(owner);
             if (values != NULL) {
-                Py_ssize_t index = (Py_ssize_t)cache[1];
+                Py_ssize_t index = (Py_ssize_t)entry[1];
                 PyObject *old = values->values[index];
                 values->values[index] = value;
                 if (old == NULL) {
@@ -110,7 +111,7 @@ UOP(_STORE_ATTR_CACHED, (value, owner -- ), ESCAPES | SYNCS_FRAME) {
             }
         }
         else {
-            PyObject **slot = (PyObject **)((char *)owner + cache[1]);
+            PyObject **slot = (PyObject **)((char *)owner + entry[1]);
             PyObject *old = *slot;
             *slot = value;
             Py_XDECREF(old);
@@ -135,16 +136,16 @@ UOP(_STORE_ATTR_CACHED, (value, owner -- ), ESCAPES | SYNCS_FRAME) {
 UOP(_LOAD_METHOD_CACHED, (owner -- meth_or_null, self_or_attr), ESCAPES | SYNCS_FRAME) {
     uint64_t *cache = (uint64_t *)operand1;
     PyTypeObject *type = Py_TYPE(owner);
-    uint64_t key = cache[0];
+    uint64_t *entry = cpjit_cache_entry(cache, type);
     PyObject *method = NULL;
-    if (LIKELY((uint32_t)key == type->tp_version_tag && key != 0)) {
-        if ((key >> 32) == CPJIT_METHOD_NO_DICT) {
-            method = (PyObject *)cache[1];
+    if (LIKELY(entry != NULL)) {
+        if ((entry[0] >> 32) == CPJIT_METHOD_NO_DICT) {
+            method = (PyObject *)entry[1];
         }
         else if (*_PyObject_ValuesPointer(owner) != NULL) {
             PyDictKeysObject *keys = ((PyHeapTypeObject *)type)->ht_cached_keys;
-            if ((uint64_t)(uintptr_t)keys == cache[2] && (uint64_t)keys->dk_nentries == cache[3]) {
-                method = (PyObject *)cache[1];
+            if ((uint64_t)(uintptr_t)keys == entry[2] && (uint64_t)keys->dk_nentries == entry[3]) {
+                method = (PyObject *)entry[1];
             }
         }
     }

@@ -22,6 +22,11 @@ class HoleValue(enum.Enum):
     OPERAND0 = "operand0"  # the uop's first 64-bit operand
     OPERAND1 = "operand1"  # the uop's second 64-bit operand
     INSTR = "instr"  # the address of the uop's instruction in the code object
+    # The byte offset in the JitState of the raw-value slot numbered by the
+    # uop's oparg / operand0 / operand1 (a small displacement: 32-bit holes).
+    OPARG_SLOT = "oparg_slot"
+    OPERAND0_SLOT = "operand0_slot"
+    OPERAND1_SLOT = "operand1_slot"
     SYMBOL = "symbol"  # a C function or object, by name (C API or cpjit runtime)
 
 
@@ -40,6 +45,8 @@ class Reloc(enum.Enum):
     """How a hole is written (x86-64 ELF relocation kinds, S + A - P style)."""
 
     ABS64 = "abs64"  # R_X86_64_64: S + A, 64 bits
+    ABS32S = "abs32s"  # R_X86_64_32S: S + A, 32 bits sign-extended (a displacement)
+    ABS32 = "abs32"  # R_X86_64_32: S + A, 32 bits zero-extended
     REL32 = "rel32"  # R_X86_64_PC32 / PLT32: S + A - P, 32 bits signed
     GOTREL32 = "gotrel32"  # R_X86_64_(REX_)GOTPCRELX: GOT(S) + A - P, 32 bits signed
 

@@ -35,7 +35,7 @@ class HoleNote:
 
     offset: int  # of the patched bytes, from the code start
     value: str  # the HoleValue's name: "operand0", "continue", "symbol", ...
-    reloc: str  # the relocation kind: "abs64", "rel32", "gotrel32"
+    reloc: str  # the relocation kind: "abs64", "abs32s", "abs32", "rel32", "gotrel32"
     written: str  # the number written, or "<hidden>"
     meaning: str  # "code+24", "uop 3 (_LOAD_FAST)", "&PyFloat_Type", ...
 
@@ -190,6 +190,10 @@ class Disassembler:
         field = self._uop_field(patch)
         if patch.reloc is Reloc.GOTREL32:
             return f"GOT entry of {patch.symbol}"
+        if patch.hole.value.endswith("_slot") and patch.placement >= 0:
+            uop = self.layout.placements[patch.placement].uop
+            number = getattr(uop, patch.hole.value[:-len("_slot")], None)
+            return f"slot {number} (its offset in the JitState)"
         if patch.base == emit.BASE_CODE:
             relative = patch.reloc is not Reloc.ABS64
             return self.layout.name(target if relative and target is not None else patch.value)

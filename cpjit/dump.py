@@ -353,8 +353,8 @@ def _stencils(dump: _Dump) -> Lines:
         "left blank in it (shown as 00 bytes): what goes there (an operand, the next uop's "
         "address, a C function...) is known only when a function is compiled.  A hole has a "
         "value kind (what) and a relocation kind (how it is written: abs64 = the 8-byte "
-        "address, rel32 = a 4-byte distance from the hole, gotrel32 = the distance to a GOT "
-        "entry holding the address).  Hot code runs on the fast path; cold code (errors, "
+        "address, abs32s = a 4-byte value such as a raw-value slot's offset, rel32 = a 4-byte "
+        "distance from the hole, gotrel32 = the distance to a GOT entry holding the address).  Hot code runs on the fast path; cold code (errors, "
         "exits) is placed after all the hot code.")
     emitted = dump.subject.emitted
     if emitted is None:

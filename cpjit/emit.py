@@ -32,7 +32,8 @@ from .ir import LABEL, CacheWords, CodeUnit, Obj, RwWord, Sym, Trace, UOp
 PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
 TOTAL_EXITS = 0  # read-write word counting every side exit (CPJIT_RW_EXITS)
 COUNTERS = 1  # first per-stub exit counter
-KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1}
+KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1, Reloc.ABS32S: 2, Reloc.ABS32: 3}
+SLOT_BYTES = 16  # a raw-value slot: the value and its dirty flag (stencils/template.h)
 BASE_ABSOLUTE, BASE_CODE, BASE_RWDATA = 0, 1, 2
 SHIM = "shim"
 
@@ -284,6 +285,10 @@ def emit(trace: Trace) -> Emitted:
     return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))
 
 
+_SLOT_FIELDS = {HoleValue.OPARG_SLOT: "oparg", HoleValue.OPERAND0_SLOT: "operand0",
+                HoleValue.OPERAND1_SLOT: "operand1"}
+
+
 def _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits, errors,
                 data_offsets, got, units, keepalive, add, cache_base) -> None:
     """Resolve one hole of a placed stencil part (hot or cold) and record its patch."""
@@ -309,6 +314,11 @@ def _patch_hole(hole, start, size, index, placement, placements, uop, labels, ex
         base, target = _operand(uop.operand0, units, keepalive, cache_base)
     elif value is HoleValue.OPERAND1:
         base, target = _operand(uop.operand1, units, keepalive, cache_base)
+    elif value in _SLOT_FIELDS:
+        number = getattr(uop, _SLOT_FIELDS[value])
+        if not isinstance(number, int) or not 0 <= number < (1 << 16):
+            raise EmitError(f"{uop.describe()}: {_SLOT_FIELDS[value]} is not a slot number")
+        base, target = BASE_ABSOLUTE, _runtime.SLOTS_OFFSET + SLOT_BYTES * number
     elif value is HoleValue.CODE:
         target = placement.offset
     elif value is HoleValue.COLD:

@@ -14,7 +14,7 @@
 
 /* One patch, as packed by cpjit/emit.py (struct format "<IBBxxq"). */
 enum { PATCH_RECORD_SIZE = 16 };
-enum { PATCH_ABS64 = 0, PATCH_REL32 = 1 };
+enum { PATCH_ABS64 = 0, PATCH_REL32 = 1, PATCH_ABS32S = 2, PATCH_ABS32 = 3 };
 enum { BASE_ABSOLUTE = 0, BASE_CODE = 1, BASE_RWDATA = 2 };
 
 static int
@@ -39,6 +39,23 @@ patch_rel32(unsigned char *location, uint64_t target, size_t offset)
     return 0;
 }
 
+/* A 32-bit absolute value (a displacement or immediate): it must fit. */
+static int
+patch_abs32(unsigned char *location, uint64_t target, int is_signed, size_t offset)
+{
+    int fits = is_signed ? (int64_t)target >= INT32_MIN && (int64_t)target <= INT32_MAX
+                         : target <= UINT32_MAX;
+    if (!fits) {
+        PyErr_Format(PyExc_OverflowError,
+                     "cpjit: 32-bit absolute patch at offset %zu out of range (%llu)",
+                     offset, (unsigned long long)target);
+        return -1;
+    }
+    uint32_t value = (uint32_t)target;
+    memcpy(location, &value, sizeof(value));
+    return 0;
+}
+
 static int
 apply_patches(JitCode *self, const unsigned char *patches, Py_ssize_t count)
 {
@@ -55,7 +72,7 @@ apply_patches(JitCode *self, const unsigned char *patches, Py_ssize_t count)
         unsigned kind = record[4], base = record[5];
         memcpy(&value, record + 8, 8);
         size_t width = kind == PATCH_ABS64 ? 8 : 4;
-        if (kind > PATCH_REL32 || base > BASE_RWDATA) {
+        if (kind > PATCH_ABS32 || base > BASE_RWDATA) {
             PyErr_Format(PyExc_ValueError, "cpjit: bad patch record %zd", i);
             return -1;
         }
@@ -68,7 +85,8 @@ apply_patches(JitCode *self, const unsigned char *patches, Py_ssize_t count)
         uint64_t target = bases[base] + (uint64_t)value;
         unsigned char *location = self->memory + offset;
         int err = kind == PATCH_ABS64 ? patch_abs64(location, target)
-                                      : patch_rel32(location, target, offset);
+                  : kind == PATCH_REL32 ? patch_rel32(location, target, offset)
+                  : patch_abs32(location, target, kind == PATCH_ABS32S, offset);
         if (err) {
             return -1;
         }

@@ -107,5 +107,12 @@ PyInit__runtime(void)
         Py_DECREF(module);
         return NULL;
     }
+#if CPJIT_SUPPORTED
+    /* Where raw-value slots start in a JitState (the emitter patches slot offsets). */
+    if (PyModule_AddIntConstant(module, "SLOTS_OFFSET", (long)offsetof(JitState, slots)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+#endif
     return module;
 }

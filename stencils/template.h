@@ -89,12 +89,22 @@ cpjit_xdecref(PyObject *op)
 
 /* Frame-side slots of raw (unboxed) values: slot k is a 64-bit value and a
  * dirty flag (set when the value changed since it was last boxed into the
- * frame).  See cpjit/unbox.py. */
-#define SLOT_I64(k) (state->slots[2 * (k)])
-#define SLOT_F64(k) (((double *)state->slots)[2 * (k)])
-#define SLOT_DIRTY(k) (state->slots[2 * (k) + 1])
-#define SET_SLOT_I64(k, v) do { SLOT_I64(k) = (v); SLOT_DIRTY(k) = 1; } while (0)
-#define SET_SLOT_F64(k, v) do { SLOT_F64(k) = (v); SLOT_DIRTY(k) = 1; } while (0)
+ * frame).  See cpjit/unbox.py.  A uop names its slots by its fields: SLOT_I64(OPARG)
+ * is the slot numbered by oparg.  The emitter patches the slot's byte offset
+ * in the JitState (the holes _JIT_OPARG_SLOT, _JIT_OPERAND0_SLOT and
+ * _JIT_OPERAND1_SLOT), which clang folds into the instruction as a 32-bit
+ * displacement: declared as functions, they are below 2 GiB in the medium
+ * code model, and an offset past the JitState header is never zero. */
+#define DECLARE_SLOT_HOLE(NAME) extern void NAME(void) __attribute__((visibility("hidden")));
+DECLARE_SLOT_HOLE(_JIT_OPARG_SLOT)
+DECLARE_SLOT_HOLE(_JIT_OPERAND0_SLOT)
+DECLARE_SLOT_HOLE(_JIT_OPERAND1_SLOT)
+#define CPJIT_SLOT(FIELD) ((int64_t *)((char *)state + (uintptr_t)&_JIT_##FIELD##_SLOT))
+#define SLOT_I64(FIELD) (CPJIT_SLOT(FIELD)[0])
+#define SLOT_F64(FIELD) (*(double *)CPJIT_SLOT(FIELD))
+#define SLOT_DIRTY(FIELD) (CPJIT_SLOT(FIELD)[1])
+#define SET_SLOT_I64(FIELD, v) do { SLOT_I64(FIELD) = (v); SLOT_DIRTY(FIELD) = 1; } while (0)
+#define SET_SLOT_F64(FIELD, v) do { SLOT_F64(FIELD) = (v); SLOT_DIRTY(FIELD) = 1; } while (0)
 
 /* Frame access. */
 #define GETLOCAL(i) (frame->localsplus[(i)])

@@ -105,12 +105,28 @@ def test_mutable_state_in_a_stencil_fails_the_build(tmp_path):
 @needs_clang
 def test_unknown_relocation_fails_the_build(tmp_path):
     from cpjit._build.elf import StencilError
-    with pytest.raises(StencilError, match="R_X86_64_32.*not supported"):
+    with pytest.raises(StencilError, match="R_X86_64_16.*not supported"):
         _compile_and_read(tmp_path, """
             PRESERVE_NONE PyObject *_JIT_ENTRY(JIT_PARAMS) {
-                __asm__ volatile("movl $_JIT_OPARG, %%eax" ::: "eax");
+                __asm__ volatile("jmp 1f; .short _JIT_OPARG; 1:");
                 CPJIT_TAIL(_JIT_CONTINUE, stack_pointer);
             }
+        """)
+
+
+@needs_clang
+@pytest.mark.parametrize("instruction,message", [
+    ("movl $_JIT_OPARG, %%eax", "value holes must be 64-bit absolute"),
+    ("movabsq $_JIT_OPARG_SLOT, %%rax", "slot holes are 32-bit absolute"),
+])
+def test_holes_must_be_written_at_their_width(tmp_path, instruction, message):
+    from cpjit._build.elf import StencilError
+    with pytest.raises(StencilError, match=message):
+        _compile_and_read(tmp_path, f"""
+            PRESERVE_NONE PyObject *_JIT_ENTRY(JIT_PARAMS) {{
+                __asm__ volatile("{instruction}" ::: "rax");
+                CPJIT_TAIL(_JIT_CONTINUE, stack_pointer);
+            }}
         """)
 
 

@@ -118,6 +118,8 @@ def test_holes_show_the_value_written_in_the_code():
         written = notes[patch.offset].written
         if patch.reloc is Reloc.ABS64:
             assert int(written, 16) == (bases[patch.base] + patch.value) % 2**64
+        elif patch.reloc in (Reloc.ABS32S, Reloc.ABS32):
+            assert int(written, 16) == bases[patch.base] + patch.value
         else:
             location = code.address + patch.offset
             assert int(written, 16) == bases[patch.base] + patch.value - location

@@ -14,13 +14,14 @@ ENTRY_SYMBOL = "_JIT_ENTRY"
 
 # x86-64 psABI relocation numbers (pyelftools' table lacks GOTPCRELX).
 _RELOC_NAMES = {1: "R_X86_64_64", 2: "R_X86_64_PC32", 4: "R_X86_64_PLT32", 9: "R_X86_64_GOTPCREL",
-                10: "R_X86_64_32", 11: "R_X86_64_32S", 41: "R_X86_64_GOTPCRELX",
+                10: "R_X86_64_32", 11: "R_X86_64_32S", 12: "R_X86_64_16", 41: "R_X86_64_GOTPCRELX",
                 42: "R_X86_64_REX_GOTPCRELX"}
 _RELOCS = {1: Reloc.ABS64, 2: Reloc.REL32, 4: Reloc.REL32, 9: Reloc.GOTREL32,
-           41: Reloc.GOTREL32, 42: Reloc.GOTREL32}
+           10: Reloc.ABS32, 11: Reloc.ABS32S, 41: Reloc.GOTREL32, 42: Reloc.GOTREL32}
 _JUMP_HOLES = {HoleValue.CONTINUE, HoleValue.JUMP_TARGET, HoleValue.EXIT_TARGET,
                HoleValue.EXIT_AFTER, HoleValue.ERROR_TARGET}
 _VALUE_HOLES = {HoleValue.OPARG, HoleValue.OPERAND0, HoleValue.OPERAND1, HoleValue.INSTR}
+_SLOT_HOLES = {HoleValue.OPARG_SLOT, HoleValue.OPERAND0_SLOT, HoleValue.OPERAND1_SLOT}
 
 
 class StencilError(Exception):
@@ -131,6 +132,10 @@ def _hole(name, reloc, symtab, base, sections: _Sections) -> Hole:
             return Hole(offset, kind, HoleValue.SYMBOL, symbol.name, addend)
         if value in _VALUE_HOLES and kind is not Reloc.ABS64:
             raise StencilError(f"{where}: value holes must be 64-bit absolute")
+        if value in _SLOT_HOLES and kind not in (Reloc.ABS32S, Reloc.ABS32):
+            raise StencilError(f"{where}: slot holes are 32-bit absolute (displacements)")
+        if kind in (Reloc.ABS32S, Reloc.ABS32) and value not in _SLOT_HOLES:
+            raise StencilError(f"{where}: only slot holes may be 32-bit absolute")
         if value in _JUMP_HOLES and kind is Reloc.GOTREL32:
             raise StencilError(f"{where}: jump holes cannot go through the GOT")
         return Hole(offset, kind, value, None, addend)

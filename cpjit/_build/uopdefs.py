@@ -31,9 +31,9 @@ _DERIVED_FLAGS = {
     "JUMPS": re.compile(r"\b(?:JUMP_IF|JUMP_POPPING|JUMP)\s*\("),
     "LEAVES": re.compile(r"\breturn\b"),
     "PEEKS": re.compile(r"\bPEEK\s*\("),  # reads stack items below its inputs
-    "USES_OPARG": re.compile(r"\boparg\b"),
-    "USES_OPERAND0": re.compile(r"\boperand0\b"),
-    "USES_OPERAND1": re.compile(r"\boperand1\b"),
+    "USES_OPARG": re.compile(r"\b(?:oparg|OPARG)\b"),  # OPARG: its slot (SLOT_I64(OPARG))
+    "USES_OPERAND0": re.compile(r"\b(?:operand0|OPERAND0)\b"),
+    "USES_OPERAND1": re.compile(r"\b(?:operand1|OPERAND1)\b"),
 }
 
 

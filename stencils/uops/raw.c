@@ -9,97 +9,97 @@
 // slot[oparg] = slot[operand0] + slot[operand1] (int64).
 UOP(_ADD_I64, ( -- ), 0) {
     int64_t r;
-    DEOPT_IF(__builtin_add_overflow(SLOT_I64(operand0), SLOT_I64(operand1), &r));
-    SET_SLOT_I64(oparg, r);
+    DEOPT_IF(__builtin_add_overflow(SLOT_I64(OPERAND0), SLOT_I64(OPERAND1), &r));
+    SET_SLOT_I64(OPARG, r);
 }
 
 // int64 subtraction.
 UOP(_SUB_I64, ( -- ), 0) {
     int64_t r;
-    DEOPT_IF(__builtin_sub_overflow(SLOT_I64(operand0), SLOT_I64(operand1), &r));
-    SET_SLOT_I64(oparg, r);
+    DEOPT_IF(__builtin_sub_overflow(SLOT_I64(OPERAND0), SLOT_I64(OPERAND1), &r));
+    SET_SLOT_I64(OPARG, r);
 }
 
 // int64 multiplication.
 UOP(_MUL_I64, ( -- ), 0) {
     int64_t r;
-    DEOPT_IF(__builtin_mul_overflow(SLOT_I64(operand0), SLOT_I64(operand1), &r));
-    SET_SLOT_I64(oparg, r);
+    DEOPT_IF(__builtin_mul_overflow(SLOT_I64(OPERAND0), SLOT_I64(OPERAND1), &r));
+    SET_SLOT_I64(OPARG, r);
 }
 
 // int64 floor division (by zero, or INT64_MIN // -1: side exit).
 UOP(_FLOORDIV_I64, ( -- ), 0) {
-    int64_t a = SLOT_I64(operand0), b = SLOT_I64(operand1);
+    int64_t a = SLOT_I64(OPERAND0), b = SLOT_I64(OPERAND1);
     DEOPT_IF(b == 0 || (a == INT64_MIN && b == -1));
-    SET_SLOT_I64(oparg, cpjit_floordiv(a, b));
+    SET_SLOT_I64(OPARG, cpjit_floordiv(a, b));
 }
 
 // int64 modulo, with the sign of the divisor.
 UOP(_MOD_I64, ( -- ), 0) {
-    int64_t a = SLOT_I64(operand0), b = SLOT_I64(operand1);
+    int64_t a = SLOT_I64(OPERAND0), b = SLOT_I64(OPERAND1);
     DEOPT_IF(b == 0 || (a == INT64_MIN && b == -1));
-    SET_SLOT_I64(oparg, cpjit_mod(a, b));
+    SET_SLOT_I64(OPARG, cpjit_mod(a, b));
 }
 
 // int64 &.
 UOP(_AND_I64, ( -- ), 0) {
-    SET_SLOT_I64(oparg, SLOT_I64(operand0) & SLOT_I64(operand1));
+    SET_SLOT_I64(OPARG, SLOT_I64(OPERAND0) & SLOT_I64(OPERAND1));
 }
 
 // int64 |.
 UOP(_OR_I64, ( -- ), 0) {
-    SET_SLOT_I64(oparg, SLOT_I64(operand0) | SLOT_I64(operand1));
+    SET_SLOT_I64(OPARG, SLOT_I64(OPERAND0) | SLOT_I64(OPERAND1));
 }
 
 // int64 ^.
 UOP(_XOR_I64, ( -- ), 0) {
-    SET_SLOT_I64(oparg, SLOT_I64(operand0) ^ SLOT_I64(operand1));
+    SET_SLOT_I64(OPARG, SLOT_I64(OPERAND0) ^ SLOT_I64(OPERAND1));
 }
 
 // int64 negation.
 UOP(_NEG_I64, ( -- ), 0) {
-    int64_t a = SLOT_I64(operand0);
+    int64_t a = SLOT_I64(OPERAND0);
     DEOPT_IF(a == INT64_MIN);
-    SET_SLOT_I64(oparg, -a);
+    SET_SLOT_I64(OPARG, -a);
 }
 
 // double addition.
 UOP(_ADD_F64, ( -- ), 0) {
-    SET_SLOT_F64(oparg, SLOT_F64(operand0) + SLOT_F64(operand1));
+    SET_SLOT_F64(OPARG, SLOT_F64(OPERAND0) + SLOT_F64(OPERAND1));
 }
 
 // double subtraction.
 UOP(_SUB_F64, ( -- ), 0) {
-    SET_SLOT_F64(oparg, SLOT_F64(operand0) - SLOT_F64(operand1));
+    SET_SLOT_F64(OPARG, SLOT_F64(OPERAND0) - SLOT_F64(OPERAND1));
 }
 
 // double multiplication.
 UOP(_MUL_F64, ( -- ), 0) {
-    SET_SLOT_F64(oparg, SLOT_F64(operand0) * SLOT_F64(operand1));
+    SET_SLOT_F64(OPARG, SLOT_F64(OPERAND0) * SLOT_F64(OPERAND1));
 }
 
 // double division (by zero: side exit, the interpreter raises).
 UOP(_DIV_F64, ( -- ), 0) {
-    double b = SLOT_F64(operand1);
+    double b = SLOT_F64(OPERAND1);
     DEOPT_IF(b == 0.0);
-    SET_SLOT_F64(oparg, SLOT_F64(operand0) / b);
+    SET_SLOT_F64(OPARG, SLOT_F64(OPERAND0) / b);
 }
 
 // double negation.
 UOP(_NEG_F64, ( -- ), 0) {
-    SET_SLOT_F64(oparg, -SLOT_F64(operand0));
+    SET_SLOT_F64(OPARG, -SLOT_F64(OPERAND0));
 }
 
 // slot[oparg] = (double)slot[operand0], exact (|v| <= 2**53) or side exit.
 UOP(_I64_TO_F64, ( -- ), 0) {
-    int64_t a = SLOT_I64(operand0);
+    int64_t a = SLOT_I64(OPERAND0);
     DEOPT_IF(a > (INT64_C(1) << 53) || a < -(INT64_C(1) << 53));
-    SET_SLOT_F64(oparg, (double)a);
+    SET_SLOT_F64(OPARG, (double)a);
 }
 
 // slot[oparg] = the int64 immediate operand0.
 UOP(_SET_I64, ( -- ), 0) {
-    SET_SLOT_I64(oparg, (int64_t)operand0);
+    SET_SLOT_I64(OPARG, (int64_t)operand0);
 }
 
 // slot[oparg] = the double whose bits are operand0.
@@ -107,12 +107,12 @@ UOP(_SET_F64, ( -- ), 0) {
     uint64_t bits = operand0;
     double value;
     memcpy(&value, &bits, sizeof(value));
-    SET_SLOT_F64(oparg, value);
+    SET_SLOT_F64(OPARG, value);
 }
 
 // slot[oparg] = slot[operand0].
 UOP(_COPY_SLOT, ( -- ), 0) {
-    SET_SLOT_I64(oparg, SLOT_I64(operand0));
+    SET_SLOT_I64(OPARG, SLOT_I64(OPERAND0));
 }
 
 // slot[oparg] = local operand0 unboxed: an exact int fitting 64 bits, else side exit.
@@ -120,42 +120,42 @@ UOP(_UNBOX_LOCAL_I64, ( -- ), 0) {
     PyObject *o = GETLOCAL(operand0);
     int64_t value;
     DEOPT_IF(o == NULL || !cpjit_unbox_int(o, &value));
-    SET_SLOT_I64(oparg, value);
+    SET_SLOT_I64(OPARG, value);
 }
 
 // slot[oparg] = local operand0 unboxed: an exact float, else side exit.
 UOP(_UNBOX_LOCAL_F64, ( -- ), 0) {
     PyObject *o = GETLOCAL(operand0);
     DEOPT_IF(o == NULL || !PyFloat_CheckExact(o));
-    SET_SLOT_F64(oparg, PyFloat_AS_DOUBLE(o));
+    SET_SLOT_F64(OPARG, PyFloat_AS_DOUBLE(o));
 }
 
 // Pop an exact int fitting 64 bits into slot[oparg] (else side exit).
 UOP(_POP_UNBOX_I64, (value -- ), 0) {
     int64_t raw;
     DEOPT_IF(!cpjit_unbox_int(value, &raw));
-    SET_SLOT_I64(oparg, raw);
+    SET_SLOT_I64(OPARG, raw);
     Py_DECREF(value);
 }
 
 // Pop an exact float into slot[oparg] (else side exit).
 UOP(_POP_UNBOX_F64, (value -- ), 0) {
     DEOPT_IF(!PyFloat_CheckExact(value));
-    SET_SLOT_F64(oparg, PyFloat_AS_DOUBLE(value));
+    SET_SLOT_F64(OPARG, PyFloat_AS_DOUBLE(value));
     Py_DECREF(value);
 }
 
 // Box slot[operand0] (an int64) into the stack under its top oparg items
 // (no memory: side exit with the error set).
 UOP(_BOX_INSERT_I64, ( -- top), 0) {
-    PyObject *value = PyLong_FromLongLong(SLOT_I64(operand0));
+    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPERAND0));
     DEOPT_IF(value == NULL);
     top = cpjit_insert(stack_pointer, oparg, value);
 }
 
 // Box slot[operand0] (a double) into the stack under its top oparg items.
 UOP(_BOX_INSERT_F64, ( -- top), 0) {
-    PyObject *value = PyFloat_FromDouble(SLOT_F64(operand0));
+    PyObject *value = PyFloat_FromDouble(SLOT_F64(OPERAND0));
     DEOPT_IF(value == NULL);
     top = cpjit_insert(stack_pointer, oparg, value);
 }
@@ -176,7 +176,7 @@ UOP(_CONST_INSERT, ( -- top), 0) {
 
 // Local oparg = slot[operand0] as an int object.
 UOP(_STORE_FAST_BOX_I64, ( -- ), 0) {
-    PyObject *value = PyLong_FromLongLong(SLOT_I64(operand0));
+    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPERAND0));
     DEOPT_IF(value == NULL);
     PyObject *old = GETLOCAL(oparg);
     GETLOCAL(oparg) = value;
@@ -185,7 +185,7 @@ UOP(_STORE_FAST_BOX_I64, ( -- ), 0) {
 
 // Local oparg = slot[operand0] as a float object.
 UOP(_STORE_FAST_BOX_F64, ( -- ), 0) {
-    PyObject *value = PyFloat_FromDouble(SLOT_F64(operand0));
+    PyObject *value = PyFloat_FromDouble(SLOT_F64(OPERAND0));
     DEOPT_IF(value == NULL);
     PyObject *old = GETLOCAL(oparg);
     GETLOCAL(oparg) = value;
@@ -194,25 +194,25 @@ UOP(_STORE_FAST_BOX_F64, ( -- ), 0) {
 
 // Local oparg, living in its slot, boxed back into the frame if it changed.
 UOP(_SYNC_LOCAL_I64, ( -- ), 0) {
-    if (SLOT_DIRTY(oparg)) {
-        PyObject *value = PyLong_FromLongLong(SLOT_I64(oparg));
+    if (SLOT_DIRTY(OPARG)) {
+        PyObject *value = PyLong_FromLongLong(SLOT_I64(OPARG));
         DEOPT_IF(value == NULL);
         PyObject *old = GETLOCAL(oparg);
         GETLOCAL(oparg) = value;
         Py_XDECREF(old);
-        SLOT_DIRTY(oparg) = 0;
+        SLOT_DIRTY(OPARG) = 0;
     }
 }
 
 // As _SYNC_LOCAL_I64 for a float local.
 UOP(_SYNC_LOCAL_F64, ( -- ), 0) {
-    if (SLOT_DIRTY(oparg)) {
-        PyObject *value = PyFloat_FromDouble(SLOT_F64(oparg));
+    if (SLOT_DIRTY(OPARG)) {
+        PyObject *value = PyFloat_FromDouble(SLOT_F64(OPARG));
         DEOPT_IF(value == NULL);
         PyObject *old = GETLOCAL(oparg);
         GETLOCAL(oparg) = value;
         Py_XDECREF(old);
-        SLOT_DIRTY(oparg) = 0;
+        SLOT_DIRTY(OPARG) = 0;
     }
 }
 
@@ -226,38 +226,38 @@ UOP(_ENTER_LOCAL_I64, ( -- ), 0) {
     if (o != NULL && PyLong_CheckExact(o)) {
         DEOPT_IF(!cpjit_unbox_int(o, &value));
     }
-    SLOT_I64(oparg) = value;
-    SLOT_DIRTY(oparg) = 0;
+    SLOT_I64(OPARG) = value;
+    SLOT_DIRTY(OPARG) = 0;
 }
 
 // Entering a loop where float local oparg lives in its slot (as above).
 UOP(_ENTER_LOCAL_F64, ( -- ), 0) {
     PyObject *o = GETLOCAL(oparg);
-    SLOT_F64(oparg) = o != NULL && PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : 0.0;
-    SLOT_DIRTY(oparg) = 0;
+    SLOT_F64(OPARG) = o != NULL && PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : 0.0;
+    SLOT_DIRTY(OPARG) = 0;
 }
 
 // Compare slot[operand0] with slot[operand1] (int64) with Py_LT..Py_GE =
 // oparg & 7, and jump when the result equals oparg >> 3.
 UOP(_CMP_I64_JUMP, ( -- ), 0) {
-    int truth = cpjit_compare_i64(SLOT_I64(operand0), SLOT_I64(operand1), oparg & 7);
+    int truth = cpjit_compare_i64(SLOT_I64(OPERAND0), SLOT_I64(OPERAND1), oparg & 7);
     JUMP_IF(truth == (oparg >> 3));
 }
 
 // As _CMP_I64_JUMP for doubles.
 UOP(_CMP_F64_JUMP, ( -- ), 0) {
-    int truth = cpjit_compare_f64(SLOT_F64(operand0), SLOT_F64(operand1), oparg & 7);
+    int truth = cpjit_compare_f64(SLOT_F64(OPERAND0), SLOT_F64(OPERAND1), oparg & 7);
     JUMP_IF(truth == (oparg >> 3));
 }
 
 // Push the bool of comparing slot[operand0] with slot[operand1] (int64, op oparg).
 UOP(_CMP_I64_BOOL, ( -- res), 0) {
-    res = cpjit_bool(cpjit_compare_i64(SLOT_I64(operand0), SLOT_I64(operand1), oparg));
+    res = cpjit_bool(cpjit_compare_i64(SLOT_I64(OPERAND0), SLOT_I64(OPERAND1), oparg));
 }
 
 // As _CMP_I64_BOOL for doubles.
 UOP(_CMP_F64_BOOL, ( -- res), 0) {
-    res = cpjit_bool(cpjit_compare_f64(SLOT_F64(operand0), SLOT_F64(operand1), oparg));
+    res = cpjit_bool(cpjit_compare_f64(SLOT_F64(OPERAND0), SLOT_F64(OPERAND1), oparg));
 }
 
 // FOR_ITER over a range iterator, the next value into slot[oparg] (no int
@@ -269,12 +269,12 @@ UOP(_FOR_ITER_RANGE_I64, (iter -- iter), 0) {
         Py_DECREF(iter);
         JUMP_POPPING(1);
     }
-    SET_SLOT_I64(oparg, (int64_t)(r->start + (unsigned long)(r->index++) * r->step));
+    SET_SLOT_I64(OPARG, (int64_t)(r->start + (unsigned long)(r->index++) * r->step));
 }
 
 // list[slot[operand0]] (an in-range index, negative from the end; else side exit).
 UOP(_BINARY_SUBSCR_LIST_I64, (container -- res), 0) {
-    int64_t index = SLOT_I64(operand0);
+    int64_t index = SLOT_I64(OPERAND0);
     Py_ssize_t size = PyList_GET_SIZE(container);
     if (index < 0) {
         index += size;
@@ -287,7 +287,7 @@ UOP(_BINARY_SUBSCR_LIST_I64, (container -- res), 0) {
 
 // tuple[slot[operand0]].
 UOP(_BINARY_SUBSCR_TUPLE_I64, (container -- res), 0) {
-    int64_t index = SLOT_I64(operand0);
+    int64_t index = SLOT_I64(OPERAND0);
     Py_ssize_t size = PyTuple_GET_SIZE(container);
     if (index < 0) {
         index += size;
@@ -300,7 +300,7 @@ UOP(_BINARY_SUBSCR_TUPLE_I64, (container -- res), 0) {
 
 // list[slot[operand0]] = value.
 UOP(_STORE_SUBSCR_LIST_I64, (value, container -- ), 0) {
-    int64_t index = SLOT_I64(operand0);
+    int64_t index = SLOT_I64(OPERAND0);
     Py_ssize_t size = PyList_GET_SIZE(container);
     if (index < 0) {
         index += size;
@@ -317,38 +317,38 @@ UOP(_STORE_SUBSCR_LIST_I64, (value, container -- ), 0) {
 
 // Exit stub: _BOX_INSERT_I64 that cannot side-exit.
 UOP(_STUB_BOX_INSERT_I64, ( -- top), 0) {
-    PyObject *value = PyLong_FromLongLong(SLOT_I64(operand0));
+    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPERAND0));
     top = cpjit_insert(stack_pointer, oparg, value != NULL ? value : Py_NewRef(Py_None));
 }
 
 // Exit stub: _BOX_INSERT_F64 that cannot side-exit.
 UOP(_STUB_BOX_INSERT_F64, ( -- top), 0) {
-    PyObject *value = PyFloat_FromDouble(SLOT_F64(operand0));
+    PyObject *value = PyFloat_FromDouble(SLOT_F64(OPERAND0));
     top = cpjit_insert(stack_pointer, oparg, value != NULL ? value : Py_NewRef(Py_None));
 }
 
 // Exit stub: box int local oparg back into the frame if it changed.
 UOP(_STUB_SYNC_I64, ( -- ), 0) {
-    if (SLOT_DIRTY(oparg)) {
-        PyObject *value = PyLong_FromLongLong(SLOT_I64(oparg));
+    if (SLOT_DIRTY(OPARG)) {
+        PyObject *value = PyLong_FromLongLong(SLOT_I64(OPARG));
         if (value != NULL) {
             PyObject *old = GETLOCAL(oparg);
             GETLOCAL(oparg) = value;
             Py_XDECREF(old);
         }
-        SLOT_DIRTY(oparg) = 0;
+        SLOT_DIRTY(OPARG) = 0;
     }
 }
 
 // Exit stub: box float local oparg back into the frame if it changed.
 UOP(_STUB_SYNC_F64, ( -- ), 0) {
-    if (SLOT_DIRTY(oparg)) {
-        PyObject *value = PyFloat_FromDouble(SLOT_F64(oparg));
+    if (SLOT_DIRTY(OPARG)) {
+        PyObject *value = PyFloat_FromDouble(SLOT_F64(OPARG));
         if (value != NULL) {
             PyObject *old = GETLOCAL(oparg);
             GETLOCAL(oparg) = value;
             Py_XDECREF(old);
         }
-        SLOT_DIRTY(oparg) = 0;
+        SLOT_DIRTY(OPARG) = 0;
     }
 }

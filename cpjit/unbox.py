@@ -31,7 +31,7 @@ import dataclasses
 import struct
 
 from . import analysis, stencil_table
-from .ir import LABEL, Obj, Trace, UOp
+from .ir import LABEL, Obj, Sym, Trace, UOp
 from .specialize import Specializer
 
 I64, F64 = "i64", "f64"
@@ -362,6 +362,12 @@ class _Walk:
 
     def _binary(self, uop: UOp, index: int) -> bool:
         name = uop.name
+        if name == "_BINARY_OP":  # generic: only float ** (int or float) is raw
+            if uop.operand0 not in _POWER or self.item_type(index, 2) is not float \
+                    or self.item_type(index, 1) not in (int, float):
+                return False
+            self.binary("_POW_F64", [F64, F64], F64, index)
+            return True
         if name in _INT_OPS:
             self.binary(_INT_OPS[name], [I64, I64], I64, index)
         elif name == "_BINARY_OP_BITWISE_INT":
@@ -430,7 +436,9 @@ class _Walk:
         return True
 
 
-for _name in (*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLOAT", *_GENERIC_FLOAT_OPS):
+_POWER = (Sym("cpjit_power"), Sym("cpjit_inplace_power"))
+for _name in (*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLOAT", *_GENERIC_FLOAT_OPS,
+              "_BINARY_OP"):
     setattr(_Walk, "on" + _name, _Walk._binary)
 for _name in ("_UNARY_NEGATIVE_INT", "_UNARY_NEGATIVE_FLOAT"):
     setattr(_Walk, "on" + _name, _Walk._negate)
@@ -442,7 +450,7 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
     setattr(_Walk, "on" + _name, _Walk._subscript)
 
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
-_WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
+_WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_POW_F64",
                                  "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
                                  "_COPY_SLOT", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
                                  "_FOR_ITER_RANGE_I64"})
@@ -548,7 +556,7 @@ def trace_local_name(trace: Trace, local: int) -> str:
     return names[local] if local < len(names) else f"local{local}"
 
 
-_RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64",
+_RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64", "_POW_F64",
                        "_CMP_I64_JUMP", "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
                        "_FOR_ITER_RANGE_I64", "_BINARY_SUBSCR_LIST_I64",
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})

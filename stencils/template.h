@@ -26,6 +26,8 @@
 
 #include "runtime.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #define PRESERVE_NONE __attribute__((preserve_none))

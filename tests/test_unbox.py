@@ -350,3 +350,23 @@ def test_the_stack_check_rejects_a_trace_that_leaves_an_item_behind():
     del trace.uops[pop]  # a value never popped: the loop grows the stack
     with pytest.raises(analysis.AnalysisError, match="stack depth|room for"):
         analysis.check_stack(trace)
+
+
+def powers(xs, e):
+    total = 0.0
+    for x in xs:
+        total += x ** e + (x * 2.0) ** 0.5
+    return total
+
+
+@pytest.mark.parametrize("xs,e", [
+    ([1.5, 2.0, 3.25], 2.5),
+    ([1.5, 2.0, 3.25], 3),  # an int exponent
+    ([0.0, 1.0], 0.5),  # a zero base: the interpreter's special cases
+    ([-2.0], 0.5),  # a negative base: a complex result
+    ([1e300], 2.0),  # overflow: OverflowError
+    ([2.0, float("inf"), float("nan")], 1.5),
+    ([1e-300], 5.0),  # underflow to 0.0 is no error
+])
+def test_float_power(xs, e):
+    check(powers, xs, e, calls=3)

@@ -85,6 +85,17 @@ UOP(_DIV_F64, ( -- ), 0) {
     SET_SLOT_F64(OPARG, SLOT_F64(OPERAND0) / b);
 }
 
+// double ** double, for a positive finite base and a finite exponent (then
+// Python's float ** is C's pow); anything else, or an overflow (the
+// interpreter raises OverflowError), side-exits.
+UOP(_POW_F64, ( -- ), 0) {
+    double base = SLOT_F64(OPERAND0), exponent = SLOT_F64(OPERAND1);
+    DEOPT_IF(!(base > 0.0 && base <= DBL_MAX && exponent >= -DBL_MAX && exponent <= DBL_MAX));
+    double result = pow(base, exponent);
+    DEOPT_IF(!(result <= DBL_MAX));
+    SET_SLOT_F64(OPARG, result);
+}
+
 // double negation.
 UOP(_NEG_F64, ( -- ), 0) {
     SET_SLOT_F64(OPARG, -SLOT_F64(OPERAND0));

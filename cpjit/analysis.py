@@ -255,8 +255,7 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
                  + stencils[uop.name].cold_holes}
         exits = []
         if "exit_target" in holes:
-            boxed = sum(specs[s.name].pushes(s.oparg) - specs[s.name].pops(s.oparg)
-                        for s in uop.exit_steps)
+            boxed = sum(step.pushes for step in uop.exit_steps)
             exits.append((uop.exit_to, depth + boxed))
         if "exit_after" in holes:
             exits.append((uop.exit_after, depth - spec.pops(uop.oparg) + spec.pushes(uop.oparg)))

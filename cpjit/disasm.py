@@ -319,6 +319,26 @@ class Disassembler:
         return [self._row(offset, min(16, end - offset), "")
                 for offset in range(start, end, 16)]
 
+    def _exit_record(self, offset: int, placement) -> list[Row]:
+        """An exit record's words (csrc/runtime.h), each with what it means."""
+        meanings = [f"counts into rw[{emit.COUNTERS + placement.counter}]",
+                    f"resumes at offset {2 * placement.target}",
+                    f"{len(placement.steps)} step{'' if len(placement.steps) == 1 else 's'}"]
+        for step in placement.steps:
+            meanings += [step.describe(), "", ""]
+        addresses = {3 + 3 * k + 2 for k, step in enumerate(placement.steps)
+                     if step.action == "const"}  # an object's address: hidden
+        rows = []
+        for k, meaning in enumerate(meanings):
+            value = struct.unpack_from("<q", self.code, offset + 8 * k)[0]
+            hidden = self.hide and k in addresses
+            row = self._row(offset + 8 * k, 8, ".quad <address>" if hidden else f".quad {value}"
+                            + (f"    # {meaning}" if meaning else ""))
+            if hidden:
+                row.hex = ".." * 8
+            rows.append(row)
+        return rows
+
     def _got(self) -> list[Row]:
         got = self.emitted.got_offset
         return [self._row(got + 8 * k, 8, f".quad &{symbol}")
@@ -336,10 +356,18 @@ class Disassembler:
             blocks.append(Block(start, end, part, title, index, self._instructions(start, end)))
         got = self.emitted.got_offset
         stencils = stencil_table.stencils()
+        records = sorted(self.emitted.exit_records.items(), key=lambda item: item[1])
+        data_end = records[0][1] if records else got
         if any(stencils[p.stencil].data for p in layout.placements):
             start = self.emitted.data_offset
-            blocks.append(Block(start, got, "data", "read-only data of the stencils", -1,
-                                self._data(start, got)))
+            blocks.append(Block(start, data_end, "data", "read-only data of the stencils", -1,
+                                self._data(start, data_end)))
+        for index, offset in records:
+            placement = layout.placements[index]
+            words = 3 + 3 * len(placement.steps)
+            blocks.append(Block(offset, offset + 8 * words, "data",
+                                f"exit record of {layout.label(index)}", index,
+                                self._exit_record(offset, placement)))
         if self.emitted.got_symbols:
             blocks.append(Block(got, layout.got_end, "got",
                                 "GOT: the addresses of the functions the code calls", -1,

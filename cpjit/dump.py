@@ -473,13 +473,18 @@ def _side_exits(dump: _Dump) -> Lines:
         taken = ""
         if placement.kind == "exit":
             taken = str(counts[placement.counter])
+        names = trace.code.co_varnames
+        steps = [step.describe(lambda k: names[k] if k < len(names) else f"#{k}")
+                 for step in placement.steps]
         rows.append((dump.address(placement.offset), placement.kind, where, line, taken,
-                     _ranges(sources.get(index, []))))
+                     _ranges(sources.get(index, [])), steps))
     stub = max([len("stub")] + [len(row[0]) for row in rows])
     width = max([len("resumes at")] + [len(row[2]) for row in rows])
     yield f"  {'stub':<{stub}}  {'kind':<5}  {'resumes at':<{width}}  {'line':>4}  {'taken':>6}  from uops"
-    for address, kind, where, line, taken, uops in rows:
+    for address, kind, where, line, taken, uops, steps in rows:
         yield f"  {address:<{stub}}  {kind:<5}  {where:<{width}}  {line:>4}  {taken:>6}  {uops}"
+        for step in steps:
+            yield f"  {'':<{stub}}  {'':<5}    first: {step}"
 
 
 def _stats(dump: _Dump) -> Lines:

@@ -10,13 +10,20 @@ the exits through stub k, then come the uops' inline caches and profile words.
 The build step splits each stencil into its hot path, which ends with the
 jump to `_JIT_CONTINUE`, and its cold code (errors, side exits, deallocations).
 Hot paths are placed one after the other, so each uop's trailing `jmp` to
-the next one is dropped; the cold parts follow all the hot code.  Side-exit stubs are shared by the uops that resume at the
-same instruction; each counts its exits in a read-write word (counter k is
-word k).  Error stubs are shared per instruction.  External functions are
-called through a GOT of absolute addresses after the code.
+the next one is dropped; the cold parts follow all the hot code.
+
+Side-exit stubs are shared by the uops that resume at the same instruction
+with the same exit steps (what unboxed values to box on the way out).  A stub
+is one `_EXIT_STUB` whose operand is its exit record in the read-only data:
+its counter word, the resume offset and the steps, which the runtime's
+cpjit_side_exit() carries out (exits are rare: data beats code there).
+Error stubs are shared per instruction.  External functions are called
+through a GOT of absolute addresses after the code.
 
 The patching itself (and every range check) is done by the C runtime
-(csrc/jitcode.c): this module only says what goes where.
+(csrc/jitcode.c): this module only says what goes where.  Compilation speed
+matters here: each stencil's holes are turned once into a plan of plain
+tuples, and the per-hole records a dump shows are only made when asked for.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from __future__ import annotations
 import dataclasses
 import struct
 import types
+from typing import Callable
 
 from . import _runtime, stencil_table
 from ._stencils import HoleValue, Reloc, Stencil
-from .ir import LABEL, CacheWords, CodeUnit, Obj, RwWord, Sym, Trace, UOp
+from .ir import EXIT_ACTIONS, LABEL, CacheWords, CodeUnit, ExitStep, Obj, RwWord, Sym, Trace, UOp
 
 PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
 TOTAL_EXITS = 0  # read-write word counting every side exit (CPJIT_RW_EXITS)
@@ -36,6 +44,8 @@ KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1, Reloc.ABS32S: 2, Relo
 SLOT_BYTES = 16  # a raw-value slot: the value and its dirty flag (stencils/template.h)
 BASE_ABSOLUTE, BASE_CODE, BASE_RWDATA = 0, 1, 2
 SHIM = "shim"
+EXIT_STUB = "_EXIT_STUB"
+ERROR_STUB = "_ERROR_STUB"
 
 _symbol_addresses: dict[str, int] = {}
 
@@ -55,7 +65,7 @@ class EmitError(Exception):
 class Placement:
     """Where one stencil instance went."""
 
-    kind: str  # "shim", "uop", "exit" (entry of a side exit), "exit step", "error"
+    kind: str  # "shim", "uop", "exit" (a side-exit stub), "error"
     stencil: str
     offset: int  # of the hot code
     size: int
@@ -65,6 +75,7 @@ class Placement:
     cold_size: int = 0
     falls_through: bool = False  # the next placement is its _JIT_CONTINUE
     counter: int = -1  # exits: the stub's counter (word COUNTERS + counter)
+    steps: tuple = ()  # exits: the ExitSteps its record holds
 
 
 @dataclasses.dataclass(slots=True)
@@ -84,15 +95,24 @@ class PatchRecord:
 class Emitted:
     code: object  # _runtime.JitCode
     placements: list[Placement]
-    patches: list[PatchRecord]
     exit_offsets: list[int]  # resume offset (code units) of exit stub k == rw word k
     data_offset: int
     got_offset: int
     got_symbols: list[str]
+    exit_records: dict[int, int]  # exit stub placement index -> offset of its record
+    _records: Callable[[], list[PatchRecord]] | None = None
+    _patches: list[PatchRecord] | None = None
 
     @property
     def size(self) -> int:
         return self.code.size
+
+    @property
+    def patches(self) -> list[PatchRecord]:
+        """Every patch written, with what it means (made on first use: dumps)."""
+        if self._patches is None:
+            self._patches = self._records() if self._records is not None else []
+        return self._patches
 
     def stub_counts(self, code=None) -> list[int]:
         """Side exits taken so far through each exit stub (Placement.counter)."""
@@ -111,6 +131,16 @@ class Emitted:
         return (code or self.code).rwdata()[COUNTERS + len(self.exit_offsets):]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CodeData:
+    """Operand: an offset in the compiled function's own read-only data."""
+
+    offset: int
+
+    def __repr__(self) -> str:
+        return f"data+{self.offset:#x}"
+
+
 def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple[int, int]:
     """(base, value) of a uop operand."""
     if isinstance(operand, int):
@@ -126,6 +156,8 @@ def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple
         return BASE_RWDATA, 8 * operand.index
     if isinstance(operand, CacheWords):
         return BASE_RWDATA, 8 * (cache_base + operand.index)
+    if isinstance(operand, CodeData):
+        return BASE_CODE, operand.offset
     raise EmitError(f"unknown operand {operand!r}")
 
 
@@ -135,100 +167,188 @@ def exit_key(uop: UOp, value: HoleValue) -> tuple:
     unboxed (none after the uop: its state is then boxed)."""
     if value is HoleValue.EXIT_AFTER:
         return (uop.exit_after, ())
-    return (uop.exit_to, tuple((s.name, s.oparg, s.operand0) for s in uop.exit_steps))
+    return (uop.exit_to, uop.exit_steps)
 
 
-def _has_hole(stencil: Stencil, value: HoleValue) -> bool:
-    return any(h.value is value for h in stencil.holes + stencil.cold_holes)
+# -- per-stencil plans --
+
+# What a hole is filled with, as small ints for the patch loop.
+(_V_CONTINUE, _V_JUMP, _V_EXIT, _V_EXIT_AFTER, _V_ERROR, _V_OPARG, _V_OPERAND0, _V_OPERAND1,
+ _V_INSTR, _V_CODE, _V_COLD, _V_DATA, _V_GOT, _V_SYMBOL, _V_OPARG_SLOT, _V_OPERAND0_SLOT,
+ _V_OPERAND1_SLOT) = range(17)
+_VALUE_CODES = {HoleValue.CONTINUE: _V_CONTINUE, HoleValue.JUMP_TARGET: _V_JUMP,
+                HoleValue.EXIT_TARGET: _V_EXIT, HoleValue.EXIT_AFTER: _V_EXIT_AFTER,
+                HoleValue.ERROR_TARGET: _V_ERROR, HoleValue.OPARG: _V_OPARG,
+                HoleValue.OPERAND0: _V_OPERAND0, HoleValue.OPERAND1: _V_OPERAND1,
+                HoleValue.INSTR: _V_INSTR, HoleValue.CODE: _V_CODE, HoleValue.COLD: _V_COLD,
+                HoleValue.DATA: _V_DATA, HoleValue.OPARG_SLOT: _V_OPARG_SLOT,
+                HoleValue.OPERAND0_SLOT: _V_OPERAND0_SLOT,
+                HoleValue.OPERAND1_SLOT: _V_OPERAND1_SLOT}
+
+
+@dataclasses.dataclass(slots=True)
+class _Plan:
+    """A stencil's holes as tuples (offset, width, kind, value code, addend,
+    symbol, hole) and what the layout needs to know of it."""
+
+    stencil: Stencil
+    hot: tuple
+    cold: tuple
+    values: frozenset  # the HoleValues of its code holes
+    got_symbols: tuple
+
+
+_plans: dict[str, _Plan] = {}
+_plans_digest: str | None = None
+
+
+def _plan_holes(holes) -> tuple:
+    plan = []
+    for hole in holes:
+        if hole.value is HoleValue.SYMBOL:
+            code = _V_GOT if hole.reloc is Reloc.GOTREL32 else _V_SYMBOL
+        else:
+            code = _VALUE_CODES[hole.value]
+        width = 8 if hole.reloc is Reloc.ABS64 else 4
+        plan.append((hole.offset, width, KIND[hole.reloc], code, hole.addend, hole.symbol, hole))
+    return tuple(plan)
+
+
+def _plan(name: str) -> _Plan:
+    global _plans_digest
+    digest = stencil_table.digest()
+    if digest != _plans_digest:
+        _plans.clear()
+        _plans_digest = digest
+    plan = _plans.get(name)
+    if plan is None:
+        stencil = stencil_table.stencils().get(name)
+        if stencil is None:
+            raise EmitError(f"no stencil for uop {name}")
+        holes = stencil.holes + stencil.cold_holes
+        got = tuple(dict.fromkeys(h.symbol for h in holes + stencil.data_holes
+                                  if h.reloc is Reloc.GOTREL32))
+        plan = _plans[name] = _Plan(stencil, _plan_holes(stencil.holes),
+                                    _plan_holes(stencil.cold_holes),
+                                    frozenset(h.value for h in holes), got)
+    return plan
+
+
+# -- the emitter --
+
+def exit_record(counter: int, resume: int, steps: tuple, keepalive: list) -> bytes:
+    """The int64 words of an exit record (csrc/runtime.h, cpjit_side_exit)."""
+    words = [counter, resume, len(steps)]
+    for step in steps:
+        value = step.value
+        if isinstance(value, Obj):
+            keepalive.append(value.value)
+            value = id(value.value)
+        words += (EXIT_ACTIONS[step.action], step.arg, value)
+    return struct.pack(f"<{len(words)}q", *words)
 
 
 def emit(trace: Trace) -> Emitted:
-    stencils = stencil_table.stencils()
     code_object: types.CodeType = trace.code
 
     # 1. What goes where, in order: shim, uops, stubs.
     placements: list[Placement] = [Placement("shim", SHIM, 0, 0)]
+    plans: list[_Plan] = [_plan(SHIM)]
     labels: dict[int, int] = {}  # instruction offset -> placement index
     pending_labels: list[int] = []
     for uop in trace.uops:
         if uop.name == LABEL:
             pending_labels.append(uop.oparg)
             continue
-        if uop.name not in stencils:
-            raise EmitError(f"no stencil for uop {uop.name}")
         for label in pending_labels:
             labels[label] = len(placements)
         pending_labels.clear()
-        placements.append(Placement("uop", uop.name, 0, 0, uop))
+        plans.append(_plan(uop.name))
+        placements.append(Placement("uop", uop.name, 0, 0, uop, falls_through=True))
     if pending_labels:
         raise EmitError(f"labels {pending_labels} at the end of the trace")
     main_end = len(placements)
+    placements[-1].falls_through = False
+    placements[0].falls_through = True
 
-    for placement in placements[:main_end - 1]:
-        placement.falls_through = True
-    exits: dict[tuple, int] = {}  # exit key -> placement index of the stub's entry
+    exits: dict[tuple, int] = {}  # exit key -> placement index of its stub
     errors: dict[int, int] = {}  # instruction offset -> placement index
     exit_stubs: list[tuple] = []  # exit keys, in stub order
-    for placement in placements[1:main_end]:
-        uop = placement.uop
-        stencil = stencils[uop.name]
-        for value in (HoleValue.EXIT_TARGET, HoleValue.EXIT_AFTER):
-            key = exit_key(uop, value)
-            if _has_hole(stencil, value) and key not in exits:
-                if key[0] < 0:
-                    raise EmitError(f"{uop.describe()} can side-exit but has no resume offset")
+    for index in range(1, main_end):
+        uop, values = placements[index].uop, plans[index].values
+        if HoleValue.EXIT_TARGET in values:
+            key = (uop.exit_to, uop.exit_steps)
+            if key not in exits:
                 exits[key] = -1
                 exit_stubs.append(key)
-        if _has_hole(stencil, HoleValue.ERROR_TARGET) and uop.offset not in errors:
+        if HoleValue.EXIT_AFTER in values:
+            key = (uop.exit_after, ())
+            if key not in exits:
+                exits[key] = -1
+                exit_stubs.append(key)
+        if HoleValue.ERROR_TARGET in values and uop.offset not in errors:
             errors[uop.offset] = -1
-    exit_offsets = [key[0] for key in exit_stubs]
+    exit_offsets = []
+    exit_plan, error_plan = _plan(EXIT_STUB), _plan(ERROR_STUB)
     for k, key in enumerate(exit_stubs):
         resume, steps = key
+        if resume < 0:
+            raise EmitError(f"a uop can side-exit but has no resume offset (steps {steps})")
+        exit_offsets.append(resume)
         exits[key] = len(placements)
-        last = UOp("_EXIT_STUB", oparg=COUNTERS + k, operand0=CodeUnit(resume - 1),
-                   offset=resume, comment=f"resume @{2 * resume}")
-        for step in [UOp(name, oparg, operand0, offset=resume) for name, oparg, operand0 in steps] \
-                + [last]:
-            kind = "exit" if len(placements) == exits[key] else "exit step"
-            placements.append(Placement(kind, step.name, 0, 0, step, resume,
-                                        falls_through=step is not last, counter=k))
+        stub = UOp(EXIT_STUB, offset=resume, comment=f"resume @{2 * resume}")
+        placements.append(Placement("exit", EXIT_STUB, 0, 0, stub, resume, counter=k,
+                                    steps=steps))
+        plans.append(exit_plan)
     for offset in sorted(errors):
         errors[offset] = len(placements)
-        stub = UOp("_ERROR_STUB", operand0=CodeUnit(offset), offset=offset,
+        stub = UOp(ERROR_STUB, operand0=CodeUnit(offset), offset=offset,
                    comment=f"raised @{2 * offset}")
-        placements.append(Placement("error", "_ERROR_STUB", 0, 0, stub, offset))
+        placements.append(Placement("error", ERROR_STUB, 0, 0, stub, offset))
+        plans.append(error_plan)
 
     # 2. Sizes and offsets (a trailing jump to the next placement is dropped).
     position = 0
-    for placement in placements:
-        stencil = stencils[placement.stencil]
-        if _has_hole(stencil, HoleValue.CONTINUE) and not placement.falls_through \
-                and placement.kind != "shim":
+    for placement, plan in zip(placements, plans):
+        stencil = plan.stencil
+        if not placement.falls_through and HoleValue.CONTINUE in plan.values:
             raise EmitError(f"{placement.uop.describe()} falls off the end of the code")
         placement.offset = position
-        placement.size = (stencil.body_size if stencil.trailing_jump and placement.falls_through
-                          else len(stencil.code))
-        position += placement.size
-    for placement in placements:
-        cold = stencils[placement.stencil].cold
+        placement.size = size = (stencil.body_size if stencil.trailing_jump
+                                 and placement.falls_through else len(stencil.code))
+        position += size
+    for placement, plan in zip(placements, plans):
+        cold = plan.stencil.cold
         if cold:
             placement.cold_offset = position
             placement.cold_size = len(cold)
             position += len(cold)
 
-    # 3. Read-only data (one copy per stencil) and the GOT.
+    # 3. Read-only data (one copy per stencil, then the exit records) and the GOT.
+    keepalive: list = []
     data_offsets: dict[str, int] = {}
     got: dict[str, int] = {}
-    for placement in placements:
-        stencil = stencils[placement.stencil]
+    data_start = position
+    for placement, plan in zip(placements, plans):
+        stencil = plan.stencil
         if stencil.data and placement.stencil not in data_offsets:
             position += -position % max(stencil.data_align, 1)
             data_offsets[placement.stencil] = position
             position += len(stencil.data)
-        for hole in stencil.holes + stencil.cold_holes + stencil.data_holes:
-            if hole.reloc is Reloc.GOTREL32:
-                got.setdefault(hole.symbol, 0)
-    data_offset = min(data_offsets.values(), default=position)
+        for symbol in plan.got_symbols:
+            got.setdefault(symbol, 0)
+    records: list[tuple[int, bytes]] = []
+    exit_records: dict[int, int] = {}
+    for key in exit_stubs:
+        index = exits[key]
+        placement = placements[index]
+        record = exit_record(COUNTERS + placement.counter, key[0], key[1], keepalive)
+        position += -position % 8
+        exit_records[index] = position
+        placement.uop.operand0 = CodeData(position)
+        records.append((position, record))
+        position += len(record)
+    data_offset = min(data_offsets.values(), default=data_start) if data_offsets else data_start
     position += -position % 8
     got_offset = position
     for symbol in got:
@@ -238,32 +358,114 @@ def emit(trace: Trace) -> Emitted:
 
     # 4. Bytes and patches.
     units = _runtime.code_units_address(code_object)
-    keepalive: list = []
+    cache_base = COUNTERS + len(exit_offsets)
     buffer = bytearray(size)
-    patches = bytearray()
-    records: list[PatchRecord] = []
-
-    def add(offset, reloc, hole, symbol, base, value, index):
-        value = (value + (1 << 63)) % (1 << 64) - (1 << 63)  # any 64-bit pattern, signed
-        patches.extend(PATCH.pack(offset, KIND[reloc], base, value))
-        records.append(PatchRecord(offset, reloc, hole, symbol, base, value, index))
-
-    for index, placement in enumerate(placements):
-        stencil = stencils[placement.stencil]
-        buffer[placement.offset:placement.offset + placement.size] = stencil.code[:placement.size]
+    for placement, plan in zip(placements, plans):
+        stencil = plan.stencil
+        buffer[placement.offset:placement.offset + placement.size] = \
+            stencil.code[:placement.size]
         if stencil.cold:
-            buffer[placement.cold_offset:placement.cold_offset + len(stencil.cold)] = stencil.cold
-        uop = placement.uop
-        parts = [(placement.offset, placement.size, stencil.holes),
-                 (placement.cold_offset, placement.cold_size, stencil.cold_holes)]
-        for start, size, holes in parts:
-            for hole in holes:
-                _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits,
-                            errors, data_offsets, got, units, keepalive, add,
-                            COUNTERS + len(exit_offsets))
+            buffer[placement.cold_offset:placement.cold_offset + placement.cold_size] = \
+                stencil.cold
+    for offset, record in records:
+        buffer[offset:offset + len(record)] = record
     for name, offset in data_offsets.items():
-        stencil = stencils[name]
-        buffer[offset:offset + len(stencil.data)] = stencil.data
+        data = stencil_table.stencils()[name].data
+        buffer[offset:offset + len(data)] = data
+    layout = _Layout(placements, plans, labels, exits, errors, data_offsets, got, units,
+                     cache_base)
+    patches = bytearray()
+    _patch_all(layout, keepalive, lambda offset, kind, base, value, *_:
+               patches.extend(PATCH.pack(offset, kind, base, value)))
+
+    code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
+                            rwdata_words=cache_base + trace.cache_words,
+                            nslots=trace.slots,
+                            co=code_object,
+                            keepalive=tuple(keepalive))
+
+    def patch_records() -> list[PatchRecord]:
+        made: list[PatchRecord] = []
+        _patch_all(layout, [], lambda offset, kind, base, value, reloc, hole, symbol, index:
+                   made.append(PatchRecord(offset, reloc, hole, symbol, base, value, index)))
+        return made
+
+    return Emitted(code, placements, exit_offsets, data_offset, got_offset, list(got),
+                   exit_records, patch_records)
+
+
+@dataclasses.dataclass(slots=True)
+class _Layout:
+    placements: list[Placement]
+    plans: list[_Plan]
+    labels: dict[int, int]
+    exits: dict[tuple, int]
+    errors: dict[int, int]
+    data_offsets: dict[str, int]
+    got: dict[str, int]
+    units: int
+    cache_base: int
+
+
+def _patch_all(layout: _Layout, keepalive: list, add) -> None:
+    """Resolve every hole and call add(offset, kind, base, value, reloc, hole,
+    symbol, placement index) for each (value: any 64-bit pattern, signed)."""
+    placements, labels, exits, errors = (layout.placements, layout.labels, layout.exits,
+                                         layout.errors)
+    units, cache_base, got = layout.units, layout.cache_base, layout.got
+    slots_offset = _runtime.SLOTS_OFFSET
+    for index, (placement, plan) in enumerate(zip(placements, layout.plans)):
+        uop = placement.uop
+        for start, size, holes in ((placement.offset, placement.size, plan.hot),
+                                   (placement.cold_offset, placement.cold_size, plan.cold)):
+            for offset, width, kind, code, addend, symbol, hole in holes:
+                if offset + width > size:
+                    continue  # the dropped trailing jump
+                base = BASE_CODE
+                if code == _V_CONTINUE:
+                    target = placements[index + 1].offset
+                elif code == _V_EXIT:
+                    target = placements[exits[(uop.exit_to, uop.exit_steps)]].offset
+                elif code == _V_ERROR:
+                    target = placements[errors[uop.offset]].offset
+                elif code == _V_OPARG_SLOT or code == _V_OPERAND0_SLOT \
+                        or code == _V_OPERAND1_SLOT:
+                    number = (uop.oparg if code == _V_OPARG_SLOT else
+                              uop.operand0 if code == _V_OPERAND0_SLOT else uop.operand1)
+                    if not isinstance(number, int) or not 0 <= number < (1 << 16):
+                        raise EmitError(f"{uop.describe()}: {hole.value} is not a slot number")
+                    base, target = BASE_ABSOLUTE, slots_offset + SLOT_BYTES * number
+                elif code == _V_OPARG:
+                    base, target = BASE_ABSOLUTE, uop.oparg
+                elif code == _V_OPERAND0:
+                    base, target = _operand(uop.operand0, units, keepalive, cache_base)
+                elif code == _V_OPERAND1:
+                    base, target = _operand(uop.operand1, units, keepalive, cache_base)
+                elif code == _V_GOT:
+                    target = got[symbol]
+                elif code == _V_JUMP:
+                    if uop.jump_to not in labels:
+                        raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
+                    target = placements[labels[uop.jump_to]].offset
+                elif code == _V_EXIT_AFTER:
+                    target = placements[exits[(uop.exit_after, ())]].offset
+                elif code == _V_INSTR:
+                    base, target = BASE_ABSOLUTE, units + 2 * uop.offset
+                elif code == _V_COLD:
+                    target = placement.cold_offset
+                elif code == _V_CODE:
+                    target = placement.offset
+                elif code == _V_DATA:
+                    target = layout.data_offsets[placement.stencil]
+                elif code == _V_SYMBOL:
+                    base, target = BASE_ABSOLUTE, symbol_address(symbol)
+                else:
+                    raise EmitError(f"{placement.stencil}: hole {hole.value} not handled")
+                value = target + addend
+                value = (value + (1 << 63)) % (1 << 64) - (1 << 63)
+                add(start + offset, kind, base, value, hole.reloc, hole.value, symbol, index)
+    for name, offset in layout.data_offsets.items():
+        stencil = stencil_table.stencils()[name]
         for hole in stencil.data_holes:
             if hole.value is HoleValue.SYMBOL and hole.reloc is Reloc.ABS64:
                 base, target = BASE_ABSOLUTE, symbol_address(hole.symbol)
@@ -271,65 +473,8 @@ def emit(trace: Trace) -> Emitted:
                 base, target = BASE_CODE, offset
             else:
                 raise EmitError(f"{name}: data hole {hole} not supported")
-            add(offset + hole.offset, hole.reloc, hole.value, hole.symbol, base,
-                target + hole.addend, -1)
+            add(offset + hole.offset, KIND[hole.reloc], base, target + hole.addend, hole.reloc,
+                hole.value, hole.symbol, -1)
     for symbol, offset in got.items():
-        add(offset, Reloc.ABS64, HoleValue.SYMBOL, symbol, BASE_ABSOLUTE,
-            symbol_address(symbol), -1)
-
-    code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
-                            rwdata_words=COUNTERS + len(exit_offsets) + trace.cache_words,
-                            nslots=trace.slots,
-                            co=code_object,
-                            keepalive=tuple(keepalive))
-    return Emitted(code, placements, records, exit_offsets, data_offset, got_offset, list(got))
-
-
-_SLOT_FIELDS = {HoleValue.OPARG_SLOT: "oparg", HoleValue.OPERAND0_SLOT: "operand0",
-                HoleValue.OPERAND1_SLOT: "operand1"}
-
-
-def _patch_hole(hole, start, size, index, placement, placements, uop, labels, exits, errors,
-                data_offsets, got, units, keepalive, add, cache_base) -> None:
-    """Resolve one hole of a placed stencil part (hot or cold) and record its patch."""
-    if hole.offset + (8 if hole.reloc is Reloc.ABS64 else 4) > size:
-        return  # the dropped trailing jump
-    value = hole.value
-    base, target = BASE_CODE, 0
-    if value is HoleValue.CONTINUE:
-        target = placements[index + 1].offset
-    elif value is HoleValue.JUMP_TARGET:
-        if uop.jump_to not in labels:
-            raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
-        target = placements[labels[uop.jump_to]].offset
-    elif value in (HoleValue.EXIT_TARGET, HoleValue.EXIT_AFTER):
-        target = placements[exits[exit_key(uop, value)]].offset
-    elif value is HoleValue.INSTR:
-        base, target = _operand(CodeUnit(uop.offset), units, keepalive)
-    elif value is HoleValue.ERROR_TARGET:
-        target = placements[errors[uop.offset]].offset
-    elif value is HoleValue.OPARG:
-        base, target = BASE_ABSOLUTE, uop.oparg
-    elif value is HoleValue.OPERAND0:
-        base, target = _operand(uop.operand0, units, keepalive, cache_base)
-    elif value is HoleValue.OPERAND1:
-        base, target = _operand(uop.operand1, units, keepalive, cache_base)
-    elif value in _SLOT_FIELDS:
-        number = getattr(uop, _SLOT_FIELDS[value])
-        if not isinstance(number, int) or not 0 <= number < (1 << 16):
-            raise EmitError(f"{uop.describe()}: {_SLOT_FIELDS[value]} is not a slot number")
-        base, target = BASE_ABSOLUTE, _runtime.SLOTS_OFFSET + SLOT_BYTES * number
-    elif value is HoleValue.CODE:
-        target = placement.offset
-    elif value is HoleValue.COLD:
-        target = placement.cold_offset
-    elif value is HoleValue.DATA:
-        target = data_offsets[placement.stencil]
-    elif value is HoleValue.SYMBOL:
-        if hole.reloc is Reloc.GOTREL32:
-            target = got[hole.symbol]
-        else:
-            base, target = BASE_ABSOLUTE, symbol_address(hole.symbol)
-    else:
-        raise EmitError(f"{placement.stencil}: hole {value} not handled")
-    add(start + hole.offset, hole.reloc, value, hole.symbol, base, target + hole.addend, index)
+        add(offset, KIND[Reloc.ABS64], BASE_ABSOLUTE, symbol_address(symbol), Reloc.ABS64,
+            HoleValue.SYMBOL, symbol, -1)

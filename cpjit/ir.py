@@ -87,6 +87,44 @@ class Instruction:
         return 2 * self.offset
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExitStep:
+    """One thing a side exit does before the interpreter takes over, to put
+    what the machine code holds unboxed where the interpreter expects it
+    (cpjit/unbox.py makes them; the runtime's cpjit_side_exit does them).
+
+    `action` is one of EXIT_ACTIONS: "box_i64" / "box_f64" box raw-value slot
+    `value` into the stack under its top `arg` items; "local" and "const" put
+    local `value` or the constant `value` (an Obj) there likewise; "sync_i64"
+    / "sync_f64" box raw local `arg` into the frame if it changed.
+    """
+
+    action: str
+    arg: int
+    value: object = 0
+
+    @property
+    def pushes(self) -> int:
+        return 1 if self.action in ("box_i64", "box_f64", "local", "const") else 0
+
+    def describe(self, local_name=str) -> str:
+        """In words, e.g. "box slot 12 (an int) under 1 item", "sync local i"."""
+        under = f" under {self.arg} item{'s' if self.arg != 1 else ''}" if self.arg else ""
+        if self.action in ("box_i64", "box_f64"):
+            kind = "an int" if self.action == "box_i64" else "a float"
+            return f"box slot {self.value} ({kind}) onto the stack{under}"
+        if self.action == "local":
+            return f"push local {local_name(self.value)}{under}"
+        if self.action == "const":
+            return f"push the constant {self.value!r}{under}"
+        return f"box local {local_name(self.arg)} into the frame if it changed"
+
+
+# Action codes of exit steps in an exit record (csrc/runtime.h CPJIT_EXIT_*).
+EXIT_ACTIONS = {"box_i64": 1, "box_f64": 2, "local": 3, "const": 4, "sync_i64": 5,
+                "sync_f64": 6}
+
+
 @dataclasses.dataclass(slots=True)
 class UOp:
     """One micro-op of a trace.
@@ -107,8 +145,9 @@ class UOp:
     jump_to: int = -1
     comment: str = ""
     exit_after: int = -1
-    # Uops its side exit runs first, to box what is unboxed at that point
-    # (cpjit/unbox.py); their (name, oparg, operand0) key the shared stubs.
+    # What its side exit does first, to box what is unboxed at that point
+    # (ExitSteps, from cpjit/unbox.py); uops with the same resume offset and
+    # steps share an exit stub.
     exit_steps: tuple = ()
 
     def describe(self) -> str:

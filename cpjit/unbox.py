@@ -31,7 +31,7 @@ import dataclasses
 import struct
 
 from . import analysis, stencil_table
-from .ir import LABEL, Obj, Sym, Trace, UOp
+from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
 from .specialize import Specializer
 
 I64, F64 = "i64", "f64"
@@ -121,16 +121,21 @@ class _Walk:
         steps = []
         for position, item in enumerate(self.stack):
             if item is not None:  # the boxed items above it stay above it
-                steps.append(self._insert_uop(item, self.boxed_above(position), stub=True))
+                above = self.boxed_above(position)
+                if item.how == "raw":
+                    steps.append(ExitStep("box_" + item.kind, above, item.slot))
+                elif item.how == "local":
+                    steps.append(ExitStep("local", above, item.local))
+                else:
+                    steps.append(ExitStep("const", above, Obj(item.value)))
         for local, kind in sorted(self.raw.items()):
-            steps.append(UOp("_STUB_SYNC_I64" if kind == I64 else "_STUB_SYNC_F64", local))
+            steps.append(ExitStep("sync_" + kind, local))
         return tuple(steps)
 
     @staticmethod
-    def _insert_uop(item: Virtual, above: int, stub: bool) -> UOp:
+    def _insert_uop(item: Virtual, above: int) -> UOp:
         if item.how == "raw":
-            name = ("_STUB_BOX_INSERT_" if stub else "_BOX_INSERT_") + item.kind.upper()
-            return UOp(name, above, item.slot)
+            return UOp("_BOX_INSERT_" + item.kind.upper(), above, item.slot)
         if item.how == "local":
             return UOp("_LOCAL_INSERT", above, item.local)
         return UOp("_CONST_INSERT", above, Obj(item.value))
@@ -144,7 +149,7 @@ class _Walk:
             item = self.stack[position]
             if item is None:
                 continue
-            model = self._insert_uop(item, self.boxed_above(position), stub=False)
+            model = self._insert_uop(item, self.boxed_above(position))
             self.emit(model.name, model.oparg, model.operand0)
             if item.how == "local" and item.guard is not None:
                 self.stack[position] = None

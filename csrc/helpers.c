@@ -4,9 +4,72 @@
  * instruction, error messages included, so that results never differ. */
 #include "cpjit.h"
 
+#include <string.h>
+
 char cpjit_deopt_marker;
 
 #if CPJIT_SUPPORTED
+
+/* A value boxed on the way out, or None with the MemoryError set. */
+static PyObject *
+boxed_or_none(PyObject *value)
+{
+    return value != NULL ? value : Py_NewRef(Py_None);
+}
+
+PyObject *
+cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *state,
+                const int64_t *record)
+{
+    int64_t counter = record[0], resume = record[1], nsteps = record[2];
+    state->rwdata[CPJIT_RW_EXITS] += 1;
+    state->rwdata[counter] += 1;
+    const int64_t *step = record + 3;
+    for (int64_t i = 0; i < nsteps; i++, step += 3) {
+        int64_t action = step[0], arg = step[1], value = step[2];
+        PyObject *item = NULL;
+        switch (action) {
+        case CPJIT_EXIT_BOX_I64:
+            item = boxed_or_none(PyLong_FromLongLong(state->slots[2 * value]));
+            break;
+        case CPJIT_EXIT_BOX_F64:
+            item = boxed_or_none(PyFloat_FromDouble(((double *)state->slots)[2 * value]));
+            break;
+        case CPJIT_EXIT_LOCAL:
+            item = Py_NewRef(frame->localsplus[value]);
+            break;
+        case CPJIT_EXIT_CONST:
+            item = Py_NewRef((PyObject *)(uintptr_t)value);
+            break;
+        case CPJIT_EXIT_SYNC_I64:
+        case CPJIT_EXIT_SYNC_F64:
+            if (state->slots[2 * arg + 1]) {
+                PyObject *boxed = action == CPJIT_EXIT_SYNC_I64
+                    ? PyLong_FromLongLong(state->slots[2 * arg])
+                    : PyFloat_FromDouble(((double *)state->slots)[2 * arg]);
+                if (boxed != NULL) {
+                    Py_XSETREF(frame->localsplus[arg], boxed);
+                }
+                state->slots[2 * arg + 1] = 0;
+            }
+            continue;
+        default:
+            Py_FatalError("cpjit: bad exit record");
+        }
+        /* Under its top `arg` items. */
+        memmove(stack_pointer - arg + 1, stack_pointer - arg, (size_t)arg * sizeof(PyObject *));
+        stack_pointer[-arg] = item;
+        stack_pointer++;
+    }
+    _PyFrame_SetStackPointer(frame, stack_pointer);
+    _Py_CODEUNIT *code = CPJIT_CODE_UNITS(frame->f_code);
+    if (PyErr_Occurred()) {
+        frame->prev_instr = code + resume;   /* raised by the resume instruction */
+        return NULL;
+    }
+    frame->prev_instr = code + resume - 1;
+    return CPJIT_DEOPT;
+}
 
 int
 cpjit_handle_pending(PyThreadState *tstate)

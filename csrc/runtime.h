@@ -29,6 +29,25 @@ typedef struct JitState {
  * stops speculating where guards keep failing. */
 #define CPJIT_EXIT_STORM 64
 
+/* A side exit (the stub _EXIT_STUB): count it, do the exit record's steps
+ * (box what the machine code held unboxed into the stack and the frame; a
+ * failed allocation leaves None and the MemoryError set, raised at the resume
+ * instruction) and hand the frame to the interpreter.  An exit record is
+ * int64 words written by cpjit/emit.py: its read-write counter word, the
+ * resume offset (code units), the number of steps, then three words a step:
+ * CPJIT_EXIT_* action, argument (items above, or the local) and value (a
+ * slot, a local or an object's address; see cpjit/ir.py ExitStep). */
+enum {
+    CPJIT_EXIT_BOX_I64 = 1,
+    CPJIT_EXIT_BOX_F64 = 2,
+    CPJIT_EXIT_LOCAL = 3,
+    CPJIT_EXIT_CONST = 4,
+    CPJIT_EXIT_SYNC_I64 = 5,
+    CPJIT_EXIT_SYNC_F64 = 6,
+};
+PyObject *cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *state,
+                          const int64_t *record);
+
 /* Returned by machine code to say "finish this frame in the interpreter":
  * frame->prev_instr and the stack pointer have been set for the resume point. */
 extern char cpjit_deopt_marker;
@@ -97,6 +116,7 @@ PyObject *cpjit_load_global_miss(PyObject *globals, PyObject *builtins, PyObject
 /* Every symbol of the runtime that machine code may refer to. */
 #define CPJIT_RUNTIME_SYMBOLS(X) \
     X(cpjit_deopt_marker)        \
+    X(cpjit_side_exit)           \
     X(cpjit_call)                \
     X(cpjit_load_attr_miss)      \
     X(cpjit_store_attr_miss)     \

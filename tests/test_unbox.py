@@ -370,3 +370,13 @@ def powers(xs, e):
 ])
 def test_float_power(xs, e):
     check(powers, xs, e, calls=3)
+
+
+def test_exit_actions_match_the_runtime():
+    import re
+    from pathlib import Path
+    from cpjit.ir import EXIT_ACTIONS
+    header = (Path(__file__).resolve().parent.parent / "csrc" / "runtime.h").read_text()
+    declared = {name.lower(): int(value) for name, value in
+                re.findall(r"CPJIT_EXIT_([A-Z0-9_]+) = (\d+)", header)}
+    assert declared == EXIT_ACTIONS

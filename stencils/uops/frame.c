@@ -109,21 +109,11 @@ UOP(_PROFILE, ( -- ), 0) {
 
 /* ---- stubs: placed by the emitter after the uops, not by the translator ---- */
 
-// Side-exit stub: count the exit (in the code's total and in read-write word
-// `oparg`, this stub's), point the frame at the code unit before the resume
-// instruction (operand0) and hand the frame to the interpreter.
-// If boxing a raw value failed on the way out, the MemoryError is raised at
-// the resume instruction instead.
+// Side-exit stub: operand0 is the exit's record (csrc/runtime.h): the runtime
+// counts the exit, boxes what the machine code held unboxed and points the
+// frame at the resume instruction for the interpreter.
 UOP(_EXIT_STUB, ( -- ), 0) {
-    state->rwdata[CPJIT_RW_EXITS] += 1;
-    state->rwdata[oparg] += 1;
-    _PyFrame_SetStackPointer(frame, stack_pointer);
-    if (UNLIKELY(PyErr_Occurred())) {
-        frame->prev_instr = (_Py_CODEUNIT *)operand0 + 1;
-        return NULL;
-    }
-    frame->prev_instr = (_Py_CODEUNIT *)operand0;
-    return CPJIT_DEOPT;
+    return cpjit_side_exit(frame, stack_pointer, state, (const int64_t *)operand0);
 }
 
 // Error stub: the exception was raised by the instruction at operand0; the

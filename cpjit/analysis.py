@@ -13,6 +13,7 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 from . import stencil_table
@@ -235,6 +236,12 @@ def instruction_depths(trace: Trace) -> dict[int, int]:
     return result
 
 
+@functools.lru_cache(maxsize=None)
+def _exit_holes(name: str) -> frozenset[str]:
+    stencil = stencil_table.stencils()[name]
+    return frozenset(hole.value.value for hole in stencil.holes + stencil.cold_holes)
+
+
 def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> None:
     """Check the finished trace's real stack (stack_depths), and with the
     interpreter's `entry_depths` (instruction_depths of the translated trace)
@@ -246,13 +253,11 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     if entry_depths is None:
         return
     specs = stencil_table.uops()
-    stencils = stencil_table.stencils()
     for index, (uop, depth) in enumerate(zip(trace.uops, depths)):
         if depth is None or uop.name == LABEL or "DEOPTS" not in specs[uop.name].flags:
             continue
         spec = specs[uop.name]
-        holes = {hole.value.value for hole in stencils[uop.name].holes
-                 + stencils[uop.name].cold_holes}
+        holes = _exit_holes(uop.name)
         exits = []
         if "exit_target" in holes:
             boxed = sum(step.pushes for step in uop.exit_steps)

@@ -64,6 +64,8 @@ def fuse_string_append(trace: Trace, context: Context) -> list[str]:
     """`s += t` / `s = s + t` on strings, stored back into `s`: append in place."""
     changes = []
     uops = trace.uops
+    if not any(uop.name == "_BINARY_OP_ADD_STR" for uop in uops):
+        return []
     specializer = Specializer(trace, context.feedback, context.globals)
     try:
         states = analysis.analyze(trace, specializer.transfer)
@@ -92,6 +94,8 @@ def fuse_string_append(trace: Trace, context: Context) -> list[str]:
 
 def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
     """Drop type guards on items whose type is already proven."""
+    if not any(uop.name == "_GUARD_TYPE" for uop in trace.uops):
+        return []
     specializer = Specializer(trace, context.feedback, context.globals)
     try:
         states = analysis.analyze(trace, specializer.transfer)

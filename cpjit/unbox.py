@@ -536,8 +536,14 @@ def unbox(trace: Trace, context) -> list[str]:
         if raw:
             for i in range(start, end + 1):
                 raw_locals_at[i] = raw
+    before = len(trace.uops)
     trace.uops = _with_exit_trampolines(trace, raw_locals_at)
-    states = analysis.analyze(trace, specializer.transfer)
+    # A trampoline (label, jump) sees what its jump's target sees (a join that
+    # includes the trampoline's own edge: sound, and no second analysis).
+    labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
+    for uop in trace.uops[before:]:
+        target = uop.jump_to if uop.name != LABEL else trace.uops[labels[uop.oparg] + 1].jump_to
+        states.append(states[labels[target]])
     raw_locals_at = _regions_by_index(trace, raw_locals_at)
     walk = _Walk(trace, states, specs, raw_locals_at)
     before = [u.name for u in trace.uops]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 from typing import Callable
 
 from . import stencil_table
@@ -69,8 +70,13 @@ class State:
     def join(self, other: "State") -> "State | None":
         if len(self.stack) != len(other.stack):
             return None  # inconsistent depths: give up on this trace
-        return State(tuple(join_item(a, b) for a, b in zip(self.stack, other.stack)),
-                     tuple(join_type(a, b) for a, b in zip(self.locals, other.locals)))
+        stack = self.stack if self.stack == other.stack else \
+            tuple(join_item(a, b) for a, b in zip(self.stack, other.stack))
+        locals_ = self.locals if self.locals == other.locals else \
+            tuple(join_type(a, b) for a, b in zip(self.locals, other.locals))
+        if stack is self.stack and locals_ is self.locals:
+            return self
+        return State(stack, locals_)
 
     def push(self, *items: Item) -> "State":
         return State(self.stack + items, self.locals)
@@ -141,14 +147,30 @@ class AnalysisError(Exception):
 
 
 def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
-    """The state before each uop (None: unreachable)."""
+    """The state before each uop (None: unreachable).  Every pass of one
+    compilation analyzes with the same transfer functions (the specializer's,
+    from the same feedback), so an analysis of the very same uops is reused."""
+    cached = trace.analysis
+    if cached is not None and len(cached[0]) == len(trace.uops) \
+            and all(a is b for a, b in zip(cached[0], trace.uops)):
+        return list(cached[1])
+    states = _analyze(trace, transfer)
+    trace.analysis = (list(trace.uops), states)
+    return list(states)
+
+
+def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     uops = trace.uops
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     states: list[State | None] = [None] * len(uops)
     states[0] = entry_state(trace)
+    # Visit in code order (lowest index first): a loop body is revisited once
+    # its back edge changes the header, not once per path.
     work = [0]
+    pending = {0}
     while work:
-        index = work.pop()
+        index = heapq.heappop(work)
+        pending.discard(index)
         uop = uops[index]
         state = states[index]
         if uop.name == LABEL:
@@ -167,9 +189,11 @@ def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
             merged = new if old is None else old.join(new)
             if merged is None:
                 raise AnalysisError(f"stack depths differ at uop {target}")
-            if merged != old:
+            if merged is not old and merged != old:
                 states[target] = merged
-                work.append(target)
+                if target not in pending:
+                    pending.add(target)
+                    heapq.heappush(work, target)
     return states
 
 

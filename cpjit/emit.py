@@ -28,6 +28,7 @@ tuples, and the per-hole records a dump shows are only made when asked for.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import struct
 import types
@@ -76,6 +77,10 @@ class Placement:
     falls_through: bool = False  # the next placement is its _JIT_CONTINUE
     counter: int = -1  # exits: the stub's counter (word COUNTERS + counter)
     steps: tuple = ()  # exits: the ExitSteps its record holds
+    # uops: the placement indexes of its exit, exit-after and error stubs (-1: none)
+    exit_stub: int = -1
+    exit_after_stub: int = -1
+    error_stub: int = -1
 
 
 @dataclasses.dataclass(slots=True)
@@ -100,6 +105,7 @@ class Emitted:
     got_offset: int
     got_symbols: list[str]
     exit_records: dict[int, int]  # exit stub placement index -> offset of its record
+    patch_bytes: bytes = b""  # the patches as handed to the runtime (PATCH records)
     _records: Callable[[], list[PatchRecord]] | None = None
     _patches: list[PatchRecord] | None = None
 
@@ -196,10 +202,62 @@ class _Plan:
     cold: tuple
     values: frozenset  # the HoleValues of its code holes
     got_symbols: tuple
+    exits: bool = False  # has an EXIT_TARGET hole
+    exits_after: bool = False  # has an EXIT_AFTER hole
+    errors: bool = False  # has an ERROR_TARGET hole
+    continues: bool = False  # has a CONTINUE hole
 
 
 _plans: dict[str, _Plan] = {}
 _plans_digest: str | None = None
+
+# The stencils' holes as registered with the runtime (csrc/resolve.c), for
+# the digest of the table they came from.
+HOLE = struct.Struct("<iBBBxi4xq")  # offset, kind, value code, part, symbol, addend
+_HOLE_SIZE = 24
+PLACEMENT_WORDS = 17  # csrc/resolve.c P_*
+_registered_digest: str | None = None
+_stencil_ids: dict[str, int] = {}
+_symbol_ids: dict[str, int] = {}
+
+
+def _register() -> None:
+    """Give the runtime every stencil's holes (once per stencil table)."""
+    global _registered_digest
+    digest = stencil_table.digest()
+    if digest == _registered_digest:
+        return
+    stencils = stencil_table.stencils()
+    symbols: dict[str, int] = {}
+    holes_list = []
+    for name, stencil in stencils.items():
+        packed = bytearray()
+        for part, holes in ((0, stencil.holes), (1, stencil.cold_holes)):
+            for hole in holes:
+                if hole.value is HoleValue.SYMBOL:
+                    code = _V_GOT if hole.reloc is Reloc.GOTREL32 else _V_SYMBOL
+                    symbol = symbols.setdefault(hole.symbol, len(symbols))
+                else:
+                    code, symbol = _VALUE_CODES[hole.value], -1
+                packed += HOLE.pack(hole.offset, KIND[hole.reloc], code, part, symbol,
+                                    hole.addend)
+        holes_list.append(bytes(packed))
+    addresses = []
+    for symbol in symbols:
+        try:
+            addresses.append(symbol_address(symbol))
+        except LookupError:
+            addresses.append(0)  # resolve_patches refuses it if a hole needs it
+    _runtime.register_stencils(holes_list, struct.pack(f"<{len(addresses)}q", *addresses))
+    _stencil_ids.clear()
+    _stencil_ids.update((name, k) for k, name in enumerate(stencils))
+    _symbol_ids.clear()
+    _symbol_ids.update(symbols)
+    _registered_digest = digest
+
+
+def _signed(value: int) -> int:
+    return (value + (1 << 63)) % (1 << 64) - (1 << 63)
 
 
 def _plan_holes(holes) -> tuple:
@@ -228,9 +286,13 @@ def _plan(name: str) -> _Plan:
         holes = stencil.holes + stencil.cold_holes
         got = tuple(dict.fromkeys(h.symbol for h in holes + stencil.data_holes
                                   if h.reloc is Reloc.GOTREL32))
+        values = frozenset(h.value for h in holes)
         plan = _plans[name] = _Plan(stencil, _plan_holes(stencil.holes),
-                                    _plan_holes(stencil.cold_holes),
-                                    frozenset(h.value for h in holes), got)
+                                    _plan_holes(stencil.cold_holes), values, got,
+                                    HoleValue.EXIT_TARGET in values,
+                                    HoleValue.EXIT_AFTER in values,
+                                    HoleValue.ERROR_TARGET in values,
+                                    HoleValue.CONTINUE in values)
     return plan
 
 
@@ -271,22 +333,27 @@ def emit(trace: Trace) -> Emitted:
     placements[-1].falls_through = False
     placements[0].falls_through = True
 
-    exits: dict[tuple, int] = {}  # exit key -> placement index of its stub
+    exits: dict[tuple, int] = {}  # exit key -> number of its stub, then placement index
     errors: dict[int, int] = {}  # instruction offset -> placement index
     exit_stubs: list[tuple] = []  # exit keys, in stub order
     for index in range(1, main_end):
-        uop, values = placements[index].uop, plans[index].values
-        if HoleValue.EXIT_TARGET in values:
+        placement, plan = placements[index], plans[index]
+        uop = placement.uop
+        if plan.exits:
             key = (uop.exit_to, uop.exit_steps)
-            if key not in exits:
-                exits[key] = -1
+            stub = exits.get(key)
+            if stub is None:
+                stub = exits[key] = len(exit_stubs)
                 exit_stubs.append(key)
-        if HoleValue.EXIT_AFTER in values:
+            placement.exit_stub = stub
+        if plan.exits_after:
             key = (uop.exit_after, ())
-            if key not in exits:
-                exits[key] = -1
+            stub = exits.get(key)
+            if stub is None:
+                stub = exits[key] = len(exit_stubs)
                 exit_stubs.append(key)
-        if HoleValue.ERROR_TARGET in values and uop.offset not in errors:
+            placement.exit_after_stub = stub
+        if plan.errors:
             errors[uop.offset] = -1
     exit_offsets = []
     exit_plan, error_plan = _plan(EXIT_STUB), _plan(ERROR_STUB)
@@ -306,12 +373,21 @@ def emit(trace: Trace) -> Emitted:
                    comment=f"raised @{2 * offset}")
         placements.append(Placement("error", ERROR_STUB, 0, 0, stub, offset))
         plans.append(error_plan)
+    first_exit = main_end  # exit stub k is placement main_end + k
+    for index in range(1, main_end):
+        placement = placements[index]
+        if placement.exit_stub >= 0:
+            placement.exit_stub += first_exit
+        if placement.exit_after_stub >= 0:
+            placement.exit_after_stub += first_exit
+        if plans[index].errors:
+            placement.error_stub = errors[placement.uop.offset]
 
     # 2. Sizes and offsets (a trailing jump to the next placement is dropped).
     position = 0
     for placement, plan in zip(placements, plans):
         stencil = plan.stencil
-        if not placement.falls_through and HoleValue.CONTINUE in plan.values:
+        if not placement.falls_through and plan.continues:
             raise EmitError(f"{placement.uop.describe()} falls off the end of the code")
         placement.offset = position
         placement.size = size = (stencil.body_size if stencil.trailing_jump
@@ -374,9 +450,7 @@ def emit(trace: Trace) -> Emitted:
         buffer[offset:offset + len(data)] = data
     layout = _Layout(placements, plans, labels, exits, errors, data_offsets, got, units,
                      cache_base)
-    patches = bytearray()
-    _patch_all(layout, keepalive, lambda offset, kind, base, value, *_:
-               patches.extend(PATCH.pack(offset, kind, base, value)))
+    patches = resolve_patches(layout, keepalive)
 
     code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
                             rwdata_words=cache_base + trace.cache_words,
@@ -391,7 +465,58 @@ def emit(trace: Trace) -> Emitted:
         return made
 
     return Emitted(code, placements, exit_offsets, data_offset, got_offset, list(got),
-                   exit_records, patch_records)
+                   exit_records, patches, patch_records)
+
+
+def resolve_patches(layout: "_Layout", keepalive: list) -> bytes:
+    """The packed patches of a laid-out function: each placement described by
+    the values its holes may need, the holes resolved by the runtime
+    (csrc/resolve.c; _patch_all is the same in Python), then the holes of the
+    read-only data and the GOT entries."""
+    _register()
+    placements, plans, labels, exits, errors = (layout.placements, layout.plans, layout.labels,
+                                                layout.exits, layout.errors)
+    units, cache_base, data_offsets = layout.units, layout.cache_base, layout.data_offsets
+    words = array.array("q")
+    last = len(placements) - 1
+    for index, (placement, plan) in enumerate(zip(placements, plans)):
+        uop = placement.uop
+        jump = exit_ = exit_after = error = -1
+        following = placements[index + 1].offset if index < last else -1
+        data = data_offsets.get(placement.stencil, -1)
+        if uop is None:  # the shim
+            words.extend((_stencil_ids[placement.stencil], placement.offset, placement.size,
+                          placement.cold_offset, placement.cold_size, following,
+                          -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, data))
+            continue
+        if uop.jump_to >= 0 and uop.jump_to in labels:
+            jump = placements[labels[uop.jump_to]].offset
+        if placement.exit_stub >= 0:
+            exit_ = placements[placement.exit_stub].offset
+        if placement.exit_after_stub >= 0:
+            exit_after = placements[placement.exit_after_stub].offset
+        if placement.error_stub >= 0:
+            error = placements[placement.error_stub].offset
+        operand0, operand1 = uop.operand0, uop.operand1
+        base0, value0 = (BASE_ABSOLUTE, operand0) if type(operand0) is int else \
+            _operand(operand0, units, keepalive, cache_base)
+        base1, value1 = (BASE_ABSOLUTE, operand1) if type(operand1) is int else \
+            _operand(operand1, units, keepalive, cache_base)
+        words.extend((_stencil_ids[placement.stencil], placement.offset, placement.size,
+                      placement.cold_offset, placement.cold_size, following,
+                      jump, exit_, exit_after, error, uop.oparg, base0, _signed(value0),
+                      base1, _signed(value1), units + 2 * uop.offset, data))
+    got_offsets = array.array("q", [-1]) * len(_symbol_ids)
+    for symbol, offset in layout.got.items():
+        got_offsets[_symbol_ids[symbol]] = offset
+    try:
+        patches = bytearray(_runtime.resolve_patches(words.tobytes(), got_offsets.tobytes(),
+                                                     _runtime.SLOTS_OFFSET))
+    except ValueError as error:
+        raise EmitError(str(error)) from None
+    _patch_data_and_got(layout, lambda offset, kind, base, value, *_:
+                        patches.extend(PATCH.pack(offset, kind, base, value)))
+    return bytes(patches)
 
 
 @dataclasses.dataclass(slots=True)
@@ -464,6 +589,12 @@ def _patch_all(layout: _Layout, keepalive: list, add) -> None:
                 value = target + addend
                 value = (value + (1 << 63)) % (1 << 64) - (1 << 63)
                 add(start + offset, kind, base, value, hole.reloc, hole.value, symbol, index)
+    _patch_data_and_got(layout, add)
+
+
+def _patch_data_and_got(layout: _Layout, add) -> None:
+    """The holes of the stencils' read-only data, and the GOT entries."""
+    got = layout.got
     for name, offset in layout.data_offsets.items():
         stencil = stencil_table.stencils()[name]
         for hole in stencil.data_holes:

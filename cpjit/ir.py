@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Union
+from typing import NamedTuple, Union
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Obj:
-    """Operand: the address of a Python object (kept alive by the machine code)."""
+    """Operand: the address of a Python object (kept alive by the machine code).
+    Two are equal when they hold the very same object (1, 1.0 and True are
+    equal values, and 0.0 and -0.0, but their addresses differ)."""
 
     value: object
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Obj) and self.value is other.value
+
+    def __hash__(self) -> int:
+        return hash(id(self.value))
 
     def __repr__(self) -> str:
         text = repr(self.value)
@@ -87,8 +95,7 @@ class Instruction:
         return 2 * self.offset
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ExitStep:
+class ExitStep(NamedTuple):
     """One thing a side exit does before the interpreter takes over, to put
     what the machine code holds unboxed where the interpreter expects it
     (cpjit/unbox.py makes them; the runtime's cpjit_side_exit does them).
@@ -101,7 +108,7 @@ class ExitStep:
 
     action: str
     arg: int
-    value: object = 0
+    value: object = 0  # (a tuple: exit keys of many steps hash fast)
 
     @property
     def pushes(self) -> int:
@@ -181,6 +188,9 @@ class Trace:
     # The interpreter's stack depth at each instruction a side exit can resume
     # at (analysis.instruction_depths, taken right after translation).
     entry_depths: dict[int, int] = dataclasses.field(default_factory=dict)
+    # The last analysis (analysis.analyze): the uops it was made for, and the
+    # states; reused while the uops are the very same objects.
+    analysis: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def new_cache(self, words: int = CACHE_WORDS) -> CacheWords:
         """Reserve the read-write words of one inline cache (or profile)."""
@@ -191,6 +201,7 @@ class Trace:
     def snapshot(self) -> "Trace":
         """A copy whose uops later passes cannot change."""
         return dataclasses.replace(self, uops=[dataclasses.replace(u) for u in self.uops],
+                                   analysis=None,
                                    unsupported=list(self.unsupported), notes=list(self.notes),
                                    profile_sites=list(self.profile_sites))
 

@@ -27,6 +27,22 @@ extern PyTypeObject JitCode_Type;
 typedef PyObject *(*jit_entry_fn)(_PyInterpreterFrame *frame, PyObject **stack_pointer,
                                   PyThreadState *tstate, JitState *state);
 
+/* ---- resolve.c: holes to patch records ---- */
+
+/* What a hole is filled with (cpjit/emit.py: the _V_* codes, same order). */
+enum {
+    CPJIT_HOLE_CONTINUE, CPJIT_HOLE_JUMP, CPJIT_HOLE_EXIT, CPJIT_HOLE_EXIT_AFTER,
+    CPJIT_HOLE_ERROR, CPJIT_HOLE_OPARG, CPJIT_HOLE_OPERAND0, CPJIT_HOLE_OPERAND1,
+    CPJIT_HOLE_INSTR, CPJIT_HOLE_CODE, CPJIT_HOLE_COLD, CPJIT_HOLE_DATA, CPJIT_HOLE_GOT,
+    CPJIT_HOLE_SYMBOL, CPJIT_HOLE_OPARG_SLOT, CPJIT_HOLE_OPERAND0_SLOT,
+    CPJIT_HOLE_OPERAND1_SLOT,
+};
+
+/* register_stencils(holes, symbol_addresses) and
+ * resolve_patches(placements, got_offsets, slots_offset): see resolve.c. */
+PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
+PyObject *cpjit_resolve_patches(PyObject *module, PyObject *args);
+
 /* ---- wrapper.c: the decorated callable ---- */
 
 enum { CPJIT_STATE_WARMING, CPJIT_STATE_COMPILING, CPJIT_STATE_COMPILED, CPJIT_STATE_FALLBACK };

@@ -79,6 +79,12 @@ static PyMethodDef module_methods[] = {
     {"counters", counters, METH_NOARGS,
      "counters()\n--\n\nProcess-wide entry, side exit and error counts."},
     {"set_python_hooks", cpjit_set_python_hooks, METH_VARARGS, NULL},
+    {"register_stencils", cpjit_register_stencils, METH_VARARGS,
+     "register_stencils(holes, symbol_addresses)\n--\n\nThe holes of every stencil (packed, "
+     "one bytes each) and the addresses of the symbols they name, for resolve_patches()."},
+    {"resolve_patches", cpjit_resolve_patches, METH_VARARGS,
+     "resolve_patches(placements, got_offsets, slots_offset)\n--\n\nThe patch records of "
+     "laid-out stencils (see cpjit/emit.py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -380,3 +380,21 @@ def test_exit_actions_match_the_runtime():
     declared = {name.lower(): int(value) for name, value in
                 re.findall(r"CPJIT_EXIT_([A-Z0-9_]+) = (\d+)", header)}
     assert declared == EXIT_ACTIONS
+
+
+def constants_under_a_guard(xs, flag):
+    """Exits at the same instruction that box different but equal constants
+    (1 and 1.0 and True) must not share a stub."""
+    total = 0
+    for x in xs:
+        if flag:
+            total += x * 1 + (x < 1.0) + (x == True)  # noqa: E712
+        else:
+            total += x * 1.0
+    return total
+
+
+@pytest.mark.parametrize("xs", [[1, 2, 3], [1, 2, 2**70], [1.5, 2.5], [0, 1.5, True]])
+def test_equal_constants_keep_their_type_through_side_exits(xs):
+    check(constants_under_a_guard, xs, True, calls=3)
+    check(constants_under_a_guard, xs, False, calls=3)

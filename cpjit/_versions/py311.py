@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import opcode
 import types
+import weakref
 from typing import Callable
 
 from bytecode import ConcreteBytecode
@@ -71,9 +73,22 @@ def adaptive_name(adaptive: bytes, offset: int) -> str | None:
     return _ADAPTIVE_NAMES[adaptive[position]]
 
 
+_decoded: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
+
+
 def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     """The instructions of `code` (EXTENDED_ARG folded in, caches skipped) and its
-    exception table, read with the `bytecode` package."""
+    exception table, read with the `bytecode` package.  A code object is read
+    once (a function is usually compiled twice: with a profile, then from it);
+    each call gets its own copies."""
+    known = _decoded.get(code)
+    if known is None:
+        known = _decoded[code] = _decode(code)
+    instructions, table = known
+    return [dataclasses.replace(ins) for ins in instructions], list(table)
+
+
+def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     concrete = ConcreteBytecode.from_code(code)
     instructions = []
     offset = 0

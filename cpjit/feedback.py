@@ -23,11 +23,18 @@ class Feedback:
     source: str = "none"
     # Instructions where speculation failed too often: compile them generically.
     no_speculation: frozenset[int] = frozenset()
+    # What CALL instructions called: one of CALL_KINDS, by the CALL's offset.
+    calls: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def at(self, offset: int) -> tuple | None:
         if offset in self.no_speculation:
             return None
         return self.operands.get(offset)
+
+    def call_kind(self, offset: int) -> str | None:
+        if offset in self.no_speculation:
+            return None
+        return self.calls.get(offset)
 
     def describe(self, offset: int) -> str | None:
         return self.notes.get(offset)
@@ -59,12 +66,25 @@ def from_tier1(code: types.CodeType, instructions) -> Feedback:
         observed = version.TIER1_OPERAND_TYPES.get(name)
         if observed is not None:
             feedback.operands[ins.offset] = observed
+        kind = version.TIER1_CALL_KINDS.get(name)
+        if kind is not None:  # on PRECALL: it is about the CALL that follows
+            call = next((i for i in instructions if i.offset > ins.offset and i.name == "CALL"),
+                        None)
+            if call is not None:
+                feedback.calls[call.offset] = kind
     return feedback
 
 
 # The type of each bit the _PROFILE uop records (cpjit_type_bit in stencils/inline.h).
 PROFILE_TYPES = (int, float, str, list, tuple, dict, bool, type(iter(range(0))), type(iter([])),
                  type(iter(())), range)
+
+
+# What a call's callable was (the bits of cpjit_call_kind_bit in
+# stencils/inline.h, in order): a builtin function of one argument (METH_O) or
+# of a vector of them (METH_FASTCALL); a method descriptor found by
+# LOAD_METHOD taking no argument, one, or a vector; anything else.
+CALL_KINDS = ("builtin_o", "builtin_fast", "method_noargs", "method_o", "method_fast", "other")
 
 
 def _profiled_type(bits: int):
@@ -81,6 +101,12 @@ def from_profile(trace, words) -> Feedback:
     feedback = Feedback(source="profile")
     for offset, count, word in trace.profile_sites:
         value = words[word.index] if word.index < len(words) else 0
+        if count == 0:  # a call site: the kinds of callable seen
+            kinds = [kind for k, kind in enumerate(CALL_KINDS) if value >> k & 1]
+            if len(kinds) == 1 and kinds[0] != "other":
+                feedback.calls[offset] = kinds[0]
+            feedback.notes[offset] = f"profile: {' or '.join(kinds) or 'not run'}"
+            continue
         seen = tuple(_profiled_type((value >> (16 * k)) & 0xFFFF) for k in range(count))
         if any(t is not None for t in seen):
             feedback.operands[offset] = seen
@@ -92,8 +118,10 @@ def from_profile(trace, words) -> Feedback:
 def merged(first: Feedback, second: Feedback) -> Feedback:
     """`first` completed by `second` where it knows nothing."""
     result = Feedback(dict(second.operands), dict(second.notes),
-                      f"{first.source} + {second.source}" if second.operands else first.source,
-                      first.no_speculation | second.no_speculation)
+                      f"{first.source} + {second.source}"
+                      if second.operands or second.calls else first.source,
+                      first.no_speculation | second.no_speculation, dict(second.calls))
     result.operands.update(first.operands)
     result.notes.update(first.notes)
+    result.calls.update(first.calls)
     return result

@@ -183,7 +183,8 @@ class Trace:
     notes: list[str] = dataclasses.field(default_factory=list)
     cache_words: int = 0  # read-write words the uops' inline caches take
     slots: int = 0  # JitState slots (raw values) the uops use
-    # (instruction offset, number of operands, word) of each _PROFILE uop
+    # (instruction offset, number of operands, word) of each _PROFILE uop, and
+    # (offset, 0, word) of each _PROFILE_CALL
     profile_sites: list[tuple[int, int, CacheWords]] = dataclasses.field(default_factory=list)
     # The interpreter's stack depth at each instruction a side exit can resume
     # at (analysis.instruction_depths, taken right after translation).

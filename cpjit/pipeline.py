@@ -80,8 +80,8 @@ def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False,
                  profile: bool | None = None) -> CompileRecord:
     """Run every pass on `code` (with the function's globals, for what
     builtins calls return).  Feedback defaults to what tier 1 recorded; with
-    `profile` (default: when tier 1 recorded nothing) the code records a type
-    profile for the next compilation.  Raises translate.Unsupported (a fallback
+    `profile` (the default) the code records a type profile where the feedback
+    says nothing, for the next compilation.  Raises translate.Unsupported (a fallback
     reason) or PassError (a bug, naming the pass)."""
     record = CompileRecord(qualname, code, globals=globals_)
 
@@ -105,13 +105,14 @@ def compile_code(code: types.CodeType, qualname: str, *, keep: bool = False,
         record.reports.append(PassReport("feedback", seconds, [], None))
     record.feedback = feedback
     if profile is None:
-        profile = not feedback.notes
-    record.profile = profile
+        profile = True  # where the feedback says nothing, record what the code meets
     context = optimize.Context(feedback, globals_, profile)
     for name, optimization in optimize.PASSES:
         changes, seconds = run(name, optimization, trace, context)
         record.reports.append(PassReport(name, seconds, changes,
                                          trace.snapshot() if keep and changes else None))
+    # Compiled again once the profile is in, if there is one to wait for.
+    record.profile = bool(trace.profile_sites)
     emitted, seconds = run("emit", _emit.emit, trace)
     record.emitted = emitted
     record.reports.append(PassReport("emit", seconds, [], None))

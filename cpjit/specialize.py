@@ -52,7 +52,13 @@ PROFILED = {**{name: 2 for name in _BINARY}, "_COMPARE_OP": 2, "_BINARY_SUBSCR":
 # Builtins whose call result type is (probably: the name may be rebound) known.
 _CALL_RESULTS = {builtins.range: range, builtins.len: int, builtins.list: list,
                  builtins.tuple: tuple, builtins.sorted: list, builtins.dict: dict,
-                 builtins.set: set, builtins.str: str, builtins.abs: None}
+                 builtins.set: set, builtins.str: str, builtins.abs: None,
+                 builtins.isinstance: bool}
+# Call kinds (feedback.CALL_KINDS) of a method found by LOAD_METHOD: the uop
+# and the number of arguments it takes (None: any).
+_METHOD_CALLS = {"method_noargs": ("_CALL_METHOD_DESCRIPTOR_NOARGS", 0),
+                 "method_o": ("_CALL_METHOD_DESCRIPTOR_O", 1),
+                 "method_fast": ("_CALL_METHOD_DESCRIPTOR_FAST", None)}
 _BUILDS = {"_BUILD_LIST": list, "_BUILD_TUPLE": tuple, "_BUILD_MAP": dict,
            "_BUILD_CONST_KEY_MAP": dict, "_BUILD_SET": set, "_BUILD_STRING": str,
            "_BUILD_SLICE": slice, "_LIST_TO_TUPLE": tuple, "_FORMAT_VALUE": str,
@@ -65,6 +71,7 @@ _TYPED_RESULTS = {
     "_BINARY_OP_BITWISE_INT": int, "_BINARY_OP_FLOAT": float, "_BINARY_OP_ADD_STR": str,
     "_COMPARE_OP_INT": bool, "_COMPARE_OP_FLOAT": bool, "_COMPARE_OP_STR": bool,
     "_UNARY_NEGATIVE_INT": int, "_UNARY_NEGATIVE_FLOAT": float, "_UNARY_NOT_BOOL": bool,
+    "_CALL_LEN": int, "_CALL_ISINSTANCE": bool,
 }
 _GET_ITER_SAFE = frozenset({list, tuple, dict, set, frozenset, str, bytes, range})
 KEEP = object()
@@ -119,6 +126,31 @@ class Specializer:
                     return choice, guards
         return None, ()
 
+    def _call(self, uop: UOp, stack) -> Decision | None:
+        """A call of the kind the feedback saw, without keywords: a typed call uop."""
+        kind = self.feedback.call_kind(uop.offset)
+        if kind is None or uop.operand0 != 0:
+            return None
+        nargs = uop.oparg
+        below, callee = stack[-(nargs + 2)], stack[-(nargs + 1)]
+        if kind in _METHOD_CALLS:
+            typed, wanted = _METHOD_CALLS[kind]
+            if below.type is NULL or wanted not in (None, nargs):
+                return None
+            return Decision(typed, (UNKNOWN_ITEM,))
+        if kind not in ("builtin_o", "builtin_fast") or below.type is not NULL:
+            return None
+        if callee.hint is builtins.len and nargs == 1:
+            return Decision("_CALL_LEN", (Item(int),), operand0=Obj(builtins.len))
+        if callee.hint is builtins.isinstance and nargs == 2:
+            return Decision("_CALL_ISINSTANCE", (Item(bool),), operand0=Obj(builtins.isinstance))
+        result = Item(ANY, hint=_CALL_RESULTS.get(callee.hint))
+        if kind == "builtin_o" and nargs == 1:
+            return Decision("_CALL_BUILTIN_O", (result,))
+        if kind == "builtin_fast":
+            return Decision("_CALL_BUILTIN_FAST", (result,))
+        return None
+
     def decide(self, uop: UOp, state: State) -> Decision | None:
         name = uop.name
         stack = state.stack
@@ -134,6 +166,8 @@ class Specializer:
             choice, guards = self._typed(choices, uop, state, 2)
             if choice is not None:
                 return Decision(choice, (Item(bool),), guards=guards)
+        elif name == "_CALL":
+            return self._call(uop, stack)
         elif name in ("_POP_JUMP_IF_FALSE", "_POP_JUMP_IF_TRUE"):
             if stack[-1].type is bool:
                 return Decision("_POP_JUMP_IF_BOOL", (), operand0=int(name.endswith("TRUE")))
@@ -147,12 +181,15 @@ class Specializer:
             if stack[-1].type is bool:
                 return Decision("_UNARY_NOT_BOOL", (Item(bool),))
         elif name == "_BINARY_SUBSCR":
-            choices = {(list, int): "_BINARY_SUBSCR_LIST_INT", (tuple, int): "_BINARY_SUBSCR_TUPLE_INT"}
+            choices = {(list, int): "_BINARY_SUBSCR_LIST_INT",
+                       (tuple, int): "_BINARY_SUBSCR_TUPLE_INT",
+                       (dict, None): "_BINARY_SUBSCR_DICT"}
             choice, guards = self._typed(choices, uop, state, 2)
             if choice is not None:
                 return Decision(choice, (UNKNOWN_ITEM,), guards=guards)
         elif name == "_STORE_SUBSCR":
-            choice, guards = self._typed({(None, list, int): "_STORE_SUBSCR_LIST_INT"}, uop,
+            choice, guards = self._typed({(None, list, int): "_STORE_SUBSCR_LIST_INT",
+                                          (None, dict, None): "_STORE_SUBSCR_DICT"}, uop,
                                          state, 3)
             if choice is not None:
                 return Decision(choice, (), guards=guards)
@@ -212,7 +249,7 @@ class Specializer:
             hint = self._global_hint(uop.operand0.value)
             items = (Item(NULL),) if uop.oparg else ()
             return Outcome(state.push(*items, Item(ANY, hint=hint)))
-        if name == "_CALL":
+        if name == "_CALL" and self.decide(uop, state) is None:
             callee = stack[-(uop.oparg + 1)]
             below = stack[-(uop.oparg + 2)]
             result = _CALL_RESULTS.get(callee.hint) if below.type is NULL else None
@@ -279,6 +316,12 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
                 trace.profile_sites.append((uop.offset, count, word))
                 new.append(UOp("_PROFILE", count, word, offset=uop.offset, exit_to=uop.exit_to,
                                exit_after=uop.exit_after, comment="types for the next compile"))
+            elif profile and uop.name == "_CALL" and uop.operand0 == 0 and state is not None:
+                word = trace.new_cache(words=1)
+                trace.profile_sites.append((uop.offset, 0, word))
+                new.append(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,
+                               exit_to=uop.exit_to, exit_after=uop.exit_after,
+                               comment="what it calls, for the next compile"))
             new.append(uop)
             continue
         for depth, guarded in decision.guards:

@@ -219,6 +219,12 @@ class _Walk:
         return temp
 
     def binary(self, raw_name: str, kinds: list[str], result: str, index: int) -> None:
+        if not self.raw and raw_name != "_POW_F64" and any(item is None
+                                                             for item in self.stack[-2:]):
+            # Outside a loop with raw locals an operand that is an object
+            # already costs an unboxing, and the result would most likely be
+            # boxed again: the typed uop on objects is cheaper.
+            raise _Skip("boxed operand, nothing raw to feed")
         slots = self.take(2, kinds, index)
         target = self.temp(len(self.stack) - 2)
         self.emit(raw_name, target, slots[0], slots[1])

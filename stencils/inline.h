@@ -180,4 +180,67 @@ cpjit_type_bit(PyObject *o)
          : 1u << 15;
 }
 
+/* The kind of a call, for the profile of a CALL (cpjit/feedback.py
+ * CALL_KINDS: the same order): what `meth_or_null` and `callable` (as _CALL
+ * names them) are, for `nargs` arguments. */
+static inline __attribute__((always_inline)) unsigned
+cpjit_call_kind_bit(PyObject *meth_or_null, PyObject *callable, int nargs)
+{
+    if (meth_or_null != NULL) {
+        if (!Py_IS_TYPE(meth_or_null, &PyMethodDescr_Type)) {
+            return 1u << 5;
+        }
+        PyMethodDescrObject *descr = (PyMethodDescrObject *)meth_or_null;
+        if (!Py_IS_TYPE(callable, descr->d_common.d_type)) {
+            return 1u << 5;
+        }
+        int flags = descr->d_method->ml_flags;
+        return flags == METH_NOARGS && nargs == 0 ? 1u << 2
+             : flags == METH_O && nargs == 1 ? 1u << 3
+             : flags == METH_FASTCALL ? 1u << 4
+             : 1u << 5;
+    }
+    if (!PyCFunction_CheckExact(callable)) {
+        return 1u << 5;
+    }
+    int flags = PyCFunction_GET_FLAGS(callable);
+    return flags == METH_O && nargs == 1 ? 1u << 0
+         : flags == METH_FASTCALL ? 1u << 1
+         : 1u << 5;
+}
+
+/* dict[key] for an exact dict, as the interpreter's BINARY_SUBSCR_DICT: a new
+ * reference, or NULL with KeyError (the key looked up once) or another
+ * error.  A key that is not an exact str or int may run Python code: the
+ * frame is published first and *escaped set. */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_dict_subscript(_PyInterpreterFrame *frame, PyObject *dict, PyObject *key, int *escaped)
+{
+    if (!(PyUnicode_CheckExact(key) || PyLong_CheckExact(key))) {
+        SET_IP();
+        *escaped = 1;
+    }
+    PyObject *res = PyDict_GetItemWithError(dict, key);
+    if (res == NULL) {
+        if (!PyErr_Occurred()) {
+            _PyErr_SetKeyError(key);
+        }
+        return NULL;
+    }
+    return Py_NewRef(res);
+}
+
+/* A METH_O or METH_NOARGS C function with the recursion check CPython
+ * promises for calls that are not vectorcalls. */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_call_checked(PyThreadState *tstate, PyCFunction function, PyObject *self, PyObject *arg)
+{
+    if (_Py_EnterRecursiveCallTstate(tstate, " while calling a Python object")) {
+        return NULL;
+    }
+    PyObject *result = function(self, arg);
+    _Py_LeaveRecursiveCallTstate(tstate);
+    return result;
+}
+
 #endif /* CPJIT_INLINE_H */

@@ -662,3 +662,62 @@ def merge_keywords(f, first, second):
 ])
 def test_dict_merge(first, second):
     check(merge_keywords, target, first, second, calls=2)
+
+
+# dict subscripts: exact dicts inline; the key's __hash__/__eq__ run exactly as
+# often as in the interpreter; KeyError and unhashable keys as it raises them.
+
+class CountingKey:
+    hashes = 0
+
+    def __init__(self, name):
+        self.name = name
+
+    def __hash__(self):
+        CountingKey.hashes += 1
+        return hash(self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, CountingKey) and other.name == self.name
+
+    def __repr__(self):
+        return f"K({self.name})"
+
+
+class MissingDict(dict):
+    def __missing__(self, key):
+        return f"missing {key}"
+
+
+def dict_subscripts(d, keys):
+    CountingKey.hashes = 0
+    out = []
+    for key in keys:
+        try:
+            d[key] = d[key] + 1 if key in d else 0
+            out.append(d[key])
+        except (KeyError, TypeError) as error:
+            out.append(f"{type(error).__name__}: {error}")
+    return out, CountingKey.hashes, sorted(map(str, d.items()))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ({"a": 1, 2: 5}, ["a", "a", 2, "b", 2.0]),
+    lambda: ({CountingKey("x"): 1}, [CountingKey("x"), CountingKey("y"), CountingKey("x")]),
+    lambda: ({"a": 1}, [["unhashable"], "a"]),
+    lambda: (MissingDict(a=1), ["a", "b"]),
+])
+def test_dict_subscripts(make):
+    check(dict_subscripts, inputs=make, calls=3)
+
+
+def lookups(d, keys):
+    total = 0
+    for key in keys:
+        total += d[key]
+    return total
+
+
+@pytest.mark.parametrize("keys", [["a", "b", "a"], ["a", "zz"], [CountingKey("a")]])
+def test_dict_lookup_key_error(keys):
+    check(lookups, {"a": 1, "b": 2}, keys, calls=3)

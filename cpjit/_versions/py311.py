@@ -58,6 +58,18 @@ TIER1_OPERAND_TYPES = {
     "UNPACK_SEQUENCE_LIST": (list,),
 }
 
+# Tier 1's specialized PRECALLs: the kind of call (cpjit/feedback.py CALL_KINDS).
+TIER1_CALL_KINDS = {
+    "PRECALL_NO_KW_BUILTIN_O": "builtin_o",
+    "PRECALL_NO_KW_LEN": "builtin_o",
+    "PRECALL_NO_KW_BUILTIN_FAST": "builtin_fast",
+    "PRECALL_NO_KW_ISINSTANCE": "builtin_fast",
+    "PRECALL_NO_KW_METHOD_DESCRIPTOR_NOARGS": "method_noargs",
+    "PRECALL_NO_KW_METHOD_DESCRIPTOR_O": "method_o",
+    "PRECALL_NO_KW_LIST_APPEND": "method_o",
+    "PRECALL_NO_KW_METHOD_DESCRIPTOR_FAST": "method_fast",
+}
+
 try:
     from dis import _all_opname as _ADAPTIVE_NAMES  # 3.11: specialized names too
 except ImportError:  # pragma: no cover

@@ -80,3 +80,109 @@ UOP(_MAKE_FUNCTION, (parts[(oparg & 1) + ((oparg >> 1) & 1) + ((oparg >> 2) & 1)
     }
     func = (PyObject *)made;
 }
+
+/* ---- calls specialized by what the profile or tier 1 saw: each checks what
+ * it relies on and side-exits (before any effect) when the callable is not
+ * what it expects; the C function is called as the interpreter's own
+ * specialized PRECALL forms call it ---- */
+
+// A builtin METH_O function of one argument (NULL below it).
+UOP(_CALL_BUILTIN_O, (null, callable, arg -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(null != NULL || !PyCFunction_CheckExact(callable));
+    DEOPT_IF(PyCFunction_GET_FLAGS(callable) != METH_O);
+    SET_IP();
+    res = cpjit_call_checked(tstate, PyCFunction_GET_FUNCTION(callable),
+                             PyCFunction_GET_SELF(callable), arg);
+    Py_DECREF(arg);
+    Py_DECREF(callable);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// A builtin METH_FASTCALL function (NULL below it).
+UOP(_CALL_BUILTIN_FAST, (null, callable, args[oparg] -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(null != NULL || !PyCFunction_CheckExact(callable));
+    DEOPT_IF(PyCFunction_GET_FLAGS(callable) != METH_FASTCALL);
+    SET_IP();
+    res = ((_PyCFunctionFast)(void (*)(void))PyCFunction_GET_FUNCTION(callable))(
+        PyCFunction_GET_SELF(callable), args, oparg);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(args[i]);
+    }
+    Py_DECREF(callable);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// A METH_NOARGS method descriptor found by LOAD_METHOD on an object of its
+// exact type (str.lower).
+UOP(_CALL_METHOD_DESCRIPTOR_NOARGS, (descr, self -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
+    PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+    DEOPT_IF(def->ml_flags != METH_NOARGS);
+    DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
+    SET_IP();
+    res = cpjit_call_checked(tstate, def->ml_meth, self, NULL);
+    Py_DECREF(self);
+    Py_DECREF(descr);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// A METH_O method descriptor (list.append, dict.__contains__...), as above.
+UOP(_CALL_METHOD_DESCRIPTOR_O, (descr, self, arg -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
+    PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+    DEOPT_IF(def->ml_flags != METH_O);
+    DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
+    SET_IP();
+    res = cpjit_call_checked(tstate, def->ml_meth, self, arg);
+    Py_DECREF(arg);
+    Py_DECREF(self);
+    Py_DECREF(descr);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// A METH_FASTCALL method descriptor (str.strip, dict.get...), as above.
+UOP(_CALL_METHOD_DESCRIPTOR_FAST, (descr, self, args[oparg] -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
+    PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+    DEOPT_IF(def->ml_flags != METH_FASTCALL);
+    DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
+    SET_IP();
+    res = ((_PyCFunctionFast)(void (*)(void))def->ml_meth)(self, args, oparg);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(args[i]);
+    }
+    Py_DECREF(self);
+    Py_DECREF(descr);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// len(arg), the builtin being operand0 (else side exit): the int it makes
+// is known to the compiler.
+UOP(_CALL_LEN, (null, callable, arg -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(null != NULL || callable != (PyObject *)operand0);
+    SET_IP();
+    Py_ssize_t length = PyObject_Length(arg);
+    res = length < 0 ? NULL : PyLong_FromSsize_t(length);
+    Py_DECREF(arg);
+    Py_DECREF(callable);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
+// isinstance(inst, cls), the builtin being operand0 (else side exit).
+UOP(_CALL_ISINSTANCE, (null, callable, inst, cls -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(null != NULL || callable != (PyObject *)operand0);
+    SET_IP();
+    int found = PyObject_IsInstance(inst, cls);
+    Py_DECREF(inst);
+    Py_DECREF(cls);
+    Py_DECREF(callable);
+    ERROR_IF(found < 0);
+    res = PyBool_FromLong(found);
+    CHECK_TRACING_AFTER();
+}

@@ -19,11 +19,8 @@ UOP(_BINARY_SUBSCR, (container, sub -- res), ESCAPES | SYNCS_FRAME) {
         }
     }
     else if (type == &PyDict_Type) {
-        res = PyDict_GetItemWithError(container, sub);
-        if (res != NULL) {
-            Py_INCREF(res);
-        }
-        else if (PyErr_Occurred()) {
+        res = cpjit_dict_subscript(frame, container, sub, &escaped);
+        if (res == NULL) {
             Py_DECREF(container);
             Py_DECREF(sub);
             ERROR_IF(1);
@@ -63,6 +60,37 @@ UOP(_STORE_SUBSCR, (value, container, sub -- ), ESCAPES | SYNCS_FRAME) {
     Py_DECREF(sub);
     ERROR_IF(err);
     if (escaped) {
+        CHECK_TRACING_AFTER();
+    }
+}
+
+// dict[key] for an exact dict (tier 1's BINARY_SUBSCR_DICT; else side exit).
+UOP(_BINARY_SUBSCR_DICT, (dict, sub -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(!PyDict_CheckExact(dict));
+    int escaped = 0;
+    res = cpjit_dict_subscript(frame, dict, sub, &escaped);
+    Py_DECREF(dict);
+    Py_DECREF(sub);
+    ERROR_IF(res == NULL);
+    if (escaped) {
+        CHECK_TRACING_AFTER();
+    }
+}
+
+// dict[key] = value for an exact dict (tier 1's STORE_SUBSCR_DICT).  A key
+// that is not an exact str or int may run Python code (__hash__, __eq__).
+UOP(_STORE_SUBSCR_DICT, (value, dict, sub -- ), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(!PyDict_CheckExact(dict));
+    int simple = PyUnicode_CheckExact(sub) || PyLong_CheckExact(sub);
+    if (!simple) {
+        SET_IP();
+    }
+    int err = PyDict_SetItem(dict, sub, value);
+    Py_DECREF(value);
+    Py_DECREF(dict);
+    Py_DECREF(sub);
+    ERROR_IF(err);
+    if (!simple) {
         CHECK_TRACING_AFTER();
     }
 }

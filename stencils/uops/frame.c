@@ -107,6 +107,12 @@ UOP(_PROFILE, ( -- ), 0) {
     *(uint64_t *)operand0 |= bits;
 }
 
+// Record the kind of callable a CALL with oparg arguments meets (a bit of
+// cpjit_call_kind_bit) into operand0, for the next compilation.
+UOP(_PROFILE_CALL, ( -- ), 0) {
+    *(uint64_t *)operand0 |= cpjit_call_kind_bit(PEEK(oparg + 2), PEEK(oparg + 1), oparg);
+}
+
 /* ---- stubs: placed by the emitter after the uops, not by the translator ---- */
 
 // Side-exit stub: operand0 is the exit's record (csrc/runtime.h): the runtime

@@ -287,7 +287,9 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
             boxed = sum(step.pushes for step in uop.exit_steps)
             exits.append((uop.exit_to, depth + boxed))
         if "exit_after" in holes:
-            exits.append((uop.exit_after, depth - spec.pops(uop.oparg) + spec.pushes(uop.oparg)))
+            boxed = sum(step.pushes for step in uop.exit_after_steps)
+            exits.append((uop.exit_after,
+                          depth - spec.pops(uop.oparg) + spec.pushes(uop.oparg) + boxed))
         for resume, real in exits:
             expected = entry_depths.get(resume)
             if expected is not None and expected != real:

@@ -169,10 +169,10 @@ def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple
 
 def exit_key(uop: UOp, value: HoleValue) -> tuple:
     """Which exit stub a uop's EXIT_TARGET or EXIT_AFTER hole goes to: the
-    resume offset, and the steps that box what the uop's exit state holds
-    unboxed (none after the uop: its state is then boxed)."""
+    resume offset, and the steps that box what the uop's exit state (before
+    it, or after it) holds unboxed."""
     if value is HoleValue.EXIT_AFTER:
-        return (uop.exit_after, ())
+        return (uop.exit_after, uop.exit_after_steps)
     return (uop.exit_to, uop.exit_steps)
 
 
@@ -347,7 +347,7 @@ def emit(trace: Trace) -> Emitted:
                 exit_stubs.append(key)
             placement.exit_stub = stub
         if plan.exits_after:
-            key = (uop.exit_after, ())
+            key = (uop.exit_after, uop.exit_after_steps)
             stub = exits.get(key)
             if stub is None:
                 stub = exits[key] = len(exit_stubs)
@@ -573,7 +573,7 @@ def _patch_all(layout: _Layout, keepalive: list, add) -> None:
                         raise EmitError(f"{uop.describe()}: no label for @{2 * uop.jump_to}")
                     target = placements[labels[uop.jump_to]].offset
                 elif code == _V_EXIT_AFTER:
-                    target = placements[exits[(uop.exit_after, ())]].offset
+                    target = placements[exits[(uop.exit_after, uop.exit_after_steps)]].offset
                 elif code == _V_INSTR:
                     base, target = BASE_ABSOLUTE, units + 2 * uop.offset
                 elif code == _V_COLD:

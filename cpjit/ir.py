@@ -154,8 +154,9 @@ class UOp:
     exit_after: int = -1
     # What its side exit does first, to box what is unboxed at that point
     # (ExitSteps, from cpjit/unbox.py); uops with the same resume offset and
-    # steps share an exit stub.
+    # steps share an exit stub.  The same for its exit after its effect.
     exit_steps: tuple = ()
+    exit_after_steps: tuple = ()
 
     def describe(self) -> str:
         parts = [self.name]

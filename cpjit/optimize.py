@@ -11,7 +11,7 @@ import dataclasses
 
 from . import analysis, stencil_table
 from .feedback import Feedback
-from .ir import LABEL, Trace
+from .ir import LABEL, Obj, Trace, UOp
 from .specialize import Specializer, specialize
 from .unbox import unbox
 
@@ -89,6 +89,71 @@ def fuse_string_append(trace: Trace, context: Context) -> list[str]:
             continue
         out.append(uop)
     uops[:] = out
+    return changes
+
+
+_LOOP_ENTRY_TYPES = (int, float, list, tuple, dict, str)
+
+
+def guard_loop_entries(trace: Trace, context: Context) -> list[str]:
+    """A local the loop body proves (with its guards) to be an int, a float, a
+    list... on every back edge, but of unknown type where the loop is entered,
+    gets one guard in front of the loop instead: inside, its type is then
+    known (no guards per iteration, and ints and floats can be unboxed).
+    Not for loops whose entry guard kept failing (feedback.no_speculation)."""
+    uops = trace.uops
+    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    back_edges: dict[int, list[int]] = {}
+    for i, uop in enumerate(uops):
+        if uop.name != LABEL and uop.jump_to in labels:
+            back_edges.setdefault(labels[uop.jump_to], []).append(i)
+    loops = [(header, sources) for header, sources in back_edges.items()
+             if all(source > header for source in sources) and header > 0
+             and not analysis.terminates(uops[header - 1].name)
+             and uops[header - 1].name != LABEL
+             and uops[header].oparg not in context.feedback.no_speculation]
+    if not loops:
+        return []
+    specializer = Specializer(trace, context.feedback, context.globals)
+    try:
+        states = analysis.analyze(trace, specializer.transfer)
+    except analysis.AnalysisError:
+        return []
+    names = trace.code.co_varnames
+    inserts: dict[int, list[UOp]] = {}
+    changes = []
+    for header, sources in loops:
+        before = states[header - 1]
+        if before is None or any(states[s] is None for s in sources):
+            continue
+        outcome = specializer.transfer(uops[header - 1], before) or \
+            analysis.generic_transfer(uops[header - 1], before)
+        entry = outcome.fallthrough
+        if entry is None:
+            continue
+        label = uops[header]
+        resume = trace.instruction_at(label.oparg)
+        for local, entering in enumerate(entry.locals):
+            if entering is not analysis.ANY or local >= len(names):
+                continue
+            looping = {states[s].locals[local] for s in sources}
+            if len(looping) != 1:
+                continue
+            (kind,) = looping
+            if kind not in _LOOP_ENTRY_TYPES:
+                continue
+            inserts.setdefault(header, []).append(
+                UOp("_GUARD_LOCAL_TYPE", local, Obj(kind), offset=label.oparg,
+                    exit_to=resume.start if resume else label.exit_to,
+                    comment=f"{names[local]}: {kind.__name__} all through the loop"))
+            changes.append(f"@{2 * label.oparg} guard {names[local]} ({kind.__name__}) "
+                           f"before the loop")
+    if inserts:
+        out = []
+        for i, uop in enumerate(uops):
+            out.extend(inserts.get(i, ()))
+            out.append(uop)
+        uops[:] = out
     return changes
 
 
@@ -173,6 +238,7 @@ PASSES = [
     ("specialize", run_specialize),
     ("fuse_compare_and_branch", fuse_compare_and_branch),
     ("fuse_string_append", fuse_string_append),
+    ("guard_loop_entries", guard_loop_entries),
     ("remove_redundant_guards", remove_redundant_guards),
     ("unbox", unbox),
     ("prune_tracing_checks", prune_tracing_checks),

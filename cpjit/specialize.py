@@ -245,6 +245,8 @@ class Specializer:
                 return Outcome(state.refine(item.alias, guarded))
             return Outcome(analysis.State(stack[:index] + (dataclasses.replace(item, type=guarded),)
                                           + stack[index + 1:], state.locals))
+        if name == "_GUARD_LOCAL_TYPE":
+            return Outcome(state.refine(uop.oparg, uop.operand0.value))
         if name == "_LOAD_GLOBAL_CACHED":
             hint = self._global_hint(uop.operand0.value)
             items = (Item(NULL),) if uop.oparg else ()

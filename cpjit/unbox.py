@@ -85,6 +85,7 @@ class _Walk:
         self.raw: dict[int, str] = {}  # raw locals where we are
         self.used_slots = False
         self.current: UOp | None = None
+        self.consumers = _consumers(trace.uops, specs)
 
     # -- helpers --
 
@@ -106,11 +107,12 @@ class _Walk:
         self.out.append(uop)
         return uop
 
-    def keep(self, uop: UOp) -> None:
-        """Emit an original uop."""
+    def keep(self, uop: UOp) -> UOp:
+        """Emit an original uop (a copy, if its exits need steps)."""
         if "DEOPTS" in self.specs[uop.name].flags and (self.raw or self.has_virtual()):
             uop = dataclasses.replace(uop, exit_steps=self.exit_steps())
         self.out.append(uop)
+        return uop
 
     def has_virtual(self) -> bool:
         return any(item is not None for item in self.stack)
@@ -155,6 +157,20 @@ class _Walk:
                 self.stack[position] = None
                 self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
             self.stack[position] = None
+
+    def feeds_raw(self, index: int) -> bool:
+        """Whether the value uop `index` pushes goes to a uop that can use it
+        raw: raw arithmetic or a compare, an index, a store into a raw local
+        (unknown, past a branch: assume it does)."""
+        consumer, position = self.consumers.get(index, (None, 0))
+        if consumer is None:
+            return True
+        uop = self.trace.uops[consumer]
+        if uop.name == "_STORE_FAST":
+            return uop.oparg in self.raw_locals_at.get(consumer, {})
+        if uop.name in _SUBSCRIPTS:
+            return position == 0  # the index (the top item)
+        return uop.name in _RAW_CONSUMERS
 
     def sync_locals(self) -> None:
         for local, kind in sorted(self.raw.items()):
@@ -219,12 +235,11 @@ class _Walk:
         return temp
 
     def binary(self, raw_name: str, kinds: list[str], result: str, index: int) -> None:
-        if not self.raw and raw_name != "_POW_F64" and any(item is None
-                                                             for item in self.stack[-2:]):
-            # Outside a loop with raw locals an operand that is an object
-            # already costs an unboxing, and the result would most likely be
-            # boxed again: the typed uop on objects is cheaper.
-            raise _Skip("boxed operand, nothing raw to feed")
+        if raw_name != "_POW_F64" and any(item is None for item in self.stack[-2:]) \
+                and not self.feeds_raw(index):
+            # An operand that is an object costs an unboxing, and the result
+            # would be boxed again at once: the typed uop on objects is cheaper.
+            raise _Skip("boxed operand, and the result is not used raw")
         slots = self.take(2, kinds, index)
         target = self.temp(len(self.stack) - 2)
         self.emit(raw_name, target, slots[0], slots[1])
@@ -278,18 +293,21 @@ class _Walk:
         if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
             uop = dataclasses.replace(uop, name="_CHECK_EVAL_BREAKER_UNBOXED")
         spec = self.specs[uop.name]
-        if spec.jumps or "PEEKS" in spec.flags or "EXITS_AFTER" in spec.flags:
-            # a jump target, a uop reading below its inputs, or one whose exit
-            # after its effect hands the interpreter the stack as it is
-            self.materialize()
+        if spec.jumps or "PEEKS" in spec.flags:
+            self.materialize()  # a jump target, or a uop reading below its inputs
         else:
             self.materialize(spec.pops(uop.oparg))
         if self.raw and (spec.escapes or spec.errors or "LEAVES" in spec.flags):
             self.sync_locals()
-        self.keep(uop)
+        kept = self.keep(uop)
         pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
         del self.stack[len(self.stack) - pops:]
         self.stack.extend([None] * pushes)
+        if "EXITS_AFTER" in spec.flags and (self.raw or self.has_virtual()):
+            # its exit after its effect boxes what is unboxed below its outputs
+            if kept is uop:
+                kept = self.out[-1] = dataclasses.replace(uop)
+            kept.exit_after_steps = self.exit_steps()
 
     # -- uops that work on virtual items (return True when handled) --
 
@@ -465,6 +483,40 @@ _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_N
                                  "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
                                  "_COPY_SLOT", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
                                  "_FOR_ITER_RANGE_I64"})
+
+
+_SUBSCRIPTS = frozenset({"_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT",
+                         "_STORE_SUBSCR_LIST_INT"})
+_RAW_CONSUMERS = frozenset({*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLOAT",
+                            *_GENERIC_FLOAT_OPS, "_COMPARE_INT_AND_BRANCH",
+                            "_COMPARE_FLOAT_AND_BRANCH", "_COMPARE_OP_INT", "_COMPARE_OP_FLOAT",
+                            "_UNARY_NEGATIVE_INT", "_UNARY_NEGATIVE_FLOAT", "_BINARY_OP"})
+
+
+def _consumers(uops: list[UOp], specs) -> dict[int, tuple[int, int]]:
+    """For each uop that pushes one value: the uop that pops it and where
+    the value is among that uop's inputs (0: the top), when straight-line code
+    leads there (not past a label, a branch or a uop reading below its inputs)."""
+    found = {}
+    for i, uop in enumerate(uops):
+        if uop.name == LABEL or specs[uop.name].pushes(uop.oparg) != 1:
+            continue
+        above = 0  # items pushed over the value since
+        for j in range(i + 1, min(i + 40, len(uops))):
+            later = uops[j]
+            if later.name == LABEL:
+                break
+            spec = specs[later.name]
+            if "PEEKS" in spec.flags:
+                break
+            pops = spec.pops(later.oparg)
+            if pops > above:
+                found[i] = (j, above)
+                break
+            if spec.jumps:
+                break
+            above += spec.pushes(later.oparg) - pops
+    return found
 
 
 class _Skip(Exception):

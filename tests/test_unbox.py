@@ -398,3 +398,27 @@ def constants_under_a_guard(xs, flag):
 def test_equal_constants_keep_their_type_through_side_exits(xs):
     check(constants_under_a_guard, xs, True, calls=3)
     check(constants_under_a_guard, xs, False, calls=3)
+
+
+def turn_tracing_on(x):
+    if x == 3:
+        sys.settrace(lambda frame, event, arg: None)
+    return x * 1.5
+
+
+def traced_midway(xs):
+    total = 0.0
+    for x in xs:
+        total = total + turn_tracing_on(x)  # `total` is unboxed under the call
+    sys.settrace(None)
+    return total
+
+
+def test_exit_after_a_call_boxes_what_lies_under_it():
+    try:
+        w = check(traced_midway, [1.0, 2.0, 3, 4.0], calls=3, warmup=0)
+    finally:
+        sys.settrace(None)
+    assert any(w.stats["side_exits"].values()), "the call's exit after its effect was not taken"
+    uops = w._info.trace.uops
+    assert any(u.exit_after_steps for u in uops if u.name.startswith("_CALL"))

@@ -9,6 +9,13 @@ UOP(_GUARD_TYPE, ( -- ), 0) {
     DEOPT_IF(Py_TYPE(PEEK(oparg)) != (PyTypeObject *)operand0);
 }
 
+// Local oparg holds an object of exact type operand0, else side exit.  Put in
+// front of a loop, it lets the loop count on that type (cpjit/optimize.py).
+UOP(_GUARD_LOCAL_TYPE, ( -- ), 0) {
+    PyObject *value = GETLOCAL(oparg);
+    DEOPT_IF(value == NULL || Py_TYPE(value) != (PyTypeObject *)operand0);
+}
+
 // int + int.
 UOP(_BINARY_OP_ADD_INT, (lhs, rhs -- res), 0) {
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {

@@ -280,7 +280,7 @@ class _Walk:
                 self.generic(uop)
         if self.raw:
             self.leave_region()
-        return self.out
+        return _without_guards_before_unboxing(self.out)
 
     def leave_region(self) -> None:
         last = self.out[-1] if self.out else None
@@ -450,21 +450,67 @@ class _Walk:
         top = self.stack[-1]
         if top is None or top.kind != I64 or self.stack[-2] is not None:
             return False
-        if uop.name.startswith("_STORE") and self.stack[-3] is not None:
-            self.materialize(3)
-            return False
-        (slot,) = self.take(1, [I64], index)
-        raw_name = {"_BINARY_SUBSCR_LIST_INT": "_BINARY_SUBSCR_LIST_I64",
-                    "_BINARY_SUBSCR_TUPLE_INT": "_BINARY_SUBSCR_TUPLE_I64",
-                    "_STORE_SUBSCR_LIST_INT": "_STORE_SUBSCR_LIST_I64"}[uop.name]
-        self.emit(raw_name, operand0=slot)  # its side exit puts the index back
-        if uop.name.startswith("_STORE"):
+        store = uop.name.startswith("_STORE")
+        if store and self.stack[-3] is not None:
+            self.materialize_at(len(self.stack) - 3)  # the value stored is an object
+        if top.how == "const" and type(top.value) is int and -(1 << 31) <= top.value < (1 << 31):
+            self.emit(_CONST_SUBSCRIPTS[uop.name], operand0=top.value)
+        else:
+            (slot,) = self.take(1, [I64], index)
+            self.emit(_RAW_SUBSCRIPTS[uop.name], operand0=slot)  # its exit puts the index back
+        if store:
             del self.stack[-3:]
         else:
             self.stack[-2:] = [None]
         return True
 
+    def materialize_at(self, position: int) -> None:
+        """Box the virtual item at `position` into its place."""
+        item = self.stack[position]
+        model = self._insert_uop(item, self.boxed_above(position))
+        self.emit(model.name, model.oparg, model.operand0)
+        self.stack[position] = None
+        if item.how == "local" and item.guard is not None:
+            self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
 
+    def on_COPY(self, uop: UOp, index: int) -> bool:
+        """COPY of a virtual item: another virtual item (a raw one shares the
+        slot: the stack empties above it first); of an object: a real COPY
+        counting only the objects on the real stack."""
+        position = len(self.stack) - uop.oparg
+        item = self.stack[position]
+        if item is not None:
+            self.stack.append(item)
+            return True
+        if not self.has_virtual():
+            return False
+        self.keep(dataclasses.replace(uop, oparg=1 + self.boxed_above(position)))
+        self.stack.append(None)
+        return True
+
+    def on_SWAP(self, uop: UOp, index: int) -> bool:
+        """SWAP that leaves the objects on the real stack in their order (the
+        virtual items move in the abstract stack only), or that exchanges two
+        objects (a real SWAP counting only the objects)."""
+        low, high = len(self.stack) - uop.oparg, len(self.stack) - 1
+        a, b = self.stack[low], self.stack[high]
+        between = self.boxed_above(low) - (b is None)
+        if a is None and b is None:
+            if not self.has_virtual():
+                return False
+            self.keep(dataclasses.replace(uop, oparg=2 + between))
+        elif (a is None or b is None) and between:
+            return False  # an object would pass other objects: the real stack must move
+        self.stack[low], self.stack[high] = b, a
+        return True
+
+
+_RAW_SUBSCRIPTS = {"_BINARY_SUBSCR_LIST_INT": "_BINARY_SUBSCR_LIST_I64",
+                   "_BINARY_SUBSCR_TUPLE_INT": "_BINARY_SUBSCR_TUPLE_I64",
+                   "_STORE_SUBSCR_LIST_INT": "_STORE_SUBSCR_LIST_I64"}
+_CONST_SUBSCRIPTS = {"_BINARY_SUBSCR_LIST_INT": "_BINARY_SUBSCR_LIST_CONST",
+                     "_BINARY_SUBSCR_TUPLE_INT": "_BINARY_SUBSCR_TUPLE_CONST",
+                     "_STORE_SUBSCR_LIST_INT": "_STORE_SUBSCR_LIST_CONST"}
 _POWER = (Sym("cpjit_power"), Sym("cpjit_inplace_power"))
 for _name in (*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLOAT", *_GENERIC_FLOAT_OPS,
               "_BINARY_OP"):
@@ -517,6 +563,31 @@ def _consumers(uops: list[UOp], specs) -> dict[int, tuple[int, int]]:
                 break
             above += spec.pushes(later.oparg) - pops
     return found
+
+
+_UNBOX_CHECKS = {"_POP_UNBOX_I64": int, "_POP_UNBOX_F64": float}
+
+
+def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
+    """Drop a _GUARD_TYPE of int or float whose item the following uops pop
+    and unbox: the unboxing checks the same type (and side-exits to the same
+    instruction, its exit boxing back what was popped before)."""
+    dropped = set()
+    for g, guard in enumerate(uops):
+        if guard.name != "_GUARD_TYPE" or guard.operand0.value not in (int, float):
+            continue
+        depth = guard.oparg
+        for later in uops[g + 1:]:
+            if later.name == "_GUARD_TYPE":
+                continue
+            if later.name not in _UNBOX_CHECKS:
+                break
+            if depth == 1:
+                if _UNBOX_CHECKS[later.name] is guard.operand0.value:
+                    dropped.add(g)
+                break
+            depth -= 1
+    return [uop for k, uop in enumerate(uops) if k not in dropped]
 
 
 class _Skip(Exception):
@@ -626,6 +697,7 @@ def trace_local_name(trace: Trace, local: int) -> str:
 
 
 _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64", "_POW_F64",
+                       *_CONST_SUBSCRIPTS.values(),
                        "_CMP_I64_JUMP", "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
                        "_FOR_ITER_RANGE_I64", "_BINARY_SUBSCR_LIST_I64",
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})

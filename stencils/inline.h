@@ -133,8 +133,13 @@ cpjit_unbox_int(PyObject *o, int64_t *out)
 static inline __attribute__((always_inline)) PyObject *
 cpjit_insert(PyObject **stack_pointer, int above, PyObject *value)
 {
-    if (LIKELY(above == 0)) {  /* the usual case: keep it on the hot path */
+    if (LIKELY(above == 0)) {  /* the usual cases: keep them on the hot path */
         return value;
+    }
+    if (LIKELY(above == 1)) {
+        PyObject *top = stack_pointer[-1];
+        stack_pointer[-1] = value;
+        return top;
     }
     PyObject *top = stack_pointer[-1];
     for (int i = 1; i < above; i++) {

@@ -422,3 +422,31 @@ def test_exit_after_a_call_boxes_what_lies_under_it():
     assert any(w.stats["side_exits"].values()), "the call's exit after its effect was not taken"
     uops = w._info.trace.uops
     assert any(u.exit_after_steps for u in uops if u.name.startswith("_CALL"))
+
+
+def augmented_items(vectors, scale, k):
+    """nbody's v[0] -= dx * m: COPY and SWAP over a constant index and raw values."""
+    for v in vectors:
+        v[0] -= v[1] * scale
+        v[-1] += scale * 2.0
+        v[k] *= 1.5
+        v[1], v[0] = v[0], v[1]
+    return vectors
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], 0.5, 2),
+    lambda: ([[1.0, 2.0, 3.0], [4, 5, 6]], 0.5, 1),  # ints among the floats
+    lambda: ([[1.0, 2.0]], 0.5, 2),  # index out of range: IndexError
+    lambda: ([[1.0, 2.0, 3.0], (4.0, 5.0, 6.0)], 0.5, 0),  # a tuple: TypeError
+    lambda: ([[1.0, 2.0, 3.0]] * 3, 2, -3),  # one list three times, an int scale
+])
+def test_augmented_subscripts_with_raw_values(make):
+    check(augmented_items, inputs=make, calls=3)
+
+
+def test_the_augmented_subscript_pattern_keeps_values_raw():
+    w = check(augmented_items, inputs=lambda: ([[1.0, 2.0, 3.0]] * 4, 0.5, 2), calls=3)
+    names = [u.name for u in w._info.trace.uops]
+    assert "_BINARY_SUBSCR_LIST_CONST" in names and "_STORE_SUBSCR_LIST_CONST" in names
+    assert names.count("_SWAP") == 1  # the tuple swap; the augmented ones are virtual

@@ -322,3 +322,43 @@ UOP(_STORE_SUBSCR_LIST_I64, (value, container -- ), 0) {
     Py_DECREF(old);
     Py_DECREF(container);
 }
+
+// list[operand0], a constant index (negative from the end; out of range: side exit).
+UOP(_BINARY_SUBSCR_LIST_CONST, (container -- res), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyList_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    res = PyList_GET_ITEM(container, index);
+    Py_INCREF(res);
+    Py_DECREF(container);
+}
+
+// tuple[operand0], a constant index.
+UOP(_BINARY_SUBSCR_TUPLE_CONST, (container -- res), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyTuple_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    res = PyTuple_GET_ITEM(container, index);
+    Py_INCREF(res);
+    Py_DECREF(container);
+}
+
+// list[operand0] = value, a constant index.
+UOP(_STORE_SUBSCR_LIST_CONST, (value, container -- ), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyList_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    PyObject *old = PyList_GET_ITEM(container, index);
+    PyList_SET_ITEM(container, index, value);
+    Py_DECREF(old);
+    Py_DECREF(container);
+}

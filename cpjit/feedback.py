@@ -60,8 +60,8 @@ def from_tier1(code: types.CodeType, instructions) -> Feedback:
     adaptive = code._co_code_adaptive
     for ins in instructions:
         name = version.adaptive_name(adaptive, ins.offset)
-        if name is None or name == ins.name:
-            continue
+        if name is None or name == ins.name or name.endswith("_ADAPTIVE"):
+            continue  # not specialized (yet): no feedback
         feedback.notes[ins.offset] = name
         observed = version.TIER1_OPERAND_TYPES.get(name)
         if observed is not None:
@@ -117,9 +117,10 @@ def from_profile(trace, words) -> Feedback:
 
 def merged(first: Feedback, second: Feedback) -> Feedback:
     """`first` completed by `second` where it knows nothing."""
-    result = Feedback(dict(second.operands), dict(second.notes),
-                      f"{first.source} + {second.source}"
-                      if second.operands or second.calls else first.source,
+    sources = first.source.split(" + ")
+    if second.operands or second.calls:
+        sources += [part for part in second.source.split(" + ") if part not in sources]
+    result = Feedback(dict(second.operands), dict(second.notes), " + ".join(sources),
                       first.no_speculation | second.no_speculation, dict(second.calls))
     result.operands.update(first.operands)
     result.notes.update(first.notes)

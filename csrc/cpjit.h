@@ -16,6 +16,7 @@ typedef struct {
     Py_ssize_t rwdata_words;
     Py_ssize_t nslots;       /* JitState slots the code needs */
     Py_ssize_t fast_argcount; /* co_argcount if calls can bind positionally, else -1 */
+    Py_ssize_t active;       /* frames running it right now (recursion: above 1) */
     PyObject *co;            /* the code object it was compiled from */
     PyObject *keepalive;     /* objects whose addresses the machine code holds */
     PyObject *weakreflist;
@@ -45,6 +46,8 @@ PyObject *cpjit_resolve_patches(PyObject *module, PyObject *args);
 
 /* ---- wrapper.c: the decorated callable ---- */
 
+#define CPJIT_PROFILE_PATIENCE 1024
+
 enum { CPJIT_STATE_WARMING, CPJIT_STATE_COMPILING, CPJIT_STATE_COMPILED, CPJIT_STATE_FALLBACK };
 
 typedef struct {
@@ -72,7 +75,11 @@ static inline int
 cpjit_wants_recompile(JitFunction *self, JitCode *code)
 {
     self->calls++;
-    return (self->recompile_at != 0 && self->calls >= self->recompile_at)
+    /* A profile is ready once the profiling code finished a run: while it is
+     * still running below (a recursive function) its deeper paths may not
+     * have run yet; it waits CPJIT_PROFILE_PATIENCE calls at most. */
+    return (self->recompile_at != 0 && self->calls >= self->recompile_at
+            && (code->active == 0 || self->calls >= self->recompile_at + CPJIT_PROFILE_PATIENCE))
            || code->rwdata[CPJIT_RW_EXITS] >= CPJIT_EXIT_STORM;
 }
 

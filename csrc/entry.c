@@ -205,7 +205,9 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
     state->rwdata = code->rwdata;
     jit_entry_fn entry = (jit_entry_fn)(void *)(code->memory + code->entry_offset);
     cpjit_stats.entries++;
+    code->active++;
     PyObject *result = entry(frame, _PyFrame_GetStackPointer(frame), tstate, state);
+    code->active--;
     _Py_LeaveRecursiveCallTstate(tstate);
     tstate->cframe = cframe.previous;
     tstate->cframe->use_tracing = cframe.use_tracing;

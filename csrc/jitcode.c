@@ -277,6 +277,12 @@ static PyMethodDef jitcode_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *
+jitcode_get_active(JitCode *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->active);
+}
+
 static PyGetSetDef jitcode_getset[] = {
     {"address", (getter)jitcode_get_address, NULL, "Start of the mapping.", NULL},
     {"entry", (getter)jitcode_get_entry, NULL, "Address of the entry shim.", NULL},
@@ -284,6 +290,7 @@ static PyGetSetDef jitcode_getset[] = {
     {"size", (getter)jitcode_get_size, NULL, "Bytes of code and read-only data.", NULL},
     {"co", (getter)jitcode_get_co, NULL, "The code object compiled.", NULL},
     {"nslots", (getter)jitcode_get_nslots, NULL, "Frame-side slots the code needs.", NULL},
+    {"active", (getter)jitcode_get_active, NULL, "Frames running the code right now.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

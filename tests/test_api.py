@@ -329,3 +329,24 @@ def test_cpjit_disable_turns_everything_off():
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "45 False disabled by CPJIT_DISABLE=1"
+
+
+def fib(n):
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+
+def test_a_recursive_function_is_recompiled_once_its_profile_has_run():
+    """The profiling code of a recursive function is still running below its
+    next call: the recompilation waits until the profile saw the deep paths."""
+    plain_globals, jit_globals = {}, {}
+    plain = plain_globals["fib"] = types.FunctionType(fib.__code__.replace(), plain_globals)
+    wrapper = jit_globals["fib"] = cpjit.jit(
+        types.FunctionType(fib.__code__.replace(), jit_globals), warmup=0)
+    assert wrapper(18) == plain(18) == 2584
+    assert wrapper(18) == 2584
+    assert wrapper._info.generation == 2 and not wrapper._info.profile
+    names = [u.name for u in wrapper._info.trace.uops]
+    assert "_BINARY_OP_ADD_INT" in names, names
+    assert wrapper._code.active == 0

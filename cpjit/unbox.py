@@ -280,7 +280,7 @@ class _Walk:
                 self.generic(uop)
         if self.raw:
             self.leave_region()
-        return _without_guards_before_unboxing(self.out)
+        return _fused_list_items(_without_guards_before_unboxing(self.out))
 
     def leave_region(self) -> None:
         last = self.out[-1] if self.out else None
@@ -590,6 +590,37 @@ def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
     return [uop for k, uop in enumerate(uops) if k not in dropped]
 
 
+_POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
+_STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64", "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
+
+
+def _fused_list_items(uops: list[UOp]) -> list[UOp]:
+    """list[k] read straight into a slot, or stored straight from one (k a
+    constant): _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_*
+    under one item + _STORE_SUBSCR_LIST_CONST become one uop each, which
+    side-exits (before any effect) as the first of the two would."""
+    out: list[UOp] = []
+    k = 0
+    while k < len(uops):
+        uop = uops[k]
+        following = uops[k + 1] if k + 1 < len(uops) else None
+        if following is not None and uop.name == "_BINARY_SUBSCR_LIST_CONST" \
+                and following.name in _POP_ITEMS:
+            out.append(dataclasses.replace(uop, name=_POP_ITEMS[following.name],
+                                           oparg=following.oparg))
+            k += 2
+            continue
+        if following is not None and uop.name in _STORE_ITEMS and uop.oparg == 1 \
+                and following.name == "_STORE_SUBSCR_LIST_CONST":
+            out.append(dataclasses.replace(uop, name=_STORE_ITEMS[uop.name],
+                                           oparg=uop.operand0, operand0=following.operand0))
+            k += 2
+            continue
+        out.append(uop)
+        k += 1
+    return out
+
+
 class _Skip(Exception):
     """This uop is handled generically after all."""
 
@@ -697,7 +728,7 @@ def trace_local_name(trace: Trace, local: int) -> str:
 
 
 _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64", "_POW_F64",
-                       *_CONST_SUBSCRIPTS.values(),
+                       *_CONST_SUBSCRIPTS.values(), *_POP_ITEMS.values(), *_STORE_ITEMS.values(),
                        "_CMP_I64_JUMP", "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
                        "_FOR_ITER_RANGE_I64", "_BINARY_SUBSCR_LIST_I64",
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})

@@ -362,3 +362,67 @@ UOP(_STORE_SUBSCR_LIST_CONST, (value, container -- ), 0) {
     Py_DECREF(old);
     Py_DECREF(container);
 }
+
+/* ---- list items straight to and from slots (cpjit/unbox.py fuses
+ * _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_* +
+ * _STORE_SUBSCR_LIST_CONST into these); each side-exits before any effect ---- */
+
+// Pop a list; its item operand0 (a constant index), an exact float, into slot[oparg].
+UOP(_POP_LIST_ITEM_F64, (container -- ), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyList_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    PyObject *item = PyList_GET_ITEM(container, index);
+    DEOPT_IF(!PyFloat_CheckExact(item));
+    SET_SLOT_F64(OPARG, PyFloat_AS_DOUBLE(item));
+    Py_DECREF(container);
+}
+
+// Pop a list; its item operand0, an exact int fitting 64 bits, into slot[oparg].
+UOP(_POP_LIST_ITEM_I64, (container -- ), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyList_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    int64_t raw;
+    DEOPT_IF(!cpjit_unbox_int(PyList_GET_ITEM(container, index), &raw));
+    SET_SLOT_I64(OPARG, raw);
+    Py_DECREF(container);
+}
+
+// Pop a list; store slot[oparg] (a double, boxed) as its item operand0.
+UOP(_STORE_LIST_ITEM_F64, (container -- ), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyList_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    PyObject *value = PyFloat_FromDouble(SLOT_F64(OPARG));
+    DEOPT_IF(value == NULL);
+    PyObject *old = PyList_GET_ITEM(container, index);
+    PyList_SET_ITEM(container, index, value);
+    Py_DECREF(old);
+    Py_DECREF(container);
+}
+
+// Pop a list; store slot[oparg] (an int64, boxed) as its item operand0.
+UOP(_STORE_LIST_ITEM_I64, (container -- ), 0) {
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    Py_ssize_t size = PyList_GET_SIZE(container);
+    if (index < 0) {
+        index += size;
+    }
+    DEOPT_IF((size_t)index >= (size_t)size);
+    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPARG));
+    DEOPT_IF(value == NULL);
+    PyObject *old = PyList_GET_ITEM(container, index);
+    PyList_SET_ITEM(container, index, value);
+    Py_DECREF(old);
+    Py_DECREF(container);
+}

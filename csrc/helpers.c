@@ -71,6 +71,67 @@ cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *
     return CPJIT_DEOPT;
 }
 
+void
+cpjit_raise(PyThreadState *tstate, PyObject *exc, PyObject *cause)
+{
+    /* do_raise() of Python/ceval.c for `raise exc [from cause]`: the same
+     * checks, messages and reference handling (both are stolen). */
+    PyObject *type = NULL, *value = NULL;
+    if (PyExceptionClass_Check(exc)) {
+        type = exc;
+        value = PyObject_CallNoArgs(exc);
+        if (value == NULL) {
+            goto raise_error;
+        }
+        if (!PyExceptionInstance_Check(value)) {
+            _PyErr_Format(tstate, PyExc_TypeError,
+                          "calling %R should have returned an instance of "
+                          "BaseException, not %R", type, Py_TYPE(value));
+            goto raise_error;
+        }
+    }
+    else if (PyExceptionInstance_Check(exc)) {
+        value = exc;
+        type = PyExceptionInstance_Class(exc);
+        Py_INCREF(type);
+    }
+    else {
+        Py_DECREF(exc);
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+        goto raise_error;
+    }
+    if (cause != NULL) {
+        PyObject *fixed_cause;
+        if (PyExceptionClass_Check(cause)) {
+            fixed_cause = PyObject_CallNoArgs(cause);
+            if (fixed_cause == NULL) {
+                goto raise_error;
+            }
+            Py_DECREF(cause);
+        }
+        else if (PyExceptionInstance_Check(cause)) {
+            fixed_cause = cause;
+        }
+        else if (Py_IsNone(cause)) {
+            Py_DECREF(cause);
+            fixed_cause = NULL;
+        }
+        else {
+            PyErr_SetString(PyExc_TypeError, "exception causes must derive from BaseException");
+            goto raise_error;
+        }
+        PyException_SetCause(value, fixed_cause);
+    }
+    _PyErr_SetObject(tstate, type, value);
+    Py_DECREF(value);
+    Py_DECREF(type);
+    return;
+raise_error:
+    Py_XDECREF(value);
+    Py_XDECREF(type);
+    Py_XDECREF(cause);
+}
+
 int
 cpjit_handle_pending(PyThreadState *tstate)
 {

@@ -48,6 +48,10 @@ enum {
 PyObject *cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *state,
                           const int64_t *record);
 
+/* RAISE_VARARGS 1 and 2: `raise exc [from cause]` as the interpreter's
+ * do_raise() does it (the exception is set; both references are stolen). */
+void cpjit_raise(PyThreadState *tstate, PyObject *exc, PyObject *cause);
+
 /* Returned by machine code to say "finish this frame in the interpreter":
  * frame->prev_instr and the stack pointer have been set for the resume point. */
 extern char cpjit_deopt_marker;
@@ -117,6 +121,7 @@ PyObject *cpjit_load_global_miss(PyObject *globals, PyObject *builtins, PyObject
 #define CPJIT_RUNTIME_SYMBOLS(X) \
     X(cpjit_deopt_marker)        \
     X(cpjit_side_exit)           \
+    X(cpjit_raise)               \
     X(cpjit_call)                \
     X(cpjit_load_attr_miss)      \
     X(cpjit_store_attr_miss)     \

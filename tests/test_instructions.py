@@ -3,7 +3,9 @@
 import math
 
 import pytest
-from differential import check, compiled_without_exits
+from differential import check, compiled_without_exits, fresh
+
+import cpjit
 
 G = 10
 
@@ -721,3 +723,90 @@ def lookups(d, keys):
 @pytest.mark.parametrize("keys", [["a", "b", "a"], ["a", "zz"], [CountingKey("a")]])
 def test_dict_lookup_key_error(keys):
     check(lookups, {"a": 1, "b": 2}, keys, calls=3)
+
+
+# RAISE_VARARGS: raise exc [from cause] as the interpreter's do_raise does it,
+# messages, causes, contexts and traceback lines included.
+
+class NotAnException:
+    pass
+
+
+class BadFactory(Exception):
+    def __new__(cls, *args):
+        return 42
+
+
+def raiser(kind, value):
+    if kind == "instance":
+        raise ValueError(f"bad {value}")
+    if kind == "class":
+        raise KeyError
+    if kind == "from":
+        raise RuntimeError("wrapped") from ValueError(value)
+    if kind == "from class":
+        raise RuntimeError("wrapped") from TypeError
+    if kind == "from none":
+        try:
+            {}[value]
+        except KeyError:
+            raise LookupError("no context shown") from None
+    if kind == "not an exception":
+        raise NotAnException()
+    if kind == "bad cause":
+        raise ValueError("x") from 5
+    if kind == "bad factory":
+        raise BadFactory
+    if kind == "in a loop":
+        for k in range(value):
+            if k == 3:
+                raise IndexError(k)
+    if kind == "reraise":
+        try:
+            [][value]
+        except IndexError:
+            raise
+    return kind
+
+
+def raise_and_describe(kind, value):
+    try:
+        raiser(kind, value)
+    except BaseException as error:
+        return (type(error).__name__, str(error), type(error.__cause__).__name__,
+                type(error.__context__).__name__, error.__suppress_context__)
+    return None
+
+
+@pytest.mark.parametrize("kind", ["instance", "class", "from", "from class", "from none",
+                                  "not an exception", "bad cause", "bad factory", "in a loop",
+                                  "reraise", "none"])
+def test_raise(kind):
+    check(raiser, kind, 7, calls=2)
+    check(raise_and_describe, kind, 7, calls=2)
+    w = check(raiser, kind, 7, calls=2)
+    if kind != "reraise":  # only the bare raise is left to the interpreter
+        assert not w.stats["unsupported"]
+
+
+def raise_given(exc, cause):
+    raise exc from cause
+
+
+def test_raise_leaks_no_reference():
+    import sys
+    exc, cause = ValueError("kept"), KeyError("cause")
+    w = cpjit.jit(fresh(raise_given), warmup=0)
+
+    def rounds(n):
+        for _ in range(n):
+            try:
+                w(exc, cause)
+            except ValueError:
+                pass
+        exc.__traceback__ = None
+        return sys.getrefcount(exc), sys.getrefcount(cause)
+
+    rounds(3)
+    assert rounds(100) == rounds(3)
+    assert w.compiled and not w.stats["unsupported"]

@@ -41,7 +41,7 @@ _JUMP_POPPING = re.compile(r"\bJUMP_POPPING\s*\(\s*(\d+)\s*\)")
 _JUMP_IF = re.compile(r"\bJUMP(?:_IF)?\s*\(")
 
 # The body ends with an unconditional way out.
-_TERMINATES = re.compile(r"(?:\bJUMP\(\)|\bDEOPT_IF\(1\)|\breturn\b[^;]*);\s*\Z")
+_TERMINATES = re.compile(r"(?:\bJUMP\(\)|\b(?:DEOPT|ERROR)_IF\(1\)|\breturn\b[^;]*);\s*\Z")
 
 
 class UopDefError(Exception):

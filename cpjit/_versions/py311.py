@@ -407,6 +407,11 @@ class Lowering:
     def BUILD_LIST(self, ins):
         return [self._u("_BUILD_LIST", ins, ins.arg)]
 
+    def RAISE_VARARGS(self, ins):
+        if ins.arg not in (1, 2):
+            return None  # a bare `raise` re-raises: the interpreter's own path
+        return [self._u("_RAISE_VARARGS", ins, ins.arg)]
+
     def MAKE_FUNCTION(self, ins):
         return [self._u("_MAKE_FUNCTION", ins, ins.arg)]
 

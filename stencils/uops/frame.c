@@ -107,6 +107,14 @@ UOP(_PROFILE, ( -- ), 0) {
     *(uint64_t *)operand0 |= bits;
 }
 
+// RAISE_VARARGS 1 or 2: raise args[0] (from args[1]).  The bare `raise` (0)
+// is left to the interpreter: it re-raises without a new traceback entry.
+UOP(_RAISE_VARARGS, (args[oparg] -- ), ESCAPES | SYNCS_FRAME) {
+    SET_IP();
+    cpjit_raise(tstate, args[0], oparg == 2 ? args[1] : NULL);
+    ERROR_IF(1);
+}
+
 // Record the kind of callable a CALL with oparg arguments meets (a bit of
 // cpjit_call_kind_bit) into operand0, for the next compilation.
 UOP(_PROFILE_CALL, ( -- ), 0) {

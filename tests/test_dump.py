@@ -313,3 +313,22 @@ def test_dump_sections_can_be_chosen():
     assert "== " in text and "Side exits" in text and "Machine code" not in text
     with pytest.raises(ValueError, match="unknown dump sections"):
         jitted.dump(sections=("nonsense",))
+
+
+def test_the_readme_walkthrough_quotes_the_expected_dump():
+    """The excerpts in the README's "How it works" are lines of the dump of
+    tests/data/dump_sample.py:clamp (its notes, after `#` or `<-`, aside)."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## How it works"):readme.index("## How it is built")]
+    dump_lines = [line.rstrip() for line in EXPECTED.read_text().splitlines()]
+    quoted, fence = [], None  # lines of the untagged code blocks: dump text
+    for line in section.splitlines():
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].strip()
+        elif fence == "" and line.strip():
+            quoted.append(line)
+    assert len(quoted) > 30
+    for line in quoted:
+        text = re.split(r"\s{2,}(?:#|<-) ", line)[0].rstrip()
+        assert any(text in dump_line for dump_line in dump_lines), f"not in the dump: {text!r}"

@@ -158,6 +158,16 @@ class UOp:
     exit_steps: tuple = ()
     exit_after_steps: tuple = ()
 
+    def replace(self, **changes) -> "UOp":
+        """A copy with some fields changed (dataclasses.replace, five times faster:
+        the passes copy uops a lot)."""
+        new = UOp(self.name, self.oparg, self.operand0, self.operand1, self.offset,
+                  self.exit_to, self.jump_to, self.comment, self.exit_after, self.exit_steps,
+                  self.exit_after_steps)
+        for field, value in changes.items():
+            setattr(new, field, value)
+        return new
+
     def describe(self) -> str:
         parts = [self.name]
         if self.oparg:
@@ -202,7 +212,7 @@ class Trace:
 
     def snapshot(self) -> "Trace":
         """A copy whose uops later passes cannot change."""
-        return dataclasses.replace(self, uops=[dataclasses.replace(u) for u in self.uops],
+        return dataclasses.replace(self, uops=[u.replace() for u in self.uops],
                                    analysis=None,
                                    unsupported=list(self.unsupported), notes=list(self.notes),
                                    profile_sites=list(self.profile_sites))

@@ -47,7 +47,7 @@ def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
         following = uops[i + 1] if i + 1 < len(uops) else None
         if (uop.name in _FUSED_BRANCHES and following is not None
                 and following.name == "_POP_JUMP_IF_BOOL"):
-            fused = dataclasses.replace(uop, name=_FUSED_BRANCHES[uop.name],
+            fused = uop.replace(name=_FUSED_BRANCHES[uop.name],
                                         operand0=following.operand0, jump_to=following.jump_to,
                                         exit_after=following.exit_after)
             out.append(fused)
@@ -82,7 +82,7 @@ def fuse_string_append(trace: Trace, context: Context) -> list[str]:
         if (uop.name == "_BINARY_OP_ADD_STR" and following is not None and state is not None
                 and following.name == "_STORE_FAST"
                 and state.stack[-2].alias == following.oparg):
-            out.append(dataclasses.replace(uop, name="_BINARY_OP_INPLACE_ADD_STR",
+            out.append(uop.replace(name="_BINARY_OP_INPLACE_ADD_STR",
                                            oparg=following.oparg))
             changes.append(f"@{2 * uop.offset} str + str stored back: append in place")
             skip = True

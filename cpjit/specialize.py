@@ -330,7 +330,7 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
             new.append(UOp("_GUARD_TYPE", depth, Obj(guarded), offset=uop.offset,
                            exit_to=uop.exit_to, exit_after=uop.exit_after,
                            comment=f"{guarded.__name__} predicted by {feedback.source}"))
-        typed = dataclasses.replace(uop, name=decision.name)
+        typed = uop.replace(name=decision.name)
         if decision.oparg is not KEEP:
             typed.oparg = decision.oparg
         if decision.operand0 is not KEEP:

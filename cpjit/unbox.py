@@ -110,7 +110,7 @@ class _Walk:
     def keep(self, uop: UOp) -> UOp:
         """Emit an original uop (a copy, if its exits need steps)."""
         if "DEOPTS" in self.specs[uop.name].flags and (self.raw or self.has_virtual()):
-            uop = dataclasses.replace(uop, exit_steps=self.exit_steps())
+            uop = uop.replace(exit_steps=self.exit_steps())
         self.out.append(uop)
         return uop
 
@@ -291,7 +291,7 @@ class _Walk:
 
     def generic(self, uop: UOp) -> None:
         if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
-            uop = dataclasses.replace(uop, name="_CHECK_EVAL_BREAKER_UNBOXED")
+            uop = uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED")
         spec = self.specs[uop.name]
         if spec.jumps or "PEEKS" in spec.flags:
             self.materialize()  # a jump target, or a uop reading below its inputs
@@ -306,7 +306,7 @@ class _Walk:
         if "EXITS_AFTER" in spec.flags and (self.raw or self.has_virtual()):
             # its exit after its effect boxes what is unboxed below its outputs
             if kept is uop:
-                kept = self.out[-1] = dataclasses.replace(uop)
+                kept = self.out[-1] = uop.replace()
             kept.exit_after_steps = self.exit_steps()
 
     # -- uops that work on virtual items (return True when handled) --
@@ -341,7 +341,7 @@ class _Walk:
         item = self.stack[position]
         guarded = uop.operand0.value
         if item is None:  # boxed: check it where it is in the real stack
-            self.keep(dataclasses.replace(uop, oparg=1 + self.boxed_above(position)))
+            self.keep(uop.replace(oparg=1 + self.boxed_above(position)))
             return True
         if _KIND.get(guarded) != item.kind:
             return False
@@ -484,7 +484,7 @@ class _Walk:
             return True
         if not self.has_virtual():
             return False
-        self.keep(dataclasses.replace(uop, oparg=1 + self.boxed_above(position)))
+        self.keep(uop.replace(oparg=1 + self.boxed_above(position)))
         self.stack.append(None)
         return True
 
@@ -498,7 +498,7 @@ class _Walk:
         if a is None and b is None:
             if not self.has_virtual():
                 return False
-            self.keep(dataclasses.replace(uop, oparg=2 + between))
+            self.keep(uop.replace(oparg=2 + between))
         elif (a is None or b is None) and between:
             return False  # an object would pass other objects: the real stack must move
         self.stack[low], self.stack[high] = b, a
@@ -606,13 +606,13 @@ def _fused_list_items(uops: list[UOp]) -> list[UOp]:
         following = uops[k + 1] if k + 1 < len(uops) else None
         if following is not None and uop.name == "_BINARY_SUBSCR_LIST_CONST" \
                 and following.name in _POP_ITEMS:
-            out.append(dataclasses.replace(uop, name=_POP_ITEMS[following.name],
+            out.append(uop.replace(name=_POP_ITEMS[following.name],
                                            oparg=following.oparg))
             k += 2
             continue
         if following is not None and uop.name in _STORE_ITEMS and uop.oparg == 1 \
                 and following.name == "_STORE_SUBSCR_LIST_CONST":
-            out.append(dataclasses.replace(uop, name=_STORE_ITEMS[uop.name],
+            out.append(uop.replace(name=_STORE_ITEMS[uop.name],
                                            oparg=uop.operand0, operand0=following.operand0))
             k += 2
             continue
@@ -750,7 +750,7 @@ def _with_exit_trampolines(trace: Trace, raw_locals_at) -> list[UOp]:
             continue
         fresh += 1
         target = uop.jump_to
-        uops[i] = dataclasses.replace(uop, jump_to=fresh)
+        uops[i] = uop.replace(jump_to=fresh)
         tail.append(UOp(LABEL, fresh, offset=uop.offset))
         # What boxes the locals here side-exits to where the jump goes.
         resume = trace.instruction_at(target)

@@ -87,6 +87,8 @@ def jit(func=None, /, *, strict: bool = False, warmup: int | None = None, dump: 
     wrapper.__dict__.update(func.__dict__)
     if disabled():
         wrapper._fallback("disabled by CPJIT_DISABLE=1")
+    elif _versions.UNSUPPORTED and not strict:
+        wrapper._fallback(_versions.UNSUPPORTED)
     elif strict:
         _check_strict(func)
     return wrapper

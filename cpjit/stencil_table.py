@@ -16,6 +16,9 @@ class StencilTableMissing(RuntimeError):
 @functools.lru_cache(maxsize=None)
 def _module():
     name = "stencils_" + sys.implementation.cache_tag.replace("-", "_")
+    from . import _versions
+    if _versions.UNSUPPORTED:
+        raise StencilTableMissing(f"no stencil table: {_versions.UNSUPPORTED}")
     try:
         module = importlib.import_module(f"cpjit._generated.{name}")
     except ImportError as error:

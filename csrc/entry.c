@@ -440,86 +440,10 @@ cpjit_call_jitted(PyObject *func, JitCode *code, PyObject *const *args, size_t n
     return PyObject_Vectorcall(func, args, nargsf, kwnames);
 }
 
-/* METH_O and METH_NOARGS functions get the recursion check CPython promises
- * for calls that are not vectorcalls. */
-static inline PyObject *
-call_checked(PyThreadState *tstate, PyCFunction function, PyObject *self, PyObject *arg)
-{
-    if (_Py_EnterRecursiveCallTstate(tstate, " while calling a Python object")) {
-        return NULL;
-    }
-    PyObject *result = function(self, arg);
-    _Py_LeaveRecursiveCallTstate(tstate);
-    return result;
-}
-
-/* A C function called the way its flags say, as the interpreter's specialized
- * PRECALL forms do (no vectorcall indirection, the same checks).  NULL with
- * *handled = 0 when the flags are not one of these shapes. */
-static inline PyObject *
-call_method_def(PyThreadState *tstate, PyMethodDef *def, PyObject *self,
-                PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *handled)
-{
-    *handled = 1;
-    switch (def->ml_flags) {
-    case METH_FASTCALL:
-        if (kwnames == NULL) {
-            return ((_PyCFunctionFast)(void (*)(void))def->ml_meth)(self, args, nargs);
-        }
-        break;
-    case METH_FASTCALL | METH_KEYWORDS:
-        return ((_PyCFunctionFastWithKeywords)(void (*)(void))def->ml_meth)(self, args, nargs,
-                                                                           kwnames);
-    case METH_O:
-        if (kwnames == NULL && nargs == 1) {
-            return call_checked(tstate, def->ml_meth, self, args[0]);
-        }
-        break;
-    case METH_NOARGS:
-        if (kwnames == NULL && nargs == 0) {
-            return call_checked(tstate, def->ml_meth, self, NULL);
-        }
-        break;
-    }
-    *handled = 0;
-    return NULL;
-}
-
-/* Builtin functions (len, isinstance, bound methods of builtin objects) and
- * method descriptors called on an object of their exact type (str.lower,
- * dict.get after LOAD_METHOD): straight into the C function.  NULL with
- * *handled = 0 for anything else. */
-static inline PyObject *
-call_c(PyThreadState *tstate, PyObject *callable, PyObject *const *args, Py_ssize_t nargs,
-       PyObject *kwnames, int *handled)
-{
-    PyTypeObject *type = Py_TYPE(callable);
-    if (type == &PyCFunction_Type) {
-        PyCFunctionObject *function = (PyCFunctionObject *)callable;
-        return call_method_def(tstate, function->m_ml, function->m_self, args, nargs, kwnames,
-                               handled);
-    }
-    if (type == &PyMethodDescr_Type && nargs >= 1) {
-        PyMethodDescrObject *descr = (PyMethodDescrObject *)callable;
-        if (Py_IS_TYPE(args[0], descr->d_common.d_type)) {
-            return call_method_def(tstate, descr->d_method, args[0], args + 1, nargs - 1,
-                                   kwnames, handled);
-        }
-    }
-    *handled = 0;
-    return NULL;
-}
-
 PyObject *
 cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject *const *args,
            size_t nargsf, PyObject *kwnames)
 {
-    int handled;
-    PyObject *result = call_c(tstate, callable, args, PyVectorcall_NARGS(nargsf), kwnames,
-                              &handled);
-    if (handled) {
-        return result;
-    }
     (void)tstate;
     (void)state;
     return PyObject_Vectorcall(callable, args, nargsf, kwnames);

@@ -11,15 +11,18 @@ static const struct {
     const char *name;
     void *address;
 } runtime_symbols[] = {
+#if CPJIT_SUPPORTED
 #define CPJIT_SYMBOL_ENTRY(name) {#name, (void *)&name},
     CPJIT_RUNTIME_SYMBOLS(CPJIT_SYMBOL_ENTRY)
 #undef CPJIT_SYMBOL_ENTRY
+#endif
+    {NULL, NULL},
 };
 
 PyObject *
 cpjit_lookup_symbol(const char *name)
 {
-    for (size_t i = 0; i < sizeof(runtime_symbols) / sizeof(runtime_symbols[0]); i++) {
+    for (size_t i = 0; runtime_symbols[i].name != NULL; i++) {
         if (strcmp(runtime_symbols[i].name, name) == 0) {
             return PyLong_FromVoidPtr(runtime_symbols[i].address);
         }

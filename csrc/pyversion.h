@@ -83,8 +83,13 @@ typedef struct {
     ((Py_ssize_t)Py_SIZE(op) * (Py_ssize_t)((PyLongObject *)(op))->ob_digit[0])
 
 #else
+/* Another version: the extension still builds (so that pip install works and
+ * every jitted function runs in the interpreter, saying why), with the frame
+ * type only declared. */
 #  define CPJIT_SUPPORTED 0
 #  define CPJIT_VERSION_NAME "unsupported"
+struct _PyInterpreterFrame;
+typedef struct _PyInterpreterFrame _PyInterpreterFrame;
 #endif
 
 #endif /* CPJIT_PYVERSION_H */

@@ -9,6 +9,7 @@
 #define CPJIT_RUNTIME_H
 
 #include "pyversion.h"
+#include <stddef.h>
 #include <stdint.h>
 
 /* Per-run state, on the C stack of the entry (see entry.c).  Stencils get a

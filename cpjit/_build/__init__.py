@@ -94,6 +94,11 @@ def _disassemble(objdump: str | None, obj: Path) -> list[str]:
             if line.strip() and not line.startswith("Disassembly of section")]
 
 
+# The interpreters whose frame layout the stencils and the runtime know
+# (csrc/pyversion.h, cpjit/_versions/).
+SUPPORTED_PYTHONS = ((3, 11),)
+
+
 def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uops",
           force: bool = False, log: Callable[[str], None] = print) -> Path:
     """Write the stencil table for the running interpreter, unless it is up to date."""
@@ -101,6 +106,11 @@ def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uo
 
     root = root.resolve()
     output = output or default_output(root)
+    if sys.version_info[:2] not in SUPPORTED_PYTHONS:
+        log(f"cpjit build: CPython {sys.version_info[0]}.{sys.version_info[1]} is not supported "
+            f"yet (only {', '.join('%d.%d' % v for v in SUPPORTED_PYTHONS)}): no stencils; "
+            "jitted functions will run in the interpreter")
+        return output
     compiler = ensure_clang(log)
     uops = uopdefs.load(root, uop_dir)
     digest = input_digest(root, uop_dir, compiler)

@@ -9,7 +9,7 @@ what earlier calls taught the compiler.
 import sys
 
 import pytest
-from differential import check
+from differential import check, fresh
 
 import cpjit
 
@@ -450,3 +450,28 @@ def test_the_augmented_subscript_pattern_keeps_values_raw():
     names = [u.name for u in w._info.trace.uops]
     assert "_BINARY_SUBSCR_LIST_CONST" in names and "_STORE_SUBSCR_LIST_CONST" in names
     assert names.count("_SWAP") == 1  # the tuple swap; the augmented ones are virtual
+
+
+def accumulate(start, n):
+    total = start
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_a_loop_entry_guard_that_keeps_failing_is_compiled_away():
+    """`total` enters the loop as an int for a while, then as a float: the guard in
+    front of the loop side-exits until the function is compiled again without it."""
+    w = cpjit.jit(fresh(accumulate), warmup=0)
+    for _ in range(3):
+        assert w(1, 50) == accumulate(1, 50)
+    names = [u.name for u in w._info.trace.uops]
+    assert "_GUARD_LOCAL_TYPE" in names
+    for k in range(200):
+        assert w(0.5 + k, 50) == accumulate(0.5 + k, 50)
+    assert w.compiled
+    assert "_GUARD_LOCAL_TYPE" not in [u.name for u in w._info.trace.uops]
+    before = sum(w.stats["side_exits"].values())
+    for k in range(50):
+        assert w(0.5 + k, 50) == accumulate(0.5 + k, 50)
+    assert sum(w.stats["side_exits"].values()) == before  # no more exits

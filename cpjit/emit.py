@@ -167,15 +167,6 @@ def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple
     raise EmitError(f"unknown operand {operand!r}")
 
 
-def exit_key(uop: UOp, value: HoleValue) -> tuple:
-    """Which exit stub a uop's EXIT_TARGET or EXIT_AFTER hole goes to: the
-    resume offset, and the steps that box what the uop's exit state (before
-    it, or after it) holds unboxed."""
-    if value is HoleValue.EXIT_AFTER:
-        return (uop.exit_after, uop.exit_after_steps)
-    return (uop.exit_to, uop.exit_steps)
-
-
 # -- per-stencil plans --
 
 # What a hole is filled with, as small ints for the patch loop.
@@ -424,7 +415,7 @@ def emit(trace: Trace) -> Emitted:
         placement.uop.operand0 = CodeData(position)
         records.append((position, record))
         position += len(record)
-    data_offset = min(data_offsets.values(), default=data_start) if data_offsets else data_start
+    data_offset = min(data_offsets.values(), default=data_start)
     position += -position % 8
     got_offset = position
     for symbol in got:

@@ -148,15 +148,18 @@ class _Walk:
         items (the operands a raw uop is about to consume)."""
         first = 0 if top is None else max(0, len(self.stack) - top)
         for position in range(first, len(self.stack) - spare):
-            item = self.stack[position]
-            if item is None:
-                continue
-            model = self._insert_uop(item, self.boxed_above(position))
-            self.emit(model.name, model.oparg, model.operand0)
-            if item.how == "local" and item.guard is not None:
-                self.stack[position] = None
-                self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
-            self.stack[position] = None
+            if self.stack[position] is not None:
+                self.materialize_at(position)
+
+    def materialize_at(self, position: int) -> None:
+        """Box the virtual item at `position` into its place (a local not yet
+        checked to have the type the code counts on gets its guard there)."""
+        item = self.stack[position]
+        model = self._insert_uop(item, self.boxed_above(position))
+        self.emit(model.name, model.oparg, model.operand0)
+        self.stack[position] = None
+        if item.how == "local" and item.guard is not None:
+            self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
 
     def feeds_raw(self, index: int) -> bool:
         """Whether the value uop `index` pushes goes to a uop that can use it
@@ -464,15 +467,6 @@ class _Walk:
             self.stack[-2:] = [None]
         return True
 
-    def materialize_at(self, position: int) -> None:
-        """Box the virtual item at `position` into its place."""
-        item = self.stack[position]
-        model = self._insert_uop(item, self.boxed_above(position))
-        self.emit(model.name, model.oparg, model.operand0)
-        self.stack[position] = None
-        if item.how == "local" and item.guard is not None:
-            self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
-
     def on_COPY(self, uop: UOp, index: int) -> bool:
         """COPY of a virtual item: another virtual item (a raw one shares the
         slot: the stack empties above it first); of an object: a real COPY
@@ -525,14 +519,13 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
     setattr(_Walk, "on" + _name, _Walk._subscript)
 
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
-_WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_POW_F64",
-                                 "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
+_WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
+                                 "_POW_F64", "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
                                  "_COPY_SLOT", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
                                  "_FOR_ITER_RANGE_I64"})
 
 
-_SUBSCRIPTS = frozenset({"_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT",
-                         "_STORE_SUBSCR_LIST_INT"})
+_SUBSCRIPTS = frozenset(_RAW_SUBSCRIPTS)
 _RAW_CONSUMERS = frozenset({*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLOAT",
                             *_GENERIC_FLOAT_OPS, "_COMPARE_INT_AND_BRANCH",
                             "_COMPARE_FLOAT_AND_BRANCH", "_COMPARE_OP_INT", "_COMPARE_OP_FLOAT",
@@ -591,7 +584,8 @@ def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
 
 
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
-_STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64", "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
+_STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
+                "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
 
 
 def _fused_list_items(uops: list[UOp]) -> list[UOp]:
@@ -606,14 +600,13 @@ def _fused_list_items(uops: list[UOp]) -> list[UOp]:
         following = uops[k + 1] if k + 1 < len(uops) else None
         if following is not None and uop.name == "_BINARY_SUBSCR_LIST_CONST" \
                 and following.name in _POP_ITEMS:
-            out.append(uop.replace(name=_POP_ITEMS[following.name],
-                                           oparg=following.oparg))
+            out.append(uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg))
             k += 2
             continue
         if following is not None and uop.name in _STORE_ITEMS and uop.oparg == 1 \
                 and following.name == "_STORE_SUBSCR_LIST_CONST":
-            out.append(uop.replace(name=_STORE_ITEMS[uop.name],
-                                           oparg=uop.operand0, operand0=following.operand0))
+            out.append(uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
+                                   operand0=following.operand0))
             k += 2
             continue
         out.append(uop)
@@ -696,12 +689,12 @@ def unbox(trace: Trace, context) -> list[str]:
         if raw:
             for i in range(start, end + 1):
                 raw_locals_at[i] = raw
-    before = len(trace.uops)
+    original_length = len(trace.uops)
     trace.uops = _with_exit_trampolines(trace, raw_locals_at)
     # A trampoline (label, jump) sees what its jump's target sees (a join that
     # includes the trampoline's own edge: sound, and no second analysis).
     labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
-    for uop in trace.uops[before:]:
+    for uop in trace.uops[original_length:]:
         target = uop.jump_to if uop.name != LABEL else trace.uops[labels[uop.oparg] + 1].jump_to
         states.append(states[labels[target]])
     raw_locals_at = _regions_by_index(trace, raw_locals_at)
@@ -727,8 +720,9 @@ def trace_local_name(trace: Trace, local: int) -> str:
     return names[local] if local < len(names) else f"local{local}"
 
 
-_RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64", "_POW_F64",
-                       *_CONST_SUBSCRIPTS.values(), *_POP_ITEMS.values(), *_STORE_ITEMS.values(),
+_RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64",
+                       "_POW_F64", *_CONST_SUBSCRIPTS.values(), *_POP_ITEMS.values(),
+                       *_STORE_ITEMS.values(),
                        "_CMP_I64_JUMP", "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
                        "_FOR_ITER_RANGE_I64", "_BINARY_SUBSCR_LIST_I64",
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})

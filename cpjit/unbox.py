@@ -175,6 +175,18 @@ class _Walk:
             return position == 0  # the index (the top item)
         return uop.name in _RAW_CONSUMERS
 
+    def raw_result_kind(self, index: int) -> str | None:
+        """I64 or F64 when the value uop `index` pushes goes to raw arithmetic
+        or a compare that counts on it being an int or a float (its type
+        where it is used), else None."""
+        consumer, position = self.consumers.get(index, (None, 0))
+        if consumer is None or self.trace.uops[consumer].name not in _RAW_CONSUMERS:
+            return None
+        state = self.states[consumer]
+        if state is None or len(state.stack) <= position:
+            return None
+        return _KIND.get(state.stack[-1 - position].type)
+
     def sync_locals(self) -> None:
         for local, kind in sorted(self.raw.items()):
             self.emit("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
@@ -457,6 +469,14 @@ class _Walk:
         if store and self.stack[-3] is not None:
             self.materialize_at(len(self.stack) - 3)  # the value stored is an object
         if top.how == "const" and type(top.value) is int and -(1 << 31) <= top.value < (1 << 31):
+            kind = None if store else self.raw_result_kind(index)
+            if uop.name == "_BINARY_SUBSCR_LIST_INT" and kind is not None:
+                # list[k] goes to raw arithmetic: straight from the list into a
+                # slot (the unboxing checks the item's type before any effect)
+                target = self.temp(len(self.stack) - 2)
+                self.emit(_POP_ITEMS["_POP_UNBOX_" + kind.upper()], target, top.value)
+                self.stack[-2:] = [Virtual("raw", kind, slot=target)]
+                return True
             self.emit(_CONST_SUBSCRIPTS[uop.name], operand0=top.value)
         else:
             (slot,) = self.take(1, [I64], index)
@@ -535,7 +555,8 @@ _RAW_CONSUMERS = frozenset({*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLO
 def _consumers(uops: list[UOp], specs) -> dict[int, tuple[int, int]]:
     """For each uop that pushes one value: the uop that pops it and where
     the value is among that uop's inputs (0: the top), when straight-line code
-    leads there (not past a label, a branch or a uop reading below its inputs)."""
+    leads there (not past a label, a branch or a uop reading below its inputs
+    other than a type guard)."""
     found = {}
     for i, uop in enumerate(uops):
         if uop.name == LABEL or specs[uop.name].pushes(uop.oparg) != 1:
@@ -545,6 +566,8 @@ def _consumers(uops: list[UOp], specs) -> dict[int, tuple[int, int]]:
             later = uops[j]
             if later.name == LABEL:
                 break
+            if later.name == "_GUARD_TYPE":
+                continue  # checks an item where it is (virtual ones too)
             spec = specs[later.name]
             if "PEEKS" in spec.flags:
                 break

@@ -104,6 +104,27 @@ cpjit_bool(int value)
     return res;
 }
 
+/* *place (a list item or a local) = a float object holding `value`.  A float
+ * that only *place refers to is overwritten in place: nothing else can see
+ * it, so this is replacing it with a new float minus the allocation and the
+ * deallocation.  -1, with nothing changed, when there is no memory. */
+static inline __attribute__((always_inline)) int
+cpjit_store_double(PyObject **place, double value)
+{
+    PyObject *old = *place;
+    if (old != NULL && PyFloat_CheckExact(old) && Py_REFCNT(old) == 1) {
+        ((PyFloatObject *)old)->ob_fval = value;
+        return 0;
+    }
+    PyObject *fresh = PyFloat_FromDouble(value);
+    if (fresh == NULL) {
+        return -1;
+    }
+    *place = fresh;
+    Py_XDECREF(old);
+    return 0;
+}
+
 /* An exact int that fits in 64 bits, as an int64. */
 static inline __attribute__((always_inline)) int
 cpjit_unbox_int(PyObject *o, int64_t *out)

@@ -448,8 +448,61 @@ def test_augmented_subscripts_with_raw_values(make):
 def test_the_augmented_subscript_pattern_keeps_values_raw():
     w = check(augmented_items, inputs=lambda: ([[1.0, 2.0, 3.0]] * 4, 0.5, 2), calls=3)
     names = [u.name for u in w._info.trace.uops]
-    assert "_BINARY_SUBSCR_LIST_CONST" in names and "_STORE_SUBSCR_LIST_CONST" in names
+    # v[0] -= ...: the item read straight into a slot, the result stored from one
+    assert "_POP_LIST_ITEM_F64" in names and "_STORE_LIST_ITEM_F64" in names
     assert names.count("_SWAP") == 1  # the tuple swap; the augmented ones are virtual
+
+
+def differences(a, b):
+    """nbody's dx = a[0] - b[0]: both items read straight into slots, the
+    deeper one while the second list is still to be loaded."""
+    total = 0.0
+    for k in range(len(a)):
+        total += a[k][0] - b[k][0] + a[k][1] * b[k][1]
+    return total
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ([[1.0, 2.0]] * 5, [[0.5, 4.0]] * 5),
+    lambda: ([[1.0, 2.0]] * 3 + [[1, 2.0]], [[0.5, 4.0]] * 4),  # an int item (deeper)
+    lambda: ([[1.0, 2.0]] * 4, [[0.5, 4.0]] * 3 + [["x", 4.0]]),  # a str item: TypeError
+    lambda: ([[1.0, 2.0]] * 3 + [[1.0]], [[0.5, 4.0]] * 4),  # too short: IndexError
+])
+def test_list_items_unboxed_where_they_are_read(make):
+    w = check(differences, inputs=make, calls=3)
+    assert w.compiled
+
+
+def shared_items(n):
+    v = [float(n), float(n + 1)]
+    first = v[0]  # the float in v[0] is also `first`'s
+    total = float(n)
+    alias = total  # and the one in `total` is also `alias`'s
+    for i in range(n):
+        v[0] += 0.25
+        v[1] -= 0.5
+        total += v[0]
+    return v, first, total, alias
+
+
+def test_floats_referenced_elsewhere_are_never_changed_in_place():
+    check(shared_items, 20, calls=3)
+
+
+def bump(v, n):
+    for i in range(n):
+        v[0] += 0.25
+    return v
+
+
+def test_a_float_only_its_list_holds_is_updated_in_place():
+    w = cpjit.jit(fresh(bump), warmup=0)
+    w([0.0], 10)
+    w([0.0], 10)  # the compilation with the profile
+    v = [float("1.5")]
+    before = id(v[0])
+    assert w(v, 100) == [26.5]
+    assert id(v[0]) == before  # no float allocated per iteration
 
 
 def accumulate(start, n):

@@ -196,11 +196,7 @@ UOP(_STORE_FAST_BOX_I64, ( -- ), 0) {
 
 // Local oparg = slot[operand0] as a float object.
 UOP(_STORE_FAST_BOX_F64, ( -- ), 0) {
-    PyObject *value = PyFloat_FromDouble(SLOT_F64(OPERAND0));
-    DEOPT_IF(value == NULL);
-    PyObject *old = GETLOCAL(oparg);
-    GETLOCAL(oparg) = value;
-    Py_XDECREF(old);
+    DEOPT_IF(cpjit_store_double(&GETLOCAL(oparg), SLOT_F64(OPERAND0)) < 0);
 }
 
 // Local oparg, living in its slot, boxed back into the frame if it changed.
@@ -218,11 +214,7 @@ UOP(_SYNC_LOCAL_I64, ( -- ), 0) {
 // As _SYNC_LOCAL_I64 for a float local.
 UOP(_SYNC_LOCAL_F64, ( -- ), 0) {
     if (SLOT_DIRTY(OPARG)) {
-        PyObject *value = PyFloat_FromDouble(SLOT_F64(OPARG));
-        DEOPT_IF(value == NULL);
-        PyObject *old = GETLOCAL(oparg);
-        GETLOCAL(oparg) = value;
-        Py_XDECREF(old);
+        DEOPT_IF(cpjit_store_double(&GETLOCAL(oparg), SLOT_F64(OPARG)) < 0);
         SLOT_DIRTY(OPARG) = 0;
     }
 }
@@ -403,11 +395,8 @@ UOP(_STORE_LIST_ITEM_F64, (container -- ), 0) {
         index += size;
     }
     DEOPT_IF((size_t)index >= (size_t)size);
-    PyObject *value = PyFloat_FromDouble(SLOT_F64(OPARG));
-    DEOPT_IF(value == NULL);
-    PyObject *old = PyList_GET_ITEM(container, index);
-    PyList_SET_ITEM(container, index, value);
-    Py_DECREF(old);
+    DEOPT_IF(cpjit_store_double(&((PyListObject *)container)->ob_item[index],
+                                SLOT_F64(OPARG)) < 0);
     Py_DECREF(container);
 }
 

@@ -77,7 +77,7 @@ CACHE_ENTRIES = 4  # CPJIT_CACHE_ENTRIES: entries (types) of an attribute or met
 LABEL = "_LABEL"
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(slots=True, frozen=True)
 class Instruction:
     """One bytecode instruction, EXTENDED_ARG prefixes folded in (offsets in code units)."""
 

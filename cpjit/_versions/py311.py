@@ -92,12 +92,12 @@ def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     """The instructions of `code` (EXTENDED_ARG folded in, caches skipped) and its
     exception table, read with the `bytecode` package.  A code object is read
     once (a function is usually compiled twice: with a profile, then from it);
-    each call gets its own copies."""
+    the instructions are immutable, each call gets its own lists."""
     known = _decoded.get(code)
     if known is None:
         known = _decoded[code] = _decode(code)
     instructions, table = known
-    return [dataclasses.replace(ins) for ins in instructions], list(table)
+    return list(instructions), list(table)
 
 
 def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
@@ -139,11 +139,10 @@ def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     # Jumps and fall-through go to an instruction's first prefix: name the
     # instruction itself (side exits still resume at its `start`).
     at_start = {ins.start: ins.offset for ins in instructions}
-    for ins in instructions:
-        ins.after = ins.next
-        ins.next = at_start.get(ins.next, ins.next)
-        if ins.jump_target is not None:
-            ins.jump_target = at_start.get(ins.jump_target, ins.jump_target)
+    instructions = [
+        dataclasses.replace(ins, after=ins.next, next=at_start.get(ins.next, ins.next),
+                            jump_target=at_start.get(ins.jump_target, ins.jump_target))
+        for ins in instructions]
     return instructions, list(concrete.exception_table)
 
 

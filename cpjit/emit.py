@@ -306,7 +306,8 @@ def emit(trace: Trace) -> Emitted:
 
     # 1. What goes where, in order: shim, uops, stubs.
     placements: list[Placement] = [Placement("shim", SHIM, 0, 0)]
-    plans: list[_Plan] = [_plan(SHIM)]
+    plans: list[_Plan] = [_plan(SHIM)]  # (checks that _plans is for this stencil table)
+    known_plans = _plans
     labels: dict[int, int] = {}  # instruction offset -> placement index
     pending_labels: list[int] = []
     for uop in trace.uops:
@@ -316,7 +317,7 @@ def emit(trace: Trace) -> Emitted:
         for label in pending_labels:
             labels[label] = len(placements)
         pending_labels.clear()
-        plans.append(_plan(uop.name))
+        plans.append(known_plans.get(uop.name) or _plan(uop.name))
         placements.append(Placement("uop", uop.name, 0, 0, uop, falls_through=True))
     if pending_labels:
         raise EmitError(f"labels {pending_labels} at the end of the trace")

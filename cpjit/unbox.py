@@ -35,6 +35,7 @@ from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
 from .specialize import Specializer
 
 I64, F64 = "i64", "f64"
+_COPY_SLOT = {I64: "_COPY_SLOT_I64", F64: "_COPY_SLOT_F64"}  # (the kind marks a local dirty)
 _KIND = {int: I64, float: F64}
 _INT_OPS = {"_BINARY_OP_ADD_INT": "_ADD_I64", "_BINARY_OP_SUBTRACT_INT": "_SUB_I64",
             "_BINARY_OP_MULTIPLY_INT": "_MUL_I64", "_BINARY_OP_FLOOR_DIVIDE_INT": "_FLOORDIV_I64",
@@ -371,7 +372,7 @@ class _Walk:
             if item is None:
                 continue
             if item.how == "raw" and item.slot == local and local in self.raw:
-                self.emit("_COPY_SLOT", self.temp(position), local)
+                self.emit(_COPY_SLOT[item.kind], self.temp(position), local)
                 self.stack[position] = Virtual("raw", item.kind, slot=self.temp(position))
             elif item.how == "local" and item.local == local:
                 slot = self.convert(item, item.kind, position)
@@ -394,7 +395,7 @@ class _Walk:
                         and last.oparg == source and last.name in _WRITES_DESTINATION):
                     last.oparg = local  # compute straight into the local's slot
                 elif source != local:
-                    self.emit("_COPY_SLOT", local, source)
+                    self.emit(_COPY_SLOT[kind], local, source)
             self.stack.pop()
             return True
         if top is None or top.how != "raw":
@@ -541,7 +542,7 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
 _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
                                  "_POW_F64", "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
-                                 "_COPY_SLOT", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
+                                 "_COPY_SLOT_I64", "_COPY_SLOT_F64", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
                                  "_FOR_ITER_RANGE_I64"})
 
 

@@ -203,6 +203,11 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
     state->code = (PyObject *)code;
     state->stack_limit = stack_limit;
     state->rwdata = code->rwdata;
+    /* Raw locals start clean (cpjit_dealloc boxes the changed ones). */
+    Py_ssize_t raw_locals = Py_MIN(((PyCodeObject *)code->co)->co_nlocalsplus, code->nslots / 2);
+    for (Py_ssize_t j = 0; j < raw_locals; j++) {
+        state->slots[2 * j + 1] = CPJIT_SLOT_CLEAN;
+    }
     jit_entry_fn entry = (jit_entry_fn)(void *)(code->memory + code->entry_offset);
     cpjit_stats.entries++;
     code->active++;

@@ -72,6 +72,38 @@ cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *
 }
 
 void
+cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, _Py_CODEUNIT *instr)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    if (type != &PyFloat_Type && type != &PyLong_Type && type != &PyUnicode_Type
+            && type != &PyBytes_Type) {
+        /* Not a leaf: Python code may run (its own finalizer or its items'). */
+        frame->prev_instr = instr;
+        Py_ssize_t nlocals = frame->f_code->co_nlocalsplus;
+        Py_ssize_t nslots = ((JitCode *)state->code)->nslots / 2;
+        PyObject *error_type, *error_value, *error_traceback;  /* one may be being raised */
+        PyErr_Fetch(&error_type, &error_value, &error_traceback);
+        for (Py_ssize_t j = 0; j < nlocals && j < nslots; j++) {
+            int64_t kind = state->slots[2 * j + 1];
+            if (kind == CPJIT_SLOT_CLEAN) {
+                continue;
+            }
+            PyObject *boxed = kind == CPJIT_SLOT_I64
+                ? PyLong_FromLongLong(state->slots[2 * j])
+                : PyFloat_FromDouble(((double *)state->slots)[2 * j]);
+            if (boxed == NULL) {
+                PyErr_Clear();  /* stays unboxed: the machine code boxes it later */
+                continue;
+            }
+            state->slots[2 * j + 1] = CPJIT_SLOT_CLEAN;
+            Py_XSETREF(frame->localsplus[j], boxed);
+        }
+        PyErr_Restore(error_type, error_value, error_traceback);
+    }
+    _Py_Dealloc(op);
+}
+
+void
 cpjit_raise(PyThreadState *tstate, PyObject *exc, PyObject *cause)
 {
     /* do_raise() of Python/ceval.c for `raise exc [from cause]`: the same

@@ -53,6 +53,18 @@ PyObject *cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, 
  * do_raise() does it (the exception is set; both references are stolen). */
 void cpjit_raise(PyThreadState *tstate, PyObject *exc, PyObject *cause);
 
+/* What the dirty word of a raw-value slot says: unchanged since boxed (0), or
+ * changed and holding an int64 or a double. */
+enum { CPJIT_SLOT_CLEAN = 0, CPJIT_SLOT_I64 = 1, CPJIT_SLOT_F64 = 2 };
+
+/* An object whose reference count reached zero in machine code.  Unless its
+ * deallocation cannot run Python code, the frame is first made what the
+ * interpreter's would be: `instr` published as the current instruction and
+ * every changed raw local boxed into it (slot j < co_nlocalsplus is local j).
+ * So a __del__ or a weakref callback sees the right line and locals. */
+void cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state,
+                   _Py_CODEUNIT *instr);
+
 /* Returned by machine code to say "finish this frame in the interpreter":
  * frame->prev_instr and the stack pointer have been set for the resume point. */
 extern char cpjit_deopt_marker;
@@ -122,6 +134,7 @@ PyObject *cpjit_load_global_miss(PyObject *globals, PyObject *builtins, PyObject
 #define CPJIT_RUNTIME_SYMBOLS(X) \
     X(cpjit_deopt_marker)        \
     X(cpjit_side_exit)           \
+    X(cpjit_dealloc)             \
     X(cpjit_raise)               \
     X(cpjit_call)                \
     X(cpjit_load_attr_miss)      \

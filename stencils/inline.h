@@ -109,7 +109,7 @@ cpjit_bool(int value)
  * it, so this is replacing it with a new float minus the allocation and the
  * deallocation.  -1, with nothing changed, when there is no memory. */
 static inline __attribute__((always_inline)) int
-cpjit_store_double(PyObject **place, double value)
+cpjit_store_double(_PyInterpreterFrame *frame, JitState *state, PyObject **place, double value)
 {
     PyObject *old = *place;
     if (old != NULL && PyFloat_CheckExact(old) && Py_REFCNT(old) == 1) {

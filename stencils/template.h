@@ -69,23 +69,26 @@ cpjit_hole_value(const void *symbol)
 
 /* Reference counting with the deallocation path marked cold, so that the
  * tail jump to the next uop stays the last instruction of most stencils
- * (and the emitter can drop it). */
+ * (and the emitter can drop it).  A deallocation can run Python code (a
+ * __del__, a weakref callback, a ResourceWarning naming the line): it goes
+ * through cpjit_dealloc, which first makes the frame what the interpreter's
+ * would be at this uop's instruction.  Needs `frame` and `state` in scope. */
 #undef Py_DECREF
-#define Py_DECREF(op) cpjit_decref(_PyObject_CAST(op))
+#define Py_DECREF(op) cpjit_decref(_PyObject_CAST(op), frame, state)
 static inline __attribute__((always_inline)) void
-cpjit_decref(PyObject *op)
+cpjit_decref(PyObject *op, _PyInterpreterFrame *frame, JitState *state)
 {
     if (UNLIKELY(--op->ob_refcnt == 0)) {
-        _Py_Dealloc(op);
+        cpjit_dealloc(op, frame, state, (_Py_CODEUNIT *)cpjit_hole_value(_JIT_INSTR));
     }
 }
 #undef Py_XDECREF
-#define Py_XDECREF(op) cpjit_xdecref(_PyObject_CAST(op))
+#define Py_XDECREF(op) cpjit_xdecref(_PyObject_CAST(op), frame, state)
 static inline __attribute__((always_inline)) void
-cpjit_xdecref(PyObject *op)
+cpjit_xdecref(PyObject *op, _PyInterpreterFrame *frame, JitState *state)
 {
     if (op != NULL) {
-        cpjit_decref(op);
+        cpjit_decref(op, frame, state);
     }
 }
 
@@ -105,8 +108,12 @@ DECLARE_SLOT_HOLE(_JIT_OPERAND1_SLOT)
 #define SLOT_I64(FIELD) (CPJIT_SLOT(FIELD)[0])
 #define SLOT_F64(FIELD) (*(double *)CPJIT_SLOT(FIELD))
 #define SLOT_DIRTY(FIELD) (CPJIT_SLOT(FIELD)[1])
-#define SET_SLOT_I64(FIELD, v) do { SLOT_I64(FIELD) = (v); SLOT_DIRTY(FIELD) = 1; } while (0)
-#define SET_SLOT_F64(FIELD, v) do { SLOT_F64(FIELD) = (v); SLOT_DIRTY(FIELD) = 1; } while (0)
+/* The dirty flag says what the slot holds (CPJIT_SLOT_I64, CPJIT_SLOT_F64), so
+ * that the runtime can box a changed local without knowing the code. */
+#define SET_SLOT_I64(FIELD, v) \
+    do { SLOT_I64(FIELD) = (v); SLOT_DIRTY(FIELD) = CPJIT_SLOT_I64; } while (0)
+#define SET_SLOT_F64(FIELD, v) \
+    do { SLOT_F64(FIELD) = (v); SLOT_DIRTY(FIELD) = CPJIT_SLOT_F64; } while (0)
 
 /* Frame access. */
 #define GETLOCAL(i) (frame->localsplus[(i)])

@@ -502,3 +502,74 @@ def test_traceback_keeps_the_frames_of_jitted_functions():
         else:
             raise AssertionError("no IndexError")
     assert jitted.compiled
+
+
+class Reporter:
+    """Its finalizer records what it sees of the frame that drops it."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __del__(self):
+        caller = sys._getframe(1)
+        seen = caller.f_locals
+        self.log.append((caller.f_code.co_name, caller.f_lineno,
+                         [seen.get(name) for name in ("total", "scale", "i")]))
+
+
+def drop_inside_loops(n):
+    log = []
+    reporter = Reporter(log)
+    total = 0
+    scale = 0.5
+    for i in range(n):
+        total += i  # total and scale live unboxed in this loop
+        scale *= 1.5
+        if i == n // 2:
+            reporter = None  # the finalizer runs here
+    items = [Reporter(log), Reporter(log)]
+    for i in range(2):
+        total += 1
+        items[i] = i  # and here, twice (a list store)
+    return total, scale, log
+
+
+def test_finalizers_see_the_line_and_the_locals_as_plain():
+    """Objects dropped by machine code (a local store, a list store) are
+    finalized with the frame as the interpreter would have it: the current
+    line published, unboxed locals boxed back."""
+    w = check(drop_inside_loops, 10, calls=3)
+    assert w.compiled
+    _, _, log = w(10)
+    assert [line for _, line, _ in log] == [
+        drop_inside_loops.__code__.co_firstlineno + k for k in (9, 13, 13)]
+
+
+def leaky(path, n):
+    total = 0
+    for i in range(n):
+        handle = open(path)
+        total += i
+        handle = total  # the file is dropped unclosed here, after the last call
+    return total
+
+
+def test_resource_warning_names_the_line_that_dropped_the_file(tmp_path):
+    import warnings
+    path = tmp_path / "data.txt"
+    path.write_text("x")
+
+    def warned(func):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            func(path, 4)
+            gc.collect()
+        return [(w.category, w.filename, w.lineno) for w in caught]
+
+    jitted = cpjit.jit(fresh(leaky), warmup=0)
+    for _ in range(2):
+        warned(jitted)
+    plain = warned(leaky)
+    assert [category for category, _, _ in plain] == [ResourceWarning] * 4
+    assert warned(jitted) == plain
+    assert jitted.compiled

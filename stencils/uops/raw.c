@@ -122,8 +122,13 @@ UOP(_SET_F64, ( -- ), 0) {
 }
 
 // slot[oparg] = slot[operand0].
-UOP(_COPY_SLOT, ( -- ), 0) {
+UOP(_COPY_SLOT_I64, ( -- ), 0) {
     SET_SLOT_I64(OPARG, SLOT_I64(OPERAND0));
+}
+
+// As _COPY_SLOT_I64 for a double.
+UOP(_COPY_SLOT_F64, ( -- ), 0) {
+    SET_SLOT_F64(OPARG, SLOT_F64(OPERAND0));
 }
 
 // slot[oparg] = local operand0 unboxed: an exact int fitting 64 bits, else side exit.
@@ -196,7 +201,7 @@ UOP(_STORE_FAST_BOX_I64, ( -- ), 0) {
 
 // Local oparg = slot[operand0] as a float object.
 UOP(_STORE_FAST_BOX_F64, ( -- ), 0) {
-    DEOPT_IF(cpjit_store_double(&GETLOCAL(oparg), SLOT_F64(OPERAND0)) < 0);
+    DEOPT_IF(cpjit_store_double(frame, state, &GETLOCAL(oparg), SLOT_F64(OPERAND0)) < 0);
 }
 
 // Local oparg, living in its slot, boxed back into the frame if it changed.
@@ -214,7 +219,7 @@ UOP(_SYNC_LOCAL_I64, ( -- ), 0) {
 // As _SYNC_LOCAL_I64 for a float local.
 UOP(_SYNC_LOCAL_F64, ( -- ), 0) {
     if (SLOT_DIRTY(OPARG)) {
-        DEOPT_IF(cpjit_store_double(&GETLOCAL(oparg), SLOT_F64(OPARG)) < 0);
+        DEOPT_IF(cpjit_store_double(frame, state, &GETLOCAL(oparg), SLOT_F64(OPARG)) < 0);
         SLOT_DIRTY(OPARG) = 0;
     }
 }
@@ -395,7 +400,7 @@ UOP(_STORE_LIST_ITEM_F64, (container -- ), 0) {
         index += size;
     }
     DEOPT_IF((size_t)index >= (size_t)size);
-    DEOPT_IF(cpjit_store_double(&((PyListObject *)container)->ob_item[index],
+    DEOPT_IF(cpjit_store_double(frame, state, &((PyListObject *)container)->ob_item[index],
                                 SLOT_F64(OPARG)) < 0);
     Py_DECREF(container);
 }

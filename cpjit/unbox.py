@@ -542,7 +542,7 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
 _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
                                  "_POW_F64", "_NEG_F64", "_I64_TO_F64", "_SET_I64", "_SET_F64",
-                                 "_COPY_SLOT_I64", "_COPY_SLOT_F64", "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
+                                 *_COPY_SLOT.values(), "_UNBOX_LOCAL_I64", "_UNBOX_LOCAL_F64",
                                  "_FOR_ITER_RANGE_I64"})
 
 

@@ -72,13 +72,13 @@ cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *
 }
 
 void
-cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, _Py_CODEUNIT *instr)
+cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, void *instr)
 {
     PyTypeObject *type = Py_TYPE(op);
     if (type != &PyFloat_Type && type != &PyLong_Type && type != &PyUnicode_Type
             && type != &PyBytes_Type) {
         /* Not a leaf: Python code may run (its own finalizer or its items'). */
-        frame->prev_instr = instr;
+        frame->prev_instr = (_Py_CODEUNIT *)instr;
         Py_ssize_t nlocals = frame->f_code->co_nlocalsplus;
         Py_ssize_t nslots = ((JitCode *)state->code)->nslots / 2;
         PyObject *error_type, *error_value, *error_traceback;  /* one may be being raised */

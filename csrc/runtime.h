@@ -62,8 +62,7 @@ enum { CPJIT_SLOT_CLEAN = 0, CPJIT_SLOT_I64 = 1, CPJIT_SLOT_F64 = 2 };
  * interpreter's would be: `instr` published as the current instruction and
  * every changed raw local boxed into it (slot j < co_nlocalsplus is local j).
  * So a __del__ or a weakref callback sees the right line and locals. */
-void cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state,
-                   _Py_CODEUNIT *instr);
+void cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, void *instr);
 
 /* Returned by machine code to say "finish this frame in the interpreter":
  * frame->prev_instr and the stack pointer have been set for the resume point. */

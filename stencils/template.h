@@ -79,7 +79,7 @@ static inline __attribute__((always_inline)) void
 cpjit_decref(PyObject *op, _PyInterpreterFrame *frame, JitState *state)
 {
     if (UNLIKELY(--op->ob_refcnt == 0)) {
-        cpjit_dealloc(op, frame, state, (_Py_CODEUNIT *)cpjit_hole_value(_JIT_INSTR));
+        cpjit_dealloc(op, frame, state, (void *)cpjit_hole_value(_JIT_INSTR));
     }
 }
 #undef Py_XDECREF

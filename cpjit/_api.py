@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import types
 
 from . import _runtime, _versions, feedback, pipeline, stencil_table, translate

@@ -8,7 +8,6 @@ import sys
 import threading
 import types
 
-from . import _runtime
 from ._api import jit
 
 

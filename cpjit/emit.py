@@ -36,7 +36,7 @@ from typing import Callable
 
 from . import _runtime, stencil_table
 from ._stencils import HoleValue, Reloc, Stencil
-from .ir import EXIT_ACTIONS, LABEL, CacheWords, CodeUnit, ExitStep, Obj, RwWord, Sym, Trace, UOp
+from .ir import EXIT_ACTIONS, LABEL, CacheWords, CodeUnit, Obj, RwWord, Sym, Trace, UOp
 
 PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
 TOTAL_EXITS = 0  # read-write word counting every side exit (CPJIT_RW_EXITS)
@@ -328,23 +328,22 @@ def emit(trace: Trace) -> Emitted:
     exits: dict[tuple, int] = {}  # exit key -> number of its stub, then placement index
     errors: dict[int, int] = {}  # instruction offset -> placement index
     exit_stubs: list[tuple] = []  # exit keys, in stub order
+
+    def stub_for(key: tuple) -> int:
+        """The number of the exit stub for `key` (one stub per resume point and steps)."""
+        stub = exits.get(key)
+        if stub is None:
+            stub = exits[key] = len(exit_stubs)
+            exit_stubs.append(key)
+        return stub
+
     for index in range(1, main_end):
         placement, plan = placements[index], plans[index]
         uop = placement.uop
         if plan.exits:
-            key = (uop.exit_to, uop.exit_steps)
-            stub = exits.get(key)
-            if stub is None:
-                stub = exits[key] = len(exit_stubs)
-                exit_stubs.append(key)
-            placement.exit_stub = stub
+            placement.exit_stub = stub_for((uop.exit_to, uop.exit_steps))
         if plan.exits_after:
-            key = (uop.exit_after, uop.exit_after_steps)
-            stub = exits.get(key)
-            if stub is None:
-                stub = exits[key] = len(exit_stubs)
-                exit_stubs.append(key)
-            placement.exit_after_stub = stub
+            placement.exit_after_stub = stub_for((uop.exit_after, uop.exit_after_steps))
         if plan.errors:
             errors[uop.offset] = -1
     exit_offsets = []
@@ -466,8 +465,7 @@ def resolve_patches(layout: "_Layout", keepalive: list) -> bytes:
     (csrc/resolve.c; _patch_all is the same in Python), then the holes of the
     read-only data and the GOT entries."""
     _register()
-    placements, plans, labels, exits, errors = (layout.placements, layout.plans, layout.labels,
-                                                layout.exits, layout.errors)
+    placements, plans, labels = layout.placements, layout.plans, layout.labels
     units, cache_base, data_offsets = layout.units, layout.cache_base, layout.data_offsets
     words = array.array("q")
     last = len(placements) - 1

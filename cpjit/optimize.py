@@ -24,6 +24,13 @@ class Context:
     globals: dict | None = None
     profile: bool = False  # record operand types where they are not known
 
+    def analyze(self, trace: Trace) -> tuple[Specializer, list]:
+        """The specializer of this compilation and the trace's states under its
+        transfer functions (every pass uses the same ones, so analysis.analyze
+        can reuse an analysis of unchanged uops).  Raises analysis.AnalysisError."""
+        specializer = Specializer(trace, self.feedback, self.globals)
+        return specializer, analysis.analyze(trace, specializer.transfer)
+
 
 def run_specialize(trace: Trace, context: Context) -> list[str]:
     """Typed uops (with guards) for proven or predicted operand types."""
@@ -66,9 +73,8 @@ def fuse_string_append(trace: Trace, context: Context) -> list[str]:
     uops = trace.uops
     if not any(uop.name == "_BINARY_OP_ADD_STR" for uop in uops):
         return []
-    specializer = Specializer(trace, context.feedback, context.globals)
     try:
-        states = analysis.analyze(trace, specializer.transfer)
+        _, states = context.analyze(trace)
     except analysis.AnalysisError:
         return []
     out = []
@@ -114,9 +120,8 @@ def guard_loop_entries(trace: Trace, context: Context) -> list[str]:
              and uops[header].oparg not in context.feedback.no_speculation]
     if not loops:
         return []
-    specializer = Specializer(trace, context.feedback, context.globals)
     try:
-        states = analysis.analyze(trace, specializer.transfer)
+        specializer, states = context.analyze(trace)
     except analysis.AnalysisError:
         return []
     names = trace.code.co_varnames
@@ -161,9 +166,8 @@ def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
     """Drop type guards on items whose type is already proven."""
     if not any(uop.name == "_GUARD_TYPE" for uop in trace.uops):
         return []
-    specializer = Specializer(trace, context.feedback, context.globals)
     try:
-        states = analysis.analyze(trace, specializer.transfer)
+        _, states = context.analyze(trace)
     except analysis.AnalysisError:
         return []
     changes = []

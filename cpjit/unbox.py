@@ -32,7 +32,6 @@ import struct
 
 from . import analysis, stencil_table
 from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
-from .specialize import Specializer
 
 I64, F64 = "i64", "f64"
 _COPY_SLOT = {I64: "_COPY_SLOT_I64", F64: "_COPY_SLOT_F64"}  # (the kind marks a local dirty)
@@ -701,9 +700,8 @@ _NO_SPEC = _NoSpec()
 def unbox(trace: Trace, context) -> list[str]:
     """Rewrite typed arithmetic on ints and floats to raw values; see the module doc."""
     specs = stencil_table.uops()
-    specializer = Specializer(trace, context.feedback, context.globals)
     try:
-        states = analysis.analyze(trace, specializer.transfer)
+        _, states = context.analyze(trace)
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
     raw_locals_at: dict[int, dict[int, str]] = {}

@@ -10,6 +10,7 @@ is published before them and tracing is checked after them.
 
 from __future__ import annotations
 
+import functools
 import types
 
 from . import _versions, analysis, stencil_table
@@ -20,6 +21,14 @@ class Unsupported(Exception):
     """The function cannot be compiled at all; the message is the fallback reason."""
 
 
+@functools.lru_cache(maxsize=None)
+def _publishing() -> frozenset[str]:
+    """The uops that can run arbitrary code and do not publish the
+    instruction pointer themselves (one set per stencil table)."""
+    return frozenset(name for name, spec in stencil_table.uops().items()
+                     if spec.escapes and "SYNCS_FRAME" not in spec.flags)
+
+
 def translate(code: types.CodeType) -> Trace:
     version = _versions.current
     if version is None:
@@ -28,7 +37,7 @@ def translate(code: types.CodeType) -> Trace:
         raise Unsupported("generators and coroutines run in the interpreter "
                           "(cpjit compiles plain functions)")
     instructions, exception_table = version.decode(code)
-    specs = stencil_table.uops()
+    needs_ip = _publishing()
     trace = Trace(code, instructions, [])
     lowering = version.Lowering(code, trace)
     lowered = {ins.offset: lowering.lower(ins) for ins in instructions}
@@ -56,8 +65,7 @@ def translate(code: types.CodeType) -> Trace:
             trace.unsupported.append(ins)
             uops = [UOp("_SIDE_EXIT", offset=ins.offset, exit_to=ins.start,
                         comment=f"{ins.name} is not compiled", exit_after=ins.after)]
-        escapes = [k for k, u in enumerate(uops)
-                   if specs[u.name].escapes and "SYNCS_FRAME" not in specs[u.name].flags]
+        escapes = [k for k, u in enumerate(uops) if u.name in needs_ip]
         if escapes:
             first = escapes[0]
             if not any(u.name == "_SET_IP" for u in uops[:first]):

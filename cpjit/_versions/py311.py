@@ -192,6 +192,10 @@ class Lowering:
         self.trace = trace  # inline caches reserve their words in it
         self.kwnames = None
         self.call_start = None  # start of the KW_NAMES/PRECALL/CALL group
+        # Local names by index, as the frame lays them out (for uop comments).
+        self.local_names = (code.co_varnames
+                            + tuple(n for n in code.co_cellvars if n not in code.co_varnames)
+                            + code.co_freevars)
 
     def lower(self, ins: Instruction) -> list[UOp] | None:
         """The uops of `ins`, or None when it is not compiled (the code side-exits)."""
@@ -246,9 +250,7 @@ class Lowering:
         return [self._u("_STORE_DEREF", ins, ins.arg, comment=self._local(ins.arg))]
 
     def _local(self, index: int) -> str:
-        names = (list(self.code.co_varnames)
-                 + [n for n in self.code.co_cellvars if n not in self.code.co_varnames]
-                 + list(self.code.co_freevars))
+        names = self.local_names
         return names[index] if index < len(names) else f"local{index}"
 
     def LOAD_CONST(self, ins):

@@ -16,6 +16,18 @@ cpjit_both_floats(PyObject *a, PyObject *b)
     return PyFloat_CheckExact(a) && PyFloat_CheckExact(b);
 }
 
+/* Python's item index rule: a negative index counts from the end.  The
+ * offset of item `index` of `size` items, or -1 when it is out of range
+ * either way (the caller side-exits and the interpreter raises IndexError). */
+static inline __attribute__((always_inline)) Py_ssize_t
+cpjit_item_index(int64_t index, Py_ssize_t size)
+{
+    if (index < 0) {
+        index += size;
+    }
+    return (uint64_t)index < (uint64_t)size ? (Py_ssize_t)index : -1;
+}
+
 /* A float, or a compact int (exactly representable as a double). */
 static inline __attribute__((always_inline)) int
 cpjit_as_double(PyObject *o, double *out)

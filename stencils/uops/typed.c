@@ -232,12 +232,8 @@ UOP(_UNARY_NOT_BOOL, (value -- res), 0) {
 // list[int]: in range (negative indexes count from the end), else side exit.
 UOP(_BINARY_SUBSCR_LIST_INT, (container, sub -- res), 0) {
     DEOPT_IF(!CPJIT_LONG_IS_COMPACT(sub));
-    Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
-    Py_ssize_t size = PyList_GET_SIZE(container);
-    if (index < 0) {
-        index += size;
-    }
-    DEOPT_IF((size_t)index >= (size_t)size);
+    Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), PyList_GET_SIZE(container));
+    DEOPT_IF(index < 0);
     res = PyList_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -247,12 +243,8 @@ UOP(_BINARY_SUBSCR_LIST_INT, (container, sub -- res), 0) {
 // tuple[int].
 UOP(_BINARY_SUBSCR_TUPLE_INT, (container, sub -- res), 0) {
     DEOPT_IF(!CPJIT_LONG_IS_COMPACT(sub));
-    Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
-    Py_ssize_t size = PyTuple_GET_SIZE(container);
-    if (index < 0) {
-        index += size;
-    }
-    DEOPT_IF((size_t)index >= (size_t)size);
+    Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), PyTuple_GET_SIZE(container));
+    DEOPT_IF(index < 0);
     res = PyTuple_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -262,12 +254,8 @@ UOP(_BINARY_SUBSCR_TUPLE_INT, (container, sub -- res), 0) {
 // list[int] = value, in range.
 UOP(_STORE_SUBSCR_LIST_INT, (value, container, sub -- ), 0) {
     DEOPT_IF(!CPJIT_LONG_IS_COMPACT(sub));
-    Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
-    Py_ssize_t size = PyList_GET_SIZE(container);
-    if (index < 0) {
-        index += size;
-    }
-    DEOPT_IF((size_t)index >= (size_t)size);
+    Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), PyList_GET_SIZE(container));
+    DEOPT_IF(index < 0);
     PyObject *old = PyList_GET_ITEM(container, index);
     PyList_SET_ITEM(container, index, value);
     Py_DECREF(old);

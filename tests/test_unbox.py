@@ -234,6 +234,27 @@ def test_list_subscripts_with_raw_indexes():
     check(subscripts, inputs=lambda: ([0.5, 1.5], 4), calls=3)  # IndexError
 
 
+def index_paths(xs, t, k, n):
+    # k: a typed int index; i - k: a raw (unboxed) one; -1 and 1: constants
+    total = xs[k] + t[k] + xs[-1] + t[1]
+    xs[k] = total
+    for i in range(n):
+        total += xs[i - k] + t[i - k]
+        xs[i - k] = total
+    return total, xs
+
+
+@pytest.mark.parametrize("k", [-5, -4, -1, 0, 3, 4])
+def test_indexes_at_both_ends_of_every_index_path(k):
+    """Python's index rule (cpjit_item_index): each of -len-1, -len, -1, 0,
+    len-1 and len on a list and a tuple, by a typed int, a raw int and a
+    constant index; the out-of-range ones raise the interpreter's IndexError."""
+    check(index_paths, inputs=lambda: ([1.0, 2.0, 3.0, 4.0], (1.0, 2.0, 3.0, 4.0), 0, 4),
+          calls=2)  # warm the uops up with in-range indexes
+    check(index_paths, inputs=lambda: ([1.0, 2.0, 3.0, 4.0], (1.0, 2.0, 3.0, 4.0), k, 4),
+          calls=3)
+
+
 def accumulator_under_call(xs):
     acc = 0.0
     for x in xs:

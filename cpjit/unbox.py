@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import struct
 
 from . import analysis, stencil_table
@@ -36,6 +37,7 @@ from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
 
 I64, F64 = "i64", "f64"
 _COPY_SLOT = {I64: "_COPY_SLOT_I64", F64: "_COPY_SLOT_F64"}  # (the kind marks a local dirty)
+_BOX_INSERTS = {I64: "_BOX_INSERT_I64", F64: "_BOX_INSERT_F64"}
 _KIND = {int: I64, float: F64}
 _INT_OPS = {"_BINARY_OP_ADD_INT": "_ADD_I64", "_BINARY_OP_SUBTRACT_INT": "_SUB_I64",
             "_BINARY_OP_MULTIPLY_INT": "_MUL_I64", "_BINARY_OP_FLOOR_DIVIDE_INT": "_FLOORDIV_I64",
@@ -48,6 +50,7 @@ _GENERIC_FLOAT_OPS = {"_BINARY_OP_ADD": "_ADD_F64", "_BINARY_OP_SUBTRACT": "_SUB
                       "_BINARY_OP_MULTIPLY": "_MUL_F64", "_BINARY_OP_TRUE_DIVIDE": "_DIV_F64"}
 _LOCAL_USERS = frozenset({"_DELETE_FAST", "_BINARY_OP_INPLACE_ADD_STR", "_MAKE_CELL",
                           "_LOAD_DEREF", "_STORE_DEREF"})
+_LOCAL_ACCESSES = _LOCAL_USERS | {"_LOAD_FAST", "_STORE_FAST"}
 _TRAMPOLINE_LABELS = 1 << 24  # labels made by this pass: above any bytecode offset
 
 
@@ -121,9 +124,7 @@ class _Walk:
              jump_to: int = -1) -> UOp:
         at = self.current
         uop = UOp(name, oparg, operand0, operand1, at.offset, at.exit_to, jump_to, "",
-                  at.exit_after)
-        if name in self.flags.deopts:
-            uop.exit_steps = self.exit_steps()
+                  at.exit_after, self.exit_steps() if name in self.flags.deopts else ())
         self.out.append(uop)
         return uop
 
@@ -167,12 +168,13 @@ class _Walk:
         return (*steps, *self.sync_steps)
 
     @staticmethod
-    def _insert_uop(item: Virtual, above: int) -> UOp:
+    def _insert_uop(item: Virtual) -> tuple[str, object]:
+        """The uop (name, operand0) that boxes `item` into the real stack."""
         if item.how == "raw":
-            return UOp("_BOX_INSERT_" + item.kind.upper(), above, item.slot)
+            return _BOX_INSERTS[item.kind], item.slot
         if item.how == "local":
-            return UOp("_LOCAL_INSERT", above, item.local)
-        return UOp("_CONST_INSERT", above, Obj(item.value))
+            return "_LOCAL_INSERT", item.local
+        return "_CONST_INSERT", Obj(item.value)
 
     def materialize(self, top: int | None = None, *, spare: int = 0) -> None:
         """Box the virtual items among the top `top` stack items (all by
@@ -189,8 +191,8 @@ class _Walk:
         """Box the virtual item at `position` into its place (a local not yet
         checked to have the type the code counts on gets its guard there)."""
         item = self.stack[position]
-        model = self._insert_uop(item, self.boxed_above(position))
-        self.emit(model.name, model.oparg, model.operand0)
+        name, operand0 = self._insert_uop(item)
+        self.emit(name, self.boxed_above(position), operand0)
         self.stack[position] = None
         if item.how == "local" and item.guard is not None:
             self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
@@ -238,8 +240,14 @@ class _Walk:
         self.sync_steps = tuple(ExitStep("sync_" + kind, local) for local, kind in ordered)
 
     def sync_locals(self) -> None:
-        for name, local in self.syncs:
-            self.emit(name, local)
+        """Box the raw locals into the frame (each if it changed).  (emit()'s
+        work, done once for all: they see the same state.)"""
+        if not self.syncs:
+            return
+        at, steps, deopts = self.current, self.exit_steps(), self.flags.deopts
+        self.out += [UOp(name, local, 0, 0, at.offset, at.exit_to, -1, "", at.exit_after,
+                         steps if name in deopts else ())
+                     for name, local in self.syncs]
 
     def item_type(self, index: int, from_top: int):
         state = self.states[index]
@@ -313,10 +321,10 @@ class _Walk:
     # -- the walk --
 
     def run(self) -> list[UOp]:
-        uops = self.trace.uops
+        uops, states, regions = self.trace.uops, self.states, self.raw_locals_at
         for index, uop in enumerate(uops):
             self.current = uop
-            region = self.raw_locals_at.get(index)
+            region = regions.get(index)
             if uop.name == LABEL:
                 self.materialize()
                 if region is None and self.raw:
@@ -331,7 +339,7 @@ class _Walk:
                 continue
             if region is None and self.raw:
                 self.leave_region()
-            state = self.states[index]
+            state = states[index]
             if state is None:
                 self.keep(uop)
                 continue
@@ -345,7 +353,14 @@ class _Walk:
                 self.generic(uop)
         if self.raw:
             self.leave_region()
-        return _fused_list_items(_without_guards_before_unboxing(self.out))
+        out = self.out
+        names = [uop.name for uop in out]  # (the peepholes' uops are looked for at C speed)
+        if "_GUARD_TYPE" in names:
+            out = _without_guards_before_unboxing(out, names)
+            names = [uop.name for uop in out]
+        if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
+            out = _fused_list_items(out)
+        return out
 
     def leave_region(self) -> None:
         last = self.out[-1] if self.out else None
@@ -357,18 +372,18 @@ class _Walk:
     def generic(self, uop: UOp) -> None:
         if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
             uop = uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED")
-        spec = self.specs[uop.name]
+        name, flags, stack = uop.name, self.flags, self.stack
+        spec = self.specs[name]
         pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-        if uop.name in self.flags.sees_whole_stack:
-            self.materialize()  # a jump target, or a uop reading below its inputs
-        else:
-            self.materialize(pops)
-        if self.raw and uop.name in self.flags.needs_frame:
+        # (all of the stack for a jump target, or a uop reading below its inputs)
+        self.materialize(None if name in flags.sees_whole_stack else pops)
+        if self.raw and name in flags.needs_frame:
             self.sync_locals()
         kept = self.keep(uop)
-        del self.stack[len(self.stack) - pops:]
-        self.stack.extend([None] * pushes)
-        if uop.name in self.flags.exits_after and (self.raw or self.has_virtual()):
+        del stack[len(stack) - pops:]
+        if pushes:
+            stack.extend([None] * pushes)
+        if name in flags.exits_after and (self.raw or self.has_virtual()):
             # its exit after its effect boxes what is unboxed below its outputs
             if kept is uop:
                 kept = self.out[-1] = uop.replace()
@@ -655,16 +670,17 @@ def _uop_flags() -> _UopFlags:
 _UNBOX_CHECKS = {"_POP_UNBOX_I64": int, "_POP_UNBOX_F64": float}
 
 
-def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
+def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[UOp]:
     """Drop a _GUARD_TYPE of int or float whose item the following uops pop
     and unbox: the unboxing checks the same type (and side-exits to the same
     instruction, its exit boxing back what was popped before)."""
     dropped = set()
-    for g, guard in enumerate(uops):
-        if guard.name != "_GUARD_TYPE" or guard.operand0.value not in (int, float):
+    for g in [g for g, name in enumerate(names) if name == "_GUARD_TYPE"]:
+        guard = uops[g]
+        if guard.operand0.value not in (int, float):
             continue
         depth = guard.oparg
-        for later in uops[g + 1:]:
+        for later in itertools.islice(uops, g + 1, None):
             if later.name == "_GUARD_TYPE":
                 continue
             if later.name not in _UNBOX_CHECKS:
@@ -674,7 +690,10 @@ def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
                     dropped.add(g)
                 break
             depth -= 1
-    return [uop for k, uop in enumerate(uops) if k not in dropped]
+    kept = list(uops)
+    for g in sorted(dropped, reverse=True):
+        del kept[g]
+    return kept
 
 
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
@@ -687,9 +706,6 @@ def _fused_list_items(uops: list[UOp]) -> list[UOp]:
     constant): _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_*
     under one item + _STORE_SUBSCR_LIST_CONST become one uop each, which
     side-exits (before any effect) as the first of the two would."""
-    names = [uop.name for uop in uops]
-    if "_BINARY_SUBSCR_LIST_CONST" not in names and "_STORE_SUBSCR_LIST_CONST" not in names:
-        return uops  # (the common case, found at C speed)
     out: list[UOp] = []
     k = 0
     while k < len(uops):
@@ -718,7 +734,7 @@ class _Skip(Exception):
 def _jumps(uops: list[UOp], labels: dict[int, int]) -> list[tuple[int, int]]:
     """(uop index, target uop index) of every jump."""
     return [(i, labels[uop.jump_to]) for i, uop in enumerate(uops)
-            if uop.name != LABEL and uop.jump_to in labels]
+            if uop.jump_to in labels and uop.name != LABEL]
 
 
 def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -748,9 +764,10 @@ def _raw_locals(trace: Trace, states, start: int, end: int,
     cells = set(code.co_cellvars)
     kinds: dict[int, str | None] = {}
     for i in range(start, end + 1):
-        uop, state = uops[i], states[i]
-        if state is None or uop.name == LABEL:
+        uop = uops[i]
+        if uop.name not in _LOCAL_ACCESSES or states[i] is None:
             continue
+        state = states[i]
         if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
             local = uop.oparg
             t = state.locals[local] if uop.name == "_LOAD_FAST" else state.stack[-1].type
@@ -780,7 +797,7 @@ def unbox(trace: Trace, context) -> list[str]:
             regions.append(raw)
             raw_locals_at.update(dict.fromkeys(range(start, end + 1), raw))
     if regions:
-        trace.uops = _with_exit_trampolines(trace, raw_locals_at, labels, states)
+        trace.uops = _with_exit_trampolines(trace, raw_locals_at, jumps, labels, states)
     walk = _Walk(trace, states, specs, raw_locals_at)
     before = [u.name for u in trace.uops]
     uops = walk.run()
@@ -811,7 +828,7 @@ _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})
 
 
-def _with_exit_trampolines(trace: Trace, raw_locals_at, labels, states) -> list[UOp]:
+def _with_exit_trampolines(trace: Trace, raw_locals_at, jumps, labels, states) -> list[UOp]:
     """Jumps from inside a loop with raw locals to outside go to a trampoline
     label at the end of the trace instead, which the walk will make box the
     raw locals and then jump on.  The trampoline's label belongs to its loop's
@@ -820,13 +837,11 @@ def _with_exit_trampolines(trace: Trace, raw_locals_at, labels, states) -> list[
     sound, and no second analysis)."""
     uops = list(trace.uops)
     fresh = _TRAMPOLINE_LABELS
-    for i in range(len(uops)):
-        uop = uops[i]
+    for i, target_index in jumps:
         region = raw_locals_at.get(i)
-        if region is None or uop.name == LABEL or uop.jump_to not in labels:
+        if region is None or raw_locals_at.get(target_index) is region:
             continue
-        if raw_locals_at.get(labels[uop.jump_to]) is region:
-            continue
+        uop = uops[i]
         fresh += 1
         target = uop.jump_to
         uops[i] = uop.replace(jump_to=fresh)

@@ -164,6 +164,8 @@ class _Walk:
                 steps.append(ExitStep("local", above, item.local))
             else:
                 steps.append(ExitStep("const", above, Obj(item.value)))
+        if not steps:
+            return self.sync_steps
         steps.reverse()  # deepest first
         return (*steps, *self.sync_steps)
 
@@ -359,7 +361,7 @@ class _Walk:
             out = _without_guards_before_unboxing(out, names)
             names = [uop.name for uop in out]
         if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
-            out = _fused_list_items(out)
+            out = _fused_list_items(out, names)
         return out
 
     def leave_region(self) -> None:
@@ -375,8 +377,9 @@ class _Walk:
         name, flags, stack = uop.name, self.flags, self.stack
         spec = self.specs[name]
         pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-        # (all of the stack for a jump target, or a uop reading below its inputs)
-        self.materialize(None if name in flags.sees_whole_stack else pops)
+        if stack.count(None) != len(stack):  # something virtual: boxed where the uop looks
+            # (all of the stack for a jump target, or a uop reading below its inputs)
+            self.materialize(None if name in flags.sees_whole_stack else pops)
         if self.raw and name in flags.needs_frame:
             self.sync_locals()
         kept = self.keep(uop)
@@ -701,30 +704,29 @@ _STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
                 "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
 
 
-def _fused_list_items(uops: list[UOp]) -> list[UOp]:
+def _fused_list_items(uops: list[UOp], names: list[str]) -> list[UOp]:
     """list[k] read straight into a slot, or stored straight from one (k a
     constant): _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_*
     under one item + _STORE_SUBSCR_LIST_CONST become one uop each, which
-    side-exits (before any effect) as the first of the two would."""
-    out: list[UOp] = []
-    k = 0
-    while k < len(uops):
-        uop = uops[k]
-        following = uops[k + 1] if k + 1 < len(uops) else None
-        if following is not None and uop.name == "_BINARY_SUBSCR_LIST_CONST" \
-                and following.name in _POP_ITEMS:
-            out.append(uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg))
-            k += 2
+    side-exits (before any effect) as the first of the two would.  (No uop
+    is the second of one pair and the first of another: the pairs found are
+    fused independently, last first so that the indexes stay right.)"""
+    firsts = [k for k, name in enumerate(names) if name in _FUSED_FIRSTS]
+    out = list(uops)
+    for k in reversed(firsts):
+        if k + 1 == len(uops):
             continue
-        if following is not None and uop.name in _STORE_ITEMS and uop.oparg == 1 \
+        uop, following = uops[k], uops[k + 1]
+        if uop.name == "_BINARY_SUBSCR_LIST_CONST" and following.name in _POP_ITEMS:
+            out[k:k + 2] = [uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg)]
+        elif uop.name in _STORE_ITEMS and uop.oparg == 1 \
                 and following.name == "_STORE_SUBSCR_LIST_CONST":
-            out.append(uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
-                                   operand0=following.operand0))
-            k += 2
-            continue
-        out.append(uop)
-        k += 1
+            out[k:k + 2] = [uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
+                                        operand0=following.operand0)]
     return out
+
+
+_FUSED_FIRSTS = frozenset({"_BINARY_SUBSCR_LIST_CONST", *_STORE_ITEMS})
 
 
 class _Skip(Exception):
@@ -763,11 +765,9 @@ def _raw_locals(trace: Trace, states, start: int, end: int,
     plain = len(code.co_varnames)
     cells = set(code.co_cellvars)
     kinds: dict[int, str | None] = {}
-    for i in range(start, end + 1):
-        uop = uops[i]
-        if uop.name not in _LOCAL_ACCESSES or states[i] is None:
+    for uop, state in zip(uops[start:end + 1], states[start:end + 1]):
+        if uop.name not in _LOCAL_ACCESSES or state is None:
             continue
-        state = states[i]
         if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
             local = uop.oparg
             t = state.locals[local] if uop.name == "_LOAD_FAST" else state.stack[-1].type

@@ -28,6 +28,8 @@ interpreter redoes the instruction on boxed values.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import struct
 
 from . import analysis, stencil_table
@@ -35,6 +37,7 @@ from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
 
 I64, F64 = "i64", "f64"
 _COPY_SLOT = {I64: "_COPY_SLOT_I64", F64: "_COPY_SLOT_F64"}  # (the kind marks a local dirty)
+_BOX_INSERTS = {I64: "_BOX_INSERT_I64", F64: "_BOX_INSERT_F64"}
 _KIND = {int: I64, float: F64}
 _INT_OPS = {"_BINARY_OP_ADD_INT": "_ADD_I64", "_BINARY_OP_SUBTRACT_INT": "_SUB_I64",
             "_BINARY_OP_MULTIPLY_INT": "_MUL_I64", "_BINARY_OP_FLOOR_DIVIDE_INT": "_FLOORDIV_I64",
@@ -47,6 +50,7 @@ _GENERIC_FLOAT_OPS = {"_BINARY_OP_ADD": "_ADD_F64", "_BINARY_OP_SUBTRACT": "_SUB
                       "_BINARY_OP_MULTIPLY": "_MUL_F64", "_BINARY_OP_TRUE_DIVIDE": "_DIV_F64"}
 _LOCAL_USERS = frozenset({"_DELETE_FAST", "_BINARY_OP_INPLACE_ADD_STR", "_MAKE_CELL",
                           "_LOAD_DEREF", "_STORE_DEREF"})
+_LOCAL_ACCESSES = _LOCAL_USERS | {"_LOAD_FAST", "_STORE_FAST"}
 _TRAMPOLINE_LABELS = 1 << 24  # labels made by this pass: above any bytecode offset
 
 
@@ -60,6 +64,20 @@ class Virtual:
     local: int = -1  # local: which local
     value: object = None  # const: the constant
     guard: type | None = None  # local: a type guard still to check if it is boxed
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_item(kind: str, slot: int) -> Virtual:
+    """The raw item of `kind` in `slot`.  Items are immutable, so each is one
+    shared object: cheap to make, and the same state is the same objects
+    (which the walk's exit-steps cache goes by)."""
+    return Virtual("raw", kind, slot=slot)
+
+
+@functools.lru_cache(maxsize=None)
+def _local_item(kind: str, local: int) -> Virtual:
+    """The pending load of `local` (of `kind`), not yet guarded; shared likewise."""
+    return Virtual("local", kind, local=local)
 
 
 def _fits(value) -> bool:
@@ -77,15 +95,20 @@ class _Walk:
         self.trace = trace
         self.states = states
         self.specs = specs
+        self.flags = _uop_flags()
         self.raw_locals_at = raw_locals_at  # uop index -> {local: kind} of its loop
         self.nlocals = len(analysis.entry_state(trace).locals)
         self.nslots = self.nlocals + trace.code.co_stacksize + 1
         self.out: list[UOp] = []
         self.stack: list[Virtual | None] = []
-        self.raw: dict[int, str] = {}  # raw locals where we are
+        self.raw: dict[int, str] = {}  # raw locals where we are (see enter())
+        self.syncs: tuple[tuple[str, int], ...] = ()  # their sync uops (name, local)
+        self.sync_steps: tuple[ExitStep, ...] = ()  # and exit steps
         self.used_slots = False
         self.current: UOp | None = None
-        self.consumers = _consumers(trace.uops, specs)
+        self.consumers: dict[int, tuple[int | None, int]] = {}  # (see consumer())
+        # (id(raw), ids of the stack items) -> (raw, items, steps): see exit_steps()
+        self.exit_cache: dict[tuple, tuple] = {}
 
     # -- helpers --
 
@@ -101,51 +124,66 @@ class _Walk:
              jump_to: int = -1) -> UOp:
         at = self.current
         uop = UOp(name, oparg, operand0, operand1, at.offset, at.exit_to, jump_to, "",
-                  at.exit_after)
-        if "DEOPTS" in self.specs[name].flags:
-            uop.exit_steps = self.exit_steps()
+                  at.exit_after, self.exit_steps() if name in self.flags.deopts else ())
         self.out.append(uop)
         return uop
 
     def keep(self, uop: UOp) -> UOp:
         """Emit an original uop (a copy, if its exits need steps)."""
-        if "DEOPTS" in self.specs[uop.name].flags and (self.raw or self.has_virtual()):
+        if uop.name in self.flags.deopts and (self.raw or self.has_virtual()):
             uop = uop.replace(exit_steps=self.exit_steps())
         self.out.append(uop)
         return uop
 
     def has_virtual(self) -> bool:
-        return any(item is not None for item in self.stack)
+        return self.stack.count(None) != len(self.stack)
 
     def exit_steps(self) -> tuple:
+        """The exit steps of the abstract state where we are (see
+        _exit_steps).  Most uops that can exit see the state the one before
+        them saw, so the steps are remembered by the identity of the raw
+        locals' region and of the stack items (the cache holds on to them,
+        so no id is reused while it lives): one tuple, made once, shared."""
+        key = (id(self.raw), *map(id, self.stack))
+        cached = self.exit_cache.get(key)
+        if cached is None:
+            cached = self.exit_cache[key] = (self.raw, tuple(self.stack), self._exit_steps())
+        return cached[2]
+
+    def _exit_steps(self) -> tuple:
         """Uops that put the abstract state into the frame: each virtual item
         boxed into its place (deepest first), each changed raw local boxed."""
         steps = []
-        for position, item in enumerate(self.stack):
-            if item is not None:  # the boxed items above it stay above it
-                above = self.boxed_above(position)
-                if item.how == "raw":
-                    steps.append(ExitStep("box_" + item.kind, above, item.slot))
-                elif item.how == "local":
-                    steps.append(ExitStep("local", above, item.local))
-                else:
-                    steps.append(ExitStep("const", above, Obj(item.value)))
-        for local, kind in sorted(self.raw.items()):
-            steps.append(ExitStep("sync_" + kind, local))
-        return tuple(steps)
+        above = 0  # the boxed items above an item stay above it
+        for item in reversed(self.stack):
+            if item is None:
+                above += 1
+            elif item.how == "raw":
+                steps.append(ExitStep("box_" + item.kind, above, item.slot))
+            elif item.how == "local":
+                steps.append(ExitStep("local", above, item.local))
+            else:
+                steps.append(ExitStep("const", above, Obj(item.value)))
+        if not steps:
+            return self.sync_steps
+        steps.reverse()  # deepest first
+        return (*steps, *self.sync_steps)
 
     @staticmethod
-    def _insert_uop(item: Virtual, above: int) -> UOp:
+    def _insert_uop(item: Virtual) -> tuple[str, object]:
+        """The uop (name, operand0) that boxes `item` into the real stack."""
         if item.how == "raw":
-            return UOp("_BOX_INSERT_" + item.kind.upper(), above, item.slot)
+            return _BOX_INSERTS[item.kind], item.slot
         if item.how == "local":
-            return UOp("_LOCAL_INSERT", above, item.local)
-        return UOp("_CONST_INSERT", above, Obj(item.value))
+            return "_LOCAL_INSERT", item.local
+        return "_CONST_INSERT", Obj(item.value)
 
     def materialize(self, top: int | None = None, *, spare: int = 0) -> None:
         """Box the virtual items among the top `top` stack items (all by
         default) into their places, deepest first, except the topmost `spare`
         items (the operands a raw uop is about to consume)."""
+        if self.stack.count(None) == len(self.stack):
+            return  # (the common case: nothing virtual)
         first = 0 if top is None else max(0, len(self.stack) - top)
         for position in range(first, len(self.stack) - spare):
             if self.stack[position] is not None:
@@ -155,8 +193,8 @@ class _Walk:
         """Box the virtual item at `position` into its place (a local not yet
         checked to have the type the code counts on gets its guard there)."""
         item = self.stack[position]
-        model = self._insert_uop(item, self.boxed_above(position))
-        self.emit(model.name, model.oparg, model.operand0)
+        name, operand0 = self._insert_uop(item)
+        self.emit(name, self.boxed_above(position), operand0)
         self.stack[position] = None
         if item.how == "local" and item.guard is not None:
             self.emit("_GUARD_TYPE", 1 + self.boxed_above(position), Obj(item.guard))
@@ -165,7 +203,7 @@ class _Walk:
         """Whether the value uop `index` pushes goes to a uop that can use it
         raw: raw arithmetic or a compare, an index, a store into a raw local
         (unknown, past a branch: assume it does)."""
-        consumer, position = self.consumers.get(index, (None, 0))
+        consumer, position = self.consumer(index)
         if consumer is None:
             return True
         uop = self.trace.uops[consumer]
@@ -175,11 +213,18 @@ class _Walk:
             return position == 0  # the index (the top item)
         return uop.name in _RAW_CONSUMERS
 
+    def consumer(self, index: int) -> tuple[int | None, int]:
+        """_consumer(index), remembered (asked for only where a value may go raw)."""
+        found = self.consumers.get(index)
+        if found is None:
+            found = self.consumers[index] = _consumer(self.trace.uops, self.specs, index)
+        return found
+
     def raw_result_kind(self, index: int) -> str | None:
         """I64 or F64 when the value uop `index` pushes goes to raw arithmetic
         or a compare that counts on it being an int or a float (its type
         where it is used), else None."""
-        consumer, position = self.consumers.get(index, (None, 0))
+        consumer, position = self.consumer(index)
         if consumer is None or self.trace.uops[consumer].name not in _RAW_CONSUMERS:
             return None
         state = self.states[consumer]
@@ -187,9 +232,24 @@ class _Walk:
             return None
         return _KIND.get(state.stack[-1 - position].type)
 
+    def enter(self, raw: dict[int, str]) -> None:
+        """Where the raw locals are `raw` from here on (a loop's region, or none):
+        what boxes them, made once per region instead of at every sync or exit."""
+        self.raw = raw
+        ordered = sorted(raw.items())
+        self.syncs = tuple(("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
+                           for local, kind in ordered)
+        self.sync_steps = tuple(ExitStep("sync_" + kind, local) for local, kind in ordered)
+
     def sync_locals(self) -> None:
-        for local, kind in sorted(self.raw.items()):
-            self.emit("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
+        """Box the raw locals into the frame (each if it changed).  (emit()'s
+        work, done once for all: they see the same state.)"""
+        if not self.syncs:
+            return
+        at, steps, deopts = self.current, self.exit_steps(), self.flags.deopts
+        self.out += [UOp(name, local, 0, 0, at.offset, at.exit_to, -1, "", at.exit_after,
+                         steps if name in deopts else ())
+                     for name, local in self.syncs]
 
     def item_type(self, index: int, from_top: int):
         state = self.states[index]
@@ -219,11 +279,11 @@ class _Walk:
                 kind = _KIND[self.item_type(index, count - k)]
                 self.emit("_POP_UNBOX_I64" if kind == I64 else "_POP_UNBOX_F64",
                           self.temp(base + k))
-                self.stack[base + k] = Virtual("raw", kind, slot=self.temp(base + k))
+                self.stack[base + k] = _raw_item(kind, self.temp(base + k))
         slots = []
         for k in range(count):
             slot = self.convert(self.stack[base + k], kinds[k], base + k)
-            self.stack[base + k] = Virtual("raw", kinds[k], slot=slot)
+            self.stack[base + k] = _raw_item(kinds[k], slot)
             slots.append(slot)
         return slots
 
@@ -258,15 +318,15 @@ class _Walk:
         slots = self.take(2, kinds, index)
         target = self.temp(len(self.stack) - 2)
         self.emit(raw_name, target, slots[0], slots[1])
-        self.stack[-2:] = [Virtual("raw", result, slot=target)]
+        self.stack[-2:] = [_raw_item(result, target)]
 
     # -- the walk --
 
     def run(self) -> list[UOp]:
-        uops = self.trace.uops
+        uops, states, regions = self.trace.uops, self.states, self.raw_locals_at
         for index, uop in enumerate(uops):
             self.current = uop
-            region = self.raw_locals_at.get(index)
+            region = regions.get(index)
             if uop.name == LABEL:
                 self.materialize()
                 if region is None and self.raw:
@@ -276,49 +336,57 @@ class _Walk:
                         for local, kind in sorted(region.items()):
                             self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64",
                                       local)
-                    self.raw = region  # (a trampoline is reached from inside the loop)
+                    self.enter(region)  # (a trampoline is reached from inside the loop)
                 self.out.append(uop)
                 continue
             if region is None and self.raw:
                 self.leave_region()
-            state = self.states[index]
+            state = states[index]
             if state is None:
                 self.keep(uop)
                 continue
             if len(state.stack) != len(self.stack):
                 self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
-            handler = getattr(self, "on" + uop.name, None)
+            handler = _HANDLERS.get(uop.name)
             try:
-                if handler is None or not handler(uop, index):
+                if handler is None or not handler(self, uop, index):
                     self.generic(uop)
             except _Skip:
                 self.generic(uop)
         if self.raw:
             self.leave_region()
-        return _fused_list_items(_without_guards_before_unboxing(self.out))
+        out = self.out
+        names = [uop.name for uop in out]  # (the peepholes' uops are looked for at C speed)
+        if "_GUARD_TYPE" in names:
+            out = _without_guards_before_unboxing(out, names)
+            names = [uop.name for uop in out]
+        if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
+            out = _fused_list_items(out, names)
+        return out
 
     def leave_region(self) -> None:
         last = self.out[-1] if self.out else None
-        if last is None or "TERMINATES" not in self.specs.get(last.name, _NO_SPEC).flags:
+        if last is None or last.name not in self.flags.terminates:
             self.materialize()
             self.sync_locals()
-        self.raw = {}
+        self.enter({})
 
     def generic(self, uop: UOp) -> None:
         if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
             uop = uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED")
-        spec = self.specs[uop.name]
-        if spec.jumps or "PEEKS" in spec.flags:
-            self.materialize()  # a jump target, or a uop reading below its inputs
-        else:
-            self.materialize(spec.pops(uop.oparg))
-        if self.raw and (spec.escapes or spec.errors or "LEAVES" in spec.flags):
+        name, flags, stack = uop.name, self.flags, self.stack
+        spec = self.specs[name]
+        pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
+        if stack.count(None) != len(stack):  # something virtual: boxed where the uop looks
+            # (all of the stack for a jump target, or a uop reading below its inputs)
+            self.materialize(None if name in flags.sees_whole_stack else pops)
+        if self.raw and name in flags.needs_frame:
             self.sync_locals()
         kept = self.keep(uop)
-        pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-        del self.stack[len(self.stack) - pops:]
-        self.stack.extend([None] * pushes)
-        if "EXITS_AFTER" in spec.flags and (self.raw or self.has_virtual()):
+        del stack[len(stack) - pops:]
+        if pushes:
+            stack.extend([None] * pushes)
+        if name in flags.exits_after and (self.raw or self.has_virtual()):
             # its exit after its effect boxes what is unboxed below its outputs
             if kept is uop:
                 kept = self.out[-1] = uop.replace()
@@ -330,12 +398,12 @@ class _Walk:
         local = uop.oparg
         if local in self.raw:
             self.used_slots = True
-            self.stack.append(Virtual("raw", self.raw[local], slot=local))
+            self.stack.append(_raw_item(self.raw[local], local))
             return True
         kind = _KIND.get(self.states[index].locals[local])
         if kind is None:
             return False
-        self.stack.append(Virtual("local", kind, local=local))
+        self.stack.append(_local_item(kind, local))
         return True
 
     def on_LOAD_CONST(self, uop: UOp, index: int) -> bool:
@@ -372,10 +440,10 @@ class _Walk:
                 continue
             if item.how == "raw" and item.slot == local and local in self.raw:
                 self.emit(_COPY_SLOT[item.kind], self.temp(position), local)
-                self.stack[position] = Virtual("raw", item.kind, slot=self.temp(position))
+                self.stack[position] = _raw_item(item.kind, self.temp(position))
             elif item.how == "local" and item.local == local:
                 slot = self.convert(item, item.kind, position)
-                self.stack[position] = Virtual("raw", item.kind, slot=slot)
+                self.stack[position] = _raw_item(item.kind, slot)
 
     def on_STORE_FAST(self, uop: UOp, index: int) -> bool:
         local = uop.oparg
@@ -433,7 +501,7 @@ class _Walk:
         (slot,) = self.take(1, [kind], index)
         target = self.temp(len(self.stack) - 1)
         self.emit("_NEG_I64" if kind == I64 else "_NEG_F64", target, slot)
-        self.stack[-1] = Virtual("raw", kind, slot=target)
+        self.stack[-1] = _raw_item(kind, target)
         return True
 
     def _compare_and_branch(self, uop: UOp, index: int) -> bool:
@@ -458,7 +526,7 @@ class _Walk:
         self.materialize()
         target = self.temp(len(self.stack))
         self.emit("_FOR_ITER_RANGE_I64", target, jump_to=uop.jump_to)
-        self.stack.append(Virtual("raw", I64, slot=target))
+        self.stack.append(_raw_item(I64, target))
         return True
 
     def _subscript(self, uop: UOp, index: int) -> bool:
@@ -475,7 +543,7 @@ class _Walk:
                 # slot (the unboxing checks the item's type before any effect)
                 target = self.temp(len(self.stack) - 2)
                 self.emit(_POP_ITEMS["_POP_UNBOX_" + kind.upper()], target, top.value)
-                self.stack[-2:] = [Virtual("raw", kind, slot=target)]
+                self.stack[-2:] = [_raw_item(kind, target)]
                 return True
             self.emit(_CONST_SUBSCRIPTS[uop.name], operand0=top.value)
         else:
@@ -537,6 +605,8 @@ for _name in ("_COMPARE_OP_INT", "_COMPARE_OP_FLOAT"):
     setattr(_Walk, "on" + _name, _Walk._compare)
 for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUBSCR_LIST_INT"):
     setattr(_Walk, "on" + _name, _Walk._subscript)
+# uop name -> its _Walk.on_<name> method (one dict lookup per uop in run)
+_HANDLERS = {name[2:]: method for name, method in vars(_Walk).items() if name.startswith("on_")}
 
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
 _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
@@ -552,48 +622,68 @@ _RAW_CONSUMERS = frozenset({*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLO
                             "_UNARY_NEGATIVE_INT", "_UNARY_NEGATIVE_FLOAT", "_BINARY_OP"})
 
 
-def _consumers(uops: list[UOp], specs) -> dict[int, tuple[int, int]]:
-    """For each uop that pushes one value: the uop that pops it and where
-    the value is among that uop's inputs (0: the top), when straight-line code
+def _consumer(uops: list[UOp], specs, i: int) -> tuple[int | None, int]:
+    """For a uop that pushes one value: the uop that pops it and where the
+    value is among that uop's inputs (0: the top), when straight-line code
     leads there (not past a label, a branch or a uop reading below its inputs
-    other than a type guard)."""
-    found = {}
-    for i, uop in enumerate(uops):
-        if uop.name == LABEL or specs[uop.name].pushes(uop.oparg) != 1:
-            continue
-        above = 0  # items pushed over the value since
-        for j in range(i + 1, min(i + 40, len(uops))):
-            later = uops[j]
-            if later.name == LABEL:
-                break
-            if later.name == "_GUARD_TYPE":
-                continue  # checks an item where it is (virtual ones too)
-            spec = specs[later.name]
-            if "PEEKS" in spec.flags:
-                break
-            pops = spec.pops(later.oparg)
-            if pops > above:
-                found[i] = (j, above)
-                break
-            if spec.jumps:
-                break
-            above += spec.pushes(later.oparg) - pops
-    return found
+    other than a type guard); else (None, 0)."""
+    uop = uops[i]
+    if uop.name == LABEL or specs[uop.name].pushes(uop.oparg) != 1:
+        return None, 0
+    above = 0  # items pushed over the value since
+    for j in range(i + 1, min(i + 40, len(uops))):
+        later = uops[j]
+        if later.name == LABEL:
+            break
+        if later.name == "_GUARD_TYPE":
+            continue  # checks an item where it is (virtual ones too)
+        spec = specs[later.name]
+        if "PEEKS" in spec.flags:
+            break
+        pops = spec.pops(later.oparg)
+        if pops > above:
+            return j, above
+        if spec.jumps:
+            break
+        above += spec.pushes(later.oparg) - pops
+    return None, 0
+
+
+class _UopFlags:
+    """The names of the uops with each flag the walk asks about, gathered
+    once (it asks for nearly every uop it keeps or emits)."""
+
+    def __init__(self, specs):
+        def having(*flags: str) -> frozenset[str]:
+            return frozenset(name for name, spec in specs.items()
+                             if not spec.flags.isdisjoint(flags))
+
+        self.deopts = having("DEOPTS")  # exits: needs exit steps
+        self.exits_after = having("EXITS_AFTER")  # and after its effect
+        self.terminates = having("TERMINATES")
+        self.sees_whole_stack = having("JUMPS", "PEEKS")  # a jump target, or reads below its inputs
+        self.needs_frame = having("ESCAPES", "ERRORS", "LEAVES")  # raw locals synced first
+
+
+@functools.lru_cache(maxsize=None)
+def _uop_flags() -> _UopFlags:
+    return _UopFlags(stencil_table.uops())
 
 
 _UNBOX_CHECKS = {"_POP_UNBOX_I64": int, "_POP_UNBOX_F64": float}
 
 
-def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
+def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[UOp]:
     """Drop a _GUARD_TYPE of int or float whose item the following uops pop
     and unbox: the unboxing checks the same type (and side-exits to the same
     instruction, its exit boxing back what was popped before)."""
     dropped = set()
-    for g, guard in enumerate(uops):
-        if guard.name != "_GUARD_TYPE" or guard.operand0.value not in (int, float):
+    for g in [g for g, name in enumerate(names) if name == "_GUARD_TYPE"]:
+        guard = uops[g]
+        if guard.operand0.value not in (int, float):
             continue
         depth = guard.oparg
-        for later in uops[g + 1:]:
+        for later in itertools.islice(uops, g + 1, None):
             if later.name == "_GUARD_TYPE":
                 continue
             if later.name not in _UNBOX_CHECKS:
@@ -603,7 +693,10 @@ def _without_guards_before_unboxing(uops: list[UOp]) -> list[UOp]:
                     dropped.add(g)
                 break
             depth -= 1
-    return [uop for k, uop in enumerate(uops) if k not in dropped]
+    kept = list(uops)
+    for g in sorted(dropped, reverse=True):
+        del kept[g]
+    return kept
 
 
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
@@ -611,44 +704,44 @@ _STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
                 "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
 
 
-def _fused_list_items(uops: list[UOp]) -> list[UOp]:
+def _fused_list_items(uops: list[UOp], names: list[str]) -> list[UOp]:
     """list[k] read straight into a slot, or stored straight from one (k a
     constant): _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_*
     under one item + _STORE_SUBSCR_LIST_CONST become one uop each, which
-    side-exits (before any effect) as the first of the two would."""
-    out: list[UOp] = []
-    k = 0
-    while k < len(uops):
-        uop = uops[k]
-        following = uops[k + 1] if k + 1 < len(uops) else None
-        if following is not None and uop.name == "_BINARY_SUBSCR_LIST_CONST" \
-                and following.name in _POP_ITEMS:
-            out.append(uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg))
-            k += 2
+    side-exits (before any effect) as the first of the two would.  (No uop
+    is the second of one pair and the first of another: the pairs found are
+    fused independently, last first so that the indexes stay right.)"""
+    firsts = [k for k, name in enumerate(names) if name in _FUSED_FIRSTS]
+    out = list(uops)
+    for k in reversed(firsts):
+        if k + 1 == len(uops):
             continue
-        if following is not None and uop.name in _STORE_ITEMS and uop.oparg == 1 \
+        uop, following = uops[k], uops[k + 1]
+        if uop.name == "_BINARY_SUBSCR_LIST_CONST" and following.name in _POP_ITEMS:
+            out[k:k + 2] = [uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg)]
+        elif uop.name in _STORE_ITEMS and uop.oparg == 1 \
                 and following.name == "_STORE_SUBSCR_LIST_CONST":
-            out.append(uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
-                                   operand0=following.operand0))
-            k += 2
-            continue
-        out.append(uop)
-        k += 1
+            out[k:k + 2] = [uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
+                                        operand0=following.operand0)]
     return out
+
+
+_FUSED_FIRSTS = frozenset({"_BINARY_SUBSCR_LIST_CONST", *_STORE_ITEMS})
 
 
 class _Skip(Exception):
     """This uop is handled generically after all."""
 
 
-def _loops(trace: Trace, specs) -> list[tuple[int, int]]:
+def _jumps(uops: list[UOp], labels: dict[int, int]) -> list[tuple[int, int]]:
+    """(uop index, target uop index) of every jump."""
+    return [(i, labels[uop.jump_to]) for i, uop in enumerate(uops)
+            if uop.jump_to in labels and uop.name != LABEL]
+
+
+def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Outermost loops as [header, last back-edge] uop index ranges."""
-    labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
-    spans = []
-    for i, uop in enumerate(trace.uops):
-        if uop.name != LABEL and uop.jump_to in labels and labels[uop.jump_to] < i:
-            spans.append((labels[uop.jump_to], i))
-    spans.sort()
+    spans = sorted((target, i) for i, target in jumps if target < i)
     merged: list[list[int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:
@@ -658,25 +751,22 @@ def _loops(trace: Trace, specs) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
-def _raw_locals(trace: Trace, states, start: int, end: int, specs) -> dict[int, str]:
+def _raw_locals(trace: Trace, states, start: int, end: int,
+                jumps: list[tuple[int, int]]) -> dict[int, str]:
     """Locals of a loop that can live in slots: plain locals whose type is the
     same int or float wherever the loop reads or writes them."""
     uops = trace.uops
-    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     # Entered only through its header, by falling into it.
-    if start == 0 or "TERMINATES" in specs.get(uops[start - 1].name, _NO_SPEC).flags:
+    if start == 0 or uops[start - 1].name in _uop_flags().terminates:
         return {}
-    for i, uop in enumerate(uops):
-        if uop.name != LABEL and uop.jump_to in labels and not start <= i <= end \
-                and start <= labels[uop.jump_to] <= end:
-            return {}
+    if any(start <= target <= end and not start <= i <= end for i, target in jumps):
+        return {}
     code = trace.code
     plain = len(code.co_varnames)
     cells = set(code.co_cellvars)
     kinds: dict[int, str | None] = {}
-    for i in range(start, end + 1):
-        uop, state = uops[i], states[i]
-        if state is None or uop.name == LABEL:
+    for uop, state in zip(uops[start:end + 1], states[start:end + 1]):
+        if uop.name not in _LOCAL_ACCESSES or state is None:
             continue
         if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
             local = uop.oparg
@@ -690,13 +780,6 @@ def _raw_locals(trace: Trace, states, start: int, end: int, specs) -> dict[int, 
     return {local: kind for local, kind in kinds.items() if kind is not None}
 
 
-class _NoSpec:
-    flags = frozenset()
-
-
-_NO_SPEC = _NoSpec()
-
-
 def unbox(trace: Trace, context) -> list[str]:
     """Rewrite typed arithmetic on ints and floats to raw values; see the module doc."""
     specs = stencil_table.uops()
@@ -704,29 +787,22 @@ def unbox(trace: Trace, context) -> list[str]:
         _, states = context.analyze(trace)
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
-    raw_locals_at: dict[int, dict[int, str]] = {}
-    loops = _loops(trace, specs)
-    for start, end in loops:
-        raw = _raw_locals(trace, states, start, end, specs)
-        if raw:
-            for i in range(start, end + 1):
-                raw_locals_at[i] = raw
-    original_length = len(trace.uops)
-    trace.uops = _with_exit_trampolines(trace, raw_locals_at)
-    # A trampoline (label, jump) sees what its jump's target sees (a join that
-    # includes the trampoline's own edge: sound, and no second analysis).
     labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
-    for uop in trace.uops[original_length:]:
-        target = uop.jump_to if uop.name != LABEL else trace.uops[labels[uop.oparg] + 1].jump_to
-        states.append(states[labels[target]])
-    raw_locals_at = _regions_by_index(trace, raw_locals_at)
+    jumps = _jumps(trace.uops, labels)
+    raw_locals_at: dict[int, dict[int, str]] = {}  # uop index -> its loop's raw locals
+    regions = []
+    for start, end in _loops(jumps):
+        raw = _raw_locals(trace, states, start, end, jumps)
+        if raw:
+            regions.append(raw)
+            raw_locals_at.update(dict.fromkeys(range(start, end + 1), raw))
+    if regions:
+        trace.uops = _with_exit_trampolines(trace, raw_locals_at, jumps, labels, states)
     walk = _Walk(trace, states, specs, raw_locals_at)
     before = [u.name for u in trace.uops]
     uops = walk.run()
     changes = []
-    names = {id(r): ", ".join(f"{trace_local_name(trace, j)} ({k})" for j, k in sorted(r.items()))
-             for r in raw_locals_at.values()}
-    for text in sorted(set(names.values())):
+    for text in sorted({_describe_region(trace, raw) for raw in regions}):
         changes.append(f"unboxed locals in a loop: {text}")
     raw_uops = [u for u in uops if u.name in _RAW_UOPS]
     if raw_uops:
@@ -737,9 +813,11 @@ def unbox(trace: Trace, context) -> list[str]:
     return changes if [u.name for u in uops] != before else []
 
 
-def trace_local_name(trace: Trace, local: int) -> str:
-    names = list(trace.code.co_varnames)
-    return names[local] if local < len(names) else f"local{local}"
+def _describe_region(trace: Trace, raw: dict[int, str]) -> str:
+    """E.g. "i (i64), x (f64)"."""
+    names = trace.code.co_varnames
+    return ", ".join(f"{names[local] if local < len(names) else f'local{local}'} ({kind})"
+                     for local, kind in sorted(raw.items()))
 
 
 _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64",
@@ -750,42 +828,28 @@ _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})
 
 
-def _with_exit_trampolines(trace: Trace, raw_locals_at) -> list[UOp]:
+def _with_exit_trampolines(trace: Trace, raw_locals_at, jumps, labels, states) -> list[UOp]:
     """Jumps from inside a loop with raw locals to outside go to a trampoline
     label at the end of the trace instead, which the walk will make box the
-    raw locals and then jump on."""
+    raw locals and then jump on.  The trampoline's label belongs to its loop's
+    region (in raw_locals_at), and both its uops see what the jump's target
+    sees (appended to states: a join that includes the trampoline's own edge:
+    sound, and no second analysis)."""
     uops = list(trace.uops)
-    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
-    tail: list[UOp] = []
     fresh = _TRAMPOLINE_LABELS
-    for i, uop in enumerate(uops):
+    for i, target_index in jumps:
         region = raw_locals_at.get(i)
-        if region is None or uop.name == LABEL or uop.jump_to not in labels:
+        if region is None or raw_locals_at.get(target_index) is region:
             continue
-        if raw_locals_at.get(labels[uop.jump_to]) is region:
-            continue
+        uop = uops[i]
         fresh += 1
         target = uop.jump_to
         uops[i] = uop.replace(jump_to=fresh)
-        tail.append(UOp(LABEL, fresh, offset=uop.offset))
+        raw_locals_at[len(uops)] = region
+        uops.append(UOp(LABEL, fresh, offset=uop.offset))
         # What boxes the locals here side-exits to where the jump goes.
         resume = trace.instruction_at(target)
-        tail.append(UOp("_JUMP", offset=target, exit_to=resume.start, jump_to=target,
+        uops.append(UOp("_JUMP", offset=target, exit_to=resume.start, jump_to=target,
                         comment="out of an unboxed loop"))
-        raw_locals_at[("tail", fresh)] = region
-    return uops + tail
-
-
-def _regions_by_index(trace: Trace, marked) -> dict[int, dict[int, str]]:
-    """Re-index the regions after trampolines were appended: each trampoline's
-    label belongs to its loop's region (the walk boxes the locals at its jump)."""
-    result = {}
-    uops = trace.uops
-    label_region = {key[1]: region for key, region in marked.items() if isinstance(key, tuple)}
-    for i, uop in enumerate(uops):
-        if isinstance(marked.get(i), dict):
-            result[i] = marked[i]
-    for i, uop in enumerate(uops):
-        if uop.name == LABEL and uop.oparg in label_region:
-            result[i] = label_region[uop.oparg]
-    return result
+        states += [states[labels[target]]] * 2
+    return uops

@@ -203,6 +203,8 @@ class Trace:
     # The last analysis (analysis.analyze): the uops it was made for, and the
     # states; reused while the uops are the very same objects.
     analysis: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+    # The instructions by offset (instruction_at), made when first asked for.
+    _by_offset: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def new_cache(self, words: int = CACHE_WORDS) -> CacheWords:
         """Reserve the read-write words of one inline cache (or profile)."""
@@ -218,7 +220,7 @@ class Trace:
                                    profile_sites=list(self.profile_sites))
 
     def instruction_at(self, offset: int) -> Instruction | None:
-        for instruction in self.instructions:
-            if instruction.offset == offset:
-                return instruction
-        return None
+        by_offset = self._by_offset
+        if by_offset is None or len(by_offset) != len(self.instructions):
+            by_offset = self._by_offset = {ins.offset: ins for ins in self.instructions}
+        return by_offset.get(offset)

@@ -20,19 +20,21 @@ cpjit_side_exit() carries out (exits are rare: data beats code there).
 Error stubs are shared per instruction.  External functions are called
 through a GOT of absolute addresses after the code.
 
-The patching itself (and every range check) is done by the C runtime
-(csrc/jitcode.c): this module only says what goes where.  Compilation speed
-matters here: each stencil's holes are turned once into a plan of plain
-tuples, and the per-hole records a dump shows are only made when asked for.
+Compilation speed matters here, so the work is split: emit() walks the trace
+once and describes each uop in a few words (which stencil, which jump target
+and stubs, its oparg and operands); the C runtime, which has every stencil's
+bytes and holes registered once per stencil table, lays them out, copies the
+bytes and resolves the holes (csrc/layout.c, csrc/resolve.c; the range
+checks are there and in csrc/jitcode.c).  What dumps show of the result (the
+placements, each patch with its meaning) is only made when asked for, and
+the patches are then explained by _patch_all, the same resolution in Python.
 """
 
 from __future__ import annotations
 
-import array
 import dataclasses
+import functools
 import struct
-import types
-from typing import Callable
 
 from . import _runtime, stencil_table
 from ._stencils import HoleValue, Reloc, Stencil
@@ -44,6 +46,9 @@ COUNTERS = 1  # first per-stub exit counter
 KIND = {Reloc.ABS64: 0, Reloc.REL32: 1, Reloc.GOTREL32: 1, Reloc.ABS32S: 2, Reloc.ABS32: 3}
 SLOT_BYTES = 16  # a raw-value slot: the value and its dirty flag (stencils/template.h)
 BASE_ABSOLUTE, BASE_CODE, BASE_RWDATA = 0, 1, 2
+# An operand base only handed to the runtime: index of a cache word, which the
+# runtime places after the exit counters (csrc/layout.c BASE_CACHE).
+BASE_CACHE = 3
 SHIM = "shim"
 EXIT_STUB = "_EXIT_STUB"
 ERROR_STUB = "_ERROR_STUB"
@@ -98,27 +103,42 @@ class PatchRecord:
 
 @dataclasses.dataclass
 class Emitted:
+    """The compiled code, and what dumps and recompilations read of its layout."""
+
     code: object  # _runtime.JitCode
-    placements: list[Placement]
     exit_offsets: list[int]  # resume offset (code units) of exit stub k == rw word k
     data_offset: int
     got_offset: int
-    got_symbols: list[str]
-    exit_records: dict[int, int]  # exit stub placement index -> offset of its record
-    patch_bytes: bytes = b""  # the patches as handed to the runtime (PATCH records)
-    _records: Callable[[], list[PatchRecord]] | None = None
-    _patches: list[PatchRecord] | None = None
+    patch_bytes: bytes  # the patches as handed to the runtime (PATCH records)
+    _made: _Made = dataclasses.field(repr=False)
 
     @property
     def size(self) -> int:
         return self.code.size
 
-    @property
+    @functools.cached_property
+    def placements(self) -> list[Placement]:
+        """Where each stencil instance went (made on first use: dumps)."""
+        return self._made.placements()
+
+    @functools.cached_property
+    def got_symbols(self) -> list[str]:
+        return list(self._made.got_offsets())
+
+    @functools.cached_property
+    def exit_records(self) -> dict[int, int]:
+        """Exit stub placement index -> offset of its exit record."""
+        first = self._made.count
+        return {first + k: offset for k, offset in enumerate(self._made.record_offsets())}
+
+    @functools.cached_property
     def patches(self) -> list[PatchRecord]:
         """Every patch written, with what it means (made on first use: dumps)."""
-        if self._patches is None:
-            self._patches = self._records() if self._records is not None else []
-        return self._patches
+        made: list[PatchRecord] = []
+        _patch_all(self._made.layout(self.placements), [],
+                   lambda offset, kind, base, value, reloc, hole, symbol, index:
+                   made.append(PatchRecord(offset, reloc, hole, symbol, base, value, index)))
+        return made
 
     def stub_counts(self, code=None) -> list[int]:
         """Side exits taken so far through each exit stub (Placement.counter)."""
@@ -147,8 +167,8 @@ class CodeData:
         return f"data+{self.offset:#x}"
 
 
-def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple[int, int]:
-    """(base, value) of a uop operand."""
+def _encode_operand(operand, units: int, keepalive: list) -> tuple[int, int]:
+    """(base, value) of a uop operand as the runtime takes it (BASE_CACHE included)."""
     if isinstance(operand, int):
         return BASE_ABSOLUTE, operand
     if isinstance(operand, Obj):
@@ -161,15 +181,23 @@ def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple
     if isinstance(operand, RwWord):
         return BASE_RWDATA, 8 * operand.index
     if isinstance(operand, CacheWords):
-        return BASE_RWDATA, 8 * (cache_base + operand.index)
+        return BASE_CACHE, operand.index
     if isinstance(operand, CodeData):
         return BASE_CODE, operand.offset
     raise EmitError(f"unknown operand {operand!r}")
 
 
+def _operand(operand, units: int, keepalive: list, cache_base: int = 0) -> tuple[int, int]:
+    """(base, value) of a uop operand, cache words resolved: word cache_base + index."""
+    base, value = _encode_operand(operand, units, keepalive)
+    if base == BASE_CACHE:
+        return BASE_RWDATA, 8 * (cache_base + value)
+    return base, value
+
+
 # -- per-stencil plans --
 
-# What a hole is filled with, as small ints for the patch loop.
+# What a hole is filled with, as small ints (csrc/cpjit.h CPJIT_HOLE_*, same order).
 (_V_CONTINUE, _V_JUMP, _V_EXIT, _V_EXIT_AFTER, _V_ERROR, _V_OPARG, _V_OPERAND0, _V_OPERAND1,
  _V_INSTR, _V_CODE, _V_COLD, _V_DATA, _V_GOT, _V_SYMBOL, _V_OPARG_SLOT, _V_OPERAND0_SLOT,
  _V_OPERAND1_SLOT) = range(17)
@@ -183,84 +211,34 @@ _VALUE_CODES = {HoleValue.CONTINUE: _V_CONTINUE, HoleValue.JUMP_TARGET: _V_JUMP,
                 HoleValue.OPERAND1_SLOT: _V_OPERAND1_SLOT}
 
 
+def _value_code(hole) -> int:
+    if hole.value is HoleValue.SYMBOL:
+        return _V_GOT if hole.reloc is Reloc.GOTREL32 else _V_SYMBOL
+    if hole.reloc is Reloc.GOTREL32:
+        raise EmitError(f"a GOT-relative hole that names no symbol: {hole}")
+    return _VALUE_CODES[hole.value]
+
+
 @dataclasses.dataclass(slots=True)
 class _Plan:
     """A stencil's holes as tuples (offset, width, kind, value code, addend,
-    symbol, hole) and what the layout needs to know of it."""
+    symbol, hole), for _patch_all, and which stubs it needs."""
 
     stencil: Stencil
     hot: tuple
     cold: tuple
-    values: frozenset  # the HoleValues of its code holes
-    got_symbols: tuple
     exits: bool = False  # has an EXIT_TARGET hole
     exits_after: bool = False  # has an EXIT_AFTER hole
     errors: bool = False  # has an ERROR_TARGET hole
-    continues: bool = False  # has a CONTINUE hole
 
 
 _plans: dict[str, _Plan] = {}
 _plans_digest: str | None = None
 
-# The stencils' holes as registered with the runtime (csrc/resolve.c), for
-# the digest of the table they came from.
-HOLE = struct.Struct("<iBBBxi4xq")  # offset, kind, value code, part, symbol, addend
-_HOLE_SIZE = 24
-PLACEMENT_WORDS = 17  # csrc/resolve.c P_*
-_registered_digest: str | None = None
-_stencil_ids: dict[str, int] = {}
-_symbol_ids: dict[str, int] = {}
-
-
-def _register() -> None:
-    """Give the runtime every stencil's holes (once per stencil table)."""
-    global _registered_digest
-    digest = stencil_table.digest()
-    if digest == _registered_digest:
-        return
-    stencils = stencil_table.stencils()
-    symbols: dict[str, int] = {}
-    holes_list = []
-    for name, stencil in stencils.items():
-        packed = bytearray()
-        for part, holes in ((0, stencil.holes), (1, stencil.cold_holes)):
-            for hole in holes:
-                if hole.value is HoleValue.SYMBOL:
-                    code = _V_GOT if hole.reloc is Reloc.GOTREL32 else _V_SYMBOL
-                    symbol = symbols.setdefault(hole.symbol, len(symbols))
-                else:
-                    code, symbol = _VALUE_CODES[hole.value], -1
-                packed += HOLE.pack(hole.offset, KIND[hole.reloc], code, part, symbol,
-                                    hole.addend)
-        holes_list.append(bytes(packed))
-    addresses = []
-    for symbol in symbols:
-        try:
-            addresses.append(symbol_address(symbol))
-        except LookupError:
-            addresses.append(0)  # resolve_patches refuses it if a hole needs it
-    _runtime.register_stencils(holes_list, struct.pack(f"<{len(addresses)}q", *addresses))
-    _stencil_ids.clear()
-    _stencil_ids.update((name, k) for k, name in enumerate(stencils))
-    _symbol_ids.clear()
-    _symbol_ids.update(symbols)
-    _registered_digest = digest
-
-
-def _signed(value: int) -> int:
-    return (value + (1 << 63)) % (1 << 64) - (1 << 63)
-
 
 def _plan_holes(holes) -> tuple:
-    plan = []
-    for hole in holes:
-        if hole.value is HoleValue.SYMBOL:
-            code = _V_GOT if hole.reloc is Reloc.GOTREL32 else _V_SYMBOL
-        else:
-            code = _VALUE_CODES[hole.value]
-        width = 8 if hole.reloc is Reloc.ABS64 else 4
-        plan.append((hole.offset, width, KIND[hole.reloc], code, hole.addend, hole.symbol, hole))
-    return tuple(plan)
+    return tuple((hole.offset, 8 if hole.reloc is Reloc.ABS64 else 4, KIND[hole.reloc],
+                  _value_code(hole), hole.addend, hole.symbol, hole) for hole in holes)
 
 
 def _plan(name: str) -> _Plan:
@@ -274,239 +252,246 @@ def _plan(name: str) -> _Plan:
         stencil = stencil_table.stencils().get(name)
         if stencil is None:
             raise EmitError(f"no stencil for uop {name}")
-        holes = stencil.holes + stencil.cold_holes
-        got = tuple(dict.fromkeys(h.symbol for h in holes + stencil.data_holes
-                                  if h.reloc is Reloc.GOTREL32))
-        values = frozenset(h.value for h in holes)
+        values = {h.value for h in stencil.holes + stencil.cold_holes}
         plan = _plans[name] = _Plan(stencil, _plan_holes(stencil.holes),
-                                    _plan_holes(stencil.cold_holes), values, got,
+                                    _plan_holes(stencil.cold_holes),
                                     HoleValue.EXIT_TARGET in values,
                                     HoleValue.EXIT_AFTER in values,
-                                    HoleValue.ERROR_TARGET in values,
-                                    HoleValue.CONTINUE in values)
+                                    HoleValue.ERROR_TARGET in values)
     return plan
+
+
+# -- the stencils as the runtime has them --
+
+# A hole as registered with the runtime (csrc/resolve.c decodes it).
+HOLE = struct.Struct("<iBBBxi4xq")  # offset, kind, value code, part, symbol, addend
+_registered_digest: str | None = None
+_stencil_ids: dict[str, int] = {}
+_stencil_names: list[str] = []  # by stencil id
+_symbol_ids: dict[str, int] = {}
+_symbol_names: list[str] = []  # by symbol id
+# What emit() needs of a uop's stencil, by uop name: its id, and whether it
+# needs an exit stub, an exit-after stub, an error stub (flag bits below).
+_uop_stencils: dict[str, tuple[int, int]] = {}
+_EXITS, _EXITS_AFTER, _ERRORS = 1, 2, 4
+
+
+def _pack_holes(parts, symbols: dict[str, int]) -> bytes:
+    packed = bytearray()
+    for part, holes in enumerate(parts):
+        for hole in holes:
+            code = _value_code(hole)
+            symbol = symbols.setdefault(hole.symbol, len(symbols)) \
+                if code in (_V_GOT, _V_SYMBOL) else -1
+            packed += HOLE.pack(hole.offset, KIND[hole.reloc], code, part, symbol, hole.addend)
+    return bytes(packed)
+
+
+def _register() -> None:
+    """Give the runtime every stencil: its bytes and holes (once per stencil table)."""
+    global _registered_digest, _stencil_names, _symbol_names
+    digest = stencil_table.digest()
+    if digest == _registered_digest:
+        return
+    stencils = stencil_table.stencils()
+    symbols: dict[str, int] = {}
+    entries = [(name, stencil.code, stencil.body_size, stencil.cold, stencil.data,
+                max(stencil.data_align, 1),
+                _pack_holes((stencil.holes, stencil.cold_holes), symbols),
+                _pack_holes((stencil.data_holes,), symbols))
+               for name, stencil in stencils.items()]
+    addresses = []
+    for symbol in symbols:
+        try:
+            addresses.append(symbol_address(symbol))
+        except LookupError:
+            addresses.append(0)  # the runtime refuses it if a hole needs it
+    names = list(stencils)
+    ids = {name: k for k, name in enumerate(names)}
+    if EXIT_STUB not in ids or ERROR_STUB not in ids or SHIM not in ids:
+        raise EmitError("the stencil table has no shim or stubs")
+    _runtime.register_stencils(entries, struct.pack(f"<{len(addresses)}q", *addresses),
+                               ids[EXIT_STUB], ids[ERROR_STUB])
+    _stencil_ids.clear()
+    _stencil_ids.update(ids)
+    _stencil_names = names
+    _symbol_ids.clear()
+    _symbol_ids.update(symbols)
+    _symbol_names = list(symbols)
+    _uop_stencils.clear()
+    _registered_digest = digest
+
+
+def _uop_stencil(name: str) -> tuple[int, int]:
+    """(stencil id, flags) of uop `name` (cached in _uop_stencils)."""
+    plan = _plan(name)
+    flags = ((_EXITS if plan.exits else 0) | (_EXITS_AFTER if plan.exits_after else 0)
+             | (_ERRORS if plan.errors else 0))
+    entry = _uop_stencils[name] = (_stencil_ids[name], flags)
+    return entry
 
 
 # -- the emitter --
 
-def exit_record(counter: int, resume: int, steps: tuple, keepalive: list) -> bytes:
-    """The int64 words of an exit record (csrc/runtime.h, cpjit_side_exit)."""
-    words = [counter, resume, len(steps)]
-    for step in steps:
-        value = step.value
-        if isinstance(value, Obj):
-            keepalive.append(value.value)
-            value = id(value.value)
-        words += (EXIT_ACTIONS[step.action], step.arg, value)
-    return struct.pack(f"<{len(words)}q", *words)
+# The words describing the shim or a uop to the runtime (csrc/layout.c U_*):
+# stencil, jump target (placement index), exit stub, exit-after stub, error
+# stub (numbers among the stubs), oparg, operand 0 (base, value), operand 1,
+# the address of its instruction; -1 for what it has not.
+(U_STENCIL, U_JUMP, U_EXIT, U_EXIT_AFTER, U_ERROR, U_OPARG, U_BASE0, U_VALUE0, U_BASE1,
+ U_VALUE1, U_INSTR) = range(11)
+U_WORDS = 11
 
 
 def emit(trace: Trace) -> Emitted:
-    code_object: types.CodeType = trace.code
-
-    # 1. What goes where, in order: shim, uops, stubs.
-    placements: list[Placement] = [Placement("shim", SHIM, 0, 0)]
-    plans: list[_Plan] = [_plan(SHIM)]  # (checks that _plans is for this stencil table)
-    known_plans = _plans
-    labels: dict[int, int] = {}  # instruction offset -> placement index
-    pending_labels: list[int] = []
-    for uop in trace.uops:
-        if uop.name == LABEL:
-            pending_labels.append(uop.oparg)
-            continue
-        for label in pending_labels:
-            labels[label] = len(placements)
-        pending_labels.clear()
-        plans.append(known_plans.get(uop.name) or _plan(uop.name))
-        placements.append(Placement("uop", uop.name, 0, 0, uop, falls_through=True))
-    if pending_labels:
-        raise EmitError(f"labels {pending_labels} at the end of the trace")
-    main_end = len(placements)
-    placements[-1].falls_through = False
-    placements[0].falls_through = True
-
-    exits: dict[tuple, int] = {}  # exit key -> number of its stub, then placement index
-    errors: dict[int, int] = {}  # instruction offset -> placement index
-    exit_stubs: list[tuple] = []  # exit keys, in stub order
-
-    def stub_for(key: tuple) -> int:
-        """The number of the exit stub for `key` (one stub per resume point and steps)."""
-        stub = exits.get(key)
-        if stub is None:
-            stub = exits[key] = len(exit_stubs)
-            exit_stubs.append(key)
-        return stub
-
-    for index in range(1, main_end):
-        placement, plan = placements[index], plans[index]
-        uop = placement.uop
-        if plan.exits:
-            placement.exit_stub = stub_for((uop.exit_to, uop.exit_steps))
-        if plan.exits_after:
-            placement.exit_after_stub = stub_for((uop.exit_after, uop.exit_after_steps))
-        if plan.errors:
-            errors[uop.offset] = -1
-    exit_offsets = []
-    exit_plan, error_plan = _plan(EXIT_STUB), _plan(ERROR_STUB)
-    for k, key in enumerate(exit_stubs):
-        resume, steps = key
-        if resume < 0:
-            raise EmitError(f"a uop can side-exit but has no resume offset (steps {steps})")
-        exit_offsets.append(resume)
-        exits[key] = len(placements)
-        stub = UOp(EXIT_STUB, offset=resume, comment=f"resume @{2 * resume}")
-        placements.append(Placement("exit", EXIT_STUB, 0, 0, stub, resume, counter=k,
-                                    steps=steps))
-        plans.append(exit_plan)
-    for offset in sorted(errors):
-        errors[offset] = len(placements)
-        stub = UOp(ERROR_STUB, operand0=CodeUnit(offset), offset=offset,
-                   comment=f"raised @{2 * offset}")
-        placements.append(Placement("error", ERROR_STUB, 0, 0, stub, offset))
-        plans.append(error_plan)
-    first_exit = main_end  # exit stub k is placement main_end + k
-    for index in range(1, main_end):
-        placement = placements[index]
-        if placement.exit_stub >= 0:
-            placement.exit_stub += first_exit
-        if placement.exit_after_stub >= 0:
-            placement.exit_after_stub += first_exit
-        if plans[index].errors:
-            placement.error_stub = errors[placement.uop.offset]
-
-    # 2. Sizes and offsets (a trailing jump to the next placement is dropped).
-    position = 0
-    for placement, plan in zip(placements, plans):
-        stencil = plan.stencil
-        if not placement.falls_through and plan.continues:
-            raise EmitError(f"{placement.uop.describe()} falls off the end of the code")
-        placement.offset = position
-        placement.size = size = (stencil.body_size if stencil.trailing_jump
-                                 and placement.falls_through else len(stencil.code))
-        position += size
-    for placement, plan in zip(placements, plans):
-        cold = plan.stencil.cold
-        if cold:
-            placement.cold_offset = position
-            placement.cold_size = len(cold)
-            position += len(cold)
-
-    # 3. Read-only data (one copy per stencil, then the exit records) and the GOT.
-    keepalive: list = []
-    data_offsets: dict[str, int] = {}
-    got: dict[str, int] = {}
-    data_start = position
-    for placement, plan in zip(placements, plans):
-        stencil = plan.stencil
-        if stencil.data and placement.stencil not in data_offsets:
-            position += -position % max(stencil.data_align, 1)
-            data_offsets[placement.stencil] = position
-            position += len(stencil.data)
-        for symbol in plan.got_symbols:
-            got.setdefault(symbol, 0)
-    records: list[tuple[int, bytes]] = []
-    exit_records: dict[int, int] = {}
-    for key in exit_stubs:
-        index = exits[key]
-        placement = placements[index]
-        record = exit_record(COUNTERS + placement.counter, key[0], key[1], keepalive)
-        position += -position % 8
-        exit_records[index] = position
-        placement.uop.operand0 = CodeData(position)
-        records.append((position, record))
-        position += len(record)
-    data_offset = min(data_offsets.values(), default=data_start)
-    position += -position % 8
-    got_offset = position
-    for symbol in got:
-        got[symbol] = position
-        position += 8
-    size = position
-
-    # 4. Bytes and patches.
-    units = _runtime.code_units_address(code_object)
-    cache_base = COUNTERS + len(exit_offsets)
-    buffer = bytearray(size)
-    for placement, plan in zip(placements, plans):
-        stencil = plan.stencil
-        buffer[placement.offset:placement.offset + placement.size] = \
-            stencil.code[:placement.size]
-        if stencil.cold:
-            buffer[placement.cold_offset:placement.cold_offset + placement.cold_size] = \
-                stencil.cold
-    for offset, record in records:
-        buffer[offset:offset + len(record)] = record
-    for name, offset in data_offsets.items():
-        data = stencil_table.stencils()[name].data
-        buffer[offset:offset + len(data)] = data
-    layout = _Layout(placements, plans, labels, exits, errors, data_offsets, got, units,
-                     cache_base)
-    patches = resolve_patches(layout, keepalive)
-
-    code = _runtime.JitCode(bytes(buffer), bytes(patches), entry=0,
-                            rwdata_words=cache_base + trace.cache_words,
-                            nslots=trace.slots,
-                            co=code_object,
-                            keepalive=tuple(keepalive))
-
-    def patch_records() -> list[PatchRecord]:
-        made: list[PatchRecord] = []
-        _patch_all(layout, [], lambda offset, kind, base, value, reloc, hole, symbol, index:
-                   made.append(PatchRecord(offset, reloc, hole, symbol, base, value, index)))
-        return made
-
-    return Emitted(code, placements, exit_offsets, data_offset, got_offset, list(got),
-                   exit_records, patches, patch_records)
-
-
-def resolve_patches(layout: "_Layout", keepalive: list) -> bytes:
-    """The packed patches of a laid-out function: each placement described by
-    the values its holes may need, the holes resolved by the runtime
-    (csrc/resolve.c; _patch_all is the same in Python), then the holes of the
-    read-only data and the GOT entries."""
+    """The machine code of `trace`, mapped and patched (raises EmitError)."""
     _register()
-    placements, plans, labels = layout.placements, layout.plans, layout.labels
-    units, cache_base, data_offsets = layout.units, layout.cache_base, layout.data_offsets
-    words = array.array("q")
-    last = len(placements) - 1
-    for index, (placement, plan) in enumerate(zip(placements, plans)):
-        uop = placement.uop
-        jump = exit_ = exit_after = error = -1
-        following = placements[index + 1].offset if index < last else -1
-        data = data_offsets.get(placement.stencil, -1)
-        if uop is None:  # the shim
-            words.extend((_stencil_ids[placement.stencil], placement.offset, placement.size,
-                          placement.cold_offset, placement.cold_size, following,
-                          -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, data))
+    units = _runtime.code_units_address(trace.code)
+    keepalive: list = []
+    words = [_stencil_ids[SHIM], -1, -1, -1, -1, 0, BASE_ABSOLUTE, 0, BASE_ABSOLUTE, 0, 0]
+    labels: dict[int, int] = {}  # instruction offset -> index of the placement there
+    jumps: list[tuple[int, int]] = []  # (index of a U_JUMP word, instruction offset)
+    exits: dict[tuple, int] = {}  # (resume offset, steps) -> exit stub number
+    errors: list[tuple[int, int]] = []  # (index of a U_ERROR word, instruction offset)
+    known = _uop_stencils
+    count = 1  # placements so far
+    # The one walk over the trace: this loop is most of emit's Python time.
+    for uop in trace.uops:
+        name = uop.name
+        if name == LABEL:
+            labels[uop.oparg] = count  # the next uop's placement
             continue
-        if uop.jump_to >= 0 and uop.jump_to in labels:
-            jump = placements[labels[uop.jump_to]].offset
-        if placement.exit_stub >= 0:
-            exit_ = placements[placement.exit_stub].offset
-        if placement.exit_after_stub >= 0:
-            exit_after = placements[placement.exit_after_stub].offset
-        if placement.error_stub >= 0:
-            error = placements[placement.error_stub].offset
+        stencil, flags = known.get(name) or _uop_stencil(name)
+        at = len(words)
+        exit_ = exit_after = -1
+        if flags:
+            if flags & _EXITS:
+                exit_ = exits.setdefault((uop.exit_to, uop.exit_steps), len(exits))
+            if flags & _EXITS_AFTER:
+                exit_after = exits.setdefault((uop.exit_after, uop.exit_after_steps),
+                                              len(exits))
+            if flags & _ERRORS:
+                errors.append((at + U_ERROR, uop.offset))
+        if uop.jump_to >= 0:
+            jumps.append((at + U_JUMP, uop.jump_to))
         operand0, operand1 = uop.operand0, uop.operand1
-        base0, value0 = (BASE_ABSOLUTE, operand0) if type(operand0) is int else \
-            _operand(operand0, units, keepalive, cache_base)
-        base1, value1 = (BASE_ABSOLUTE, operand1) if type(operand1) is int else \
-            _operand(operand1, units, keepalive, cache_base)
-        words.extend((_stencil_ids[placement.stencil], placement.offset, placement.size,
-                      placement.cold_offset, placement.cold_size, following,
-                      jump, exit_, exit_after, error, uop.oparg, base0, _signed(value0),
-                      base1, _signed(value1), units + 2 * uop.offset, data))
-    got_offsets = array.array("q", [-1]) * len(_symbol_ids)
-    for symbol, offset in layout.got.items():
-        got_offsets[_symbol_ids[symbol]] = offset
+        base0 = base1 = BASE_ABSOLUTE
+        if type(operand0) is not int:
+            base0, operand0 = _encode_operand(operand0, units, keepalive)
+        if type(operand1) is not int:
+            base1, operand1 = _encode_operand(operand1, units, keepalive)
+        words += (stencil, -1, exit_, exit_after, -1, uop.oparg, base0, operand0, base1,
+                  operand1, units + 2 * uop.offset)
+        count += 1
+    if count in labels.values():
+        raise EmitError(f"labels {[k for k, v in labels.items() if v == count]} "
+                        "at the end of the trace")
+    for at, offset in jumps:
+        words[at] = labels.get(offset, -1)
+    error_offsets = tuple(sorted({offset for _, offset in errors}))  # one stub each
+    if errors:
+        numbers = {offset: k for k, offset in enumerate(error_offsets)}
+        for at, offset in errors:
+            words[at] = numbers[offset]
+    exit_keys = tuple(exits)
+
+    def step_value(value) -> int:
+        """The word of an exit step's value that is not an int (an Obj)."""
+        if not isinstance(value, Obj):
+            raise EmitError(f"exit step value {value!r}")
+        keepalive.append(value.value)
+        return id(value.value)
+
     try:
-        patches = bytearray(_runtime.resolve_patches(words.tobytes(), got_offsets.tobytes(),
-                                                     _runtime.SLOTS_OFFSET))
-    except ValueError as error:
+        code, patches, geometry, records, data, got, data_start, got_offset = \
+            _runtime.emit_code(words, exit_keys, error_offsets, units, _runtime.SLOTS_OFFSET,
+                               EXIT_ACTIONS, step_value)
+    except (ValueError, OverflowError) as error:
         raise EmitError(str(error)) from None
-    _patch_data_and_got(layout, lambda offset, kind, base, value, *_:
-                        patches.extend(PATCH.pack(offset, kind, base, value)))
-    return bytes(patches)
+    jit_code = _runtime.JitCode(code, patches, entry=0,
+                                rwdata_words=COUNTERS + len(exit_keys) + trace.cache_words,
+                                nslots=trace.slots, co=trace.code, keepalive=tuple(keepalive))
+    made = _Made(tuple(trace.uops), words, labels, exit_keys, error_offsets, geometry, records,
+                 data, got, units, _stencil_names, _symbol_names)
+    data_offset = int.from_bytes(data[8:16], "little", signed=True) if data else data_start
+    return Emitted(jit_code, [resume for resume, _ in exit_keys], data_offset, got_offset,
+                   patches, made)
+
+
+@dataclasses.dataclass
+class _Made:
+    """What emit() gave the runtime and got back, to make what dumps read."""
+
+    uops: tuple  # the trace's uops, labels included
+    words: list  # U_WORDS for the shim and each uop
+    labels: dict[int, int]
+    exits: tuple  # the exit stubs' keys (resume offset, steps)
+    errors: tuple  # the error stubs' instruction offsets
+    geometry: bytes  # int64 per placement: hot offset and size, cold offset and size
+    records: bytes  # int64: the offset of each exit record
+    data: bytes  # int64 pairs: (stencil id, offset of its data)
+    got: bytes  # int64 pairs: (symbol id, offset of its GOT entry)
+    units: int
+    stencil_names: list[str]
+    symbol_names: list[str]
+
+    @property
+    def count(self) -> int:
+        """The number of placements before the stubs: the shim and the uops."""
+        return len(self.words) // U_WORDS
+
+    def record_offsets(self) -> list[int]:
+        return list(memoryview(self.records).cast("q"))
+
+    def got_offsets(self) -> dict[str, int]:
+        pairs = memoryview(self.got).cast("q")
+        return {self.symbol_names[pairs[k]]: pairs[k + 1] for k in range(0, len(pairs), 2)}
+
+    def data_offsets(self) -> dict[str, int]:
+        pairs = memoryview(self.data).cast("q")
+        return {self.stencil_names[pairs[k]]: pairs[k + 1] for k in range(0, len(pairs), 2)}
+
+    def placements(self) -> list[Placement]:
+        geometry = memoryview(self.geometry).cast("q")
+        count, first_exit = self.count, self.count
+        first_error = first_exit + len(self.exits)
+
+        def place(index: int, kind: str, stencil: str, uop: UOp | None, **fields) -> Placement:
+            offset, size, cold_offset, cold_size = geometry[4 * index:4 * index + 4]
+            return Placement(kind, stencil, offset, size, uop, cold_offset=cold_offset,
+                             cold_size=cold_size, **fields)
+
+        def stub(number: int, first: int) -> int:
+            return first + number if number >= 0 else -1
+
+        placements = [place(0, "shim", SHIM, None, falls_through=True)]
+        uops = [uop for uop in self.uops if uop.name != LABEL]
+        for index, uop in enumerate(uops, 1):
+            words = self.words[index * U_WORDS:(index + 1) * U_WORDS]
+            placements.append(place(index, "uop", uop.name, uop,
+                                    falls_through=index < count - 1,
+                                    exit_stub=stub(words[U_EXIT], first_exit),
+                                    exit_after_stub=stub(words[U_EXIT_AFTER], first_exit),
+                                    error_stub=stub(words[U_ERROR], first_error)))
+        for k, ((resume, steps), record) in enumerate(zip(self.exits, self.record_offsets())):
+            uop = UOp(EXIT_STUB, operand0=CodeData(record), offset=resume,
+                      comment=f"resume @{2 * resume}")
+            placements.append(place(first_exit + k, "exit", EXIT_STUB, uop, target=resume,
+                                    counter=k, steps=steps))
+        for k, offset in enumerate(self.errors):
+            uop = UOp(ERROR_STUB, operand0=CodeUnit(offset), offset=offset,
+                      comment=f"raised @{2 * offset}")
+            placements.append(place(first_error + k, "error", ERROR_STUB, uop, target=offset))
+        return placements
+
+    def layout(self, placements: list[Placement]) -> _Layout:
+        """The layout as _patch_all reads it."""
+        first_exit = self.count
+        first_error = first_exit + len(self.exits)
+        return _Layout(placements, [_plan(p.stencil) for p in placements], self.labels,
+                       {key: first_exit + k for k, key in enumerate(self.exits)},
+                       {offset: first_error + k for k, offset in enumerate(self.errors)},
+                       self.data_offsets(), self.got_offsets(), self.units,
+                       COUNTERS + len(self.exits))
 
 
 @dataclasses.dataclass(slots=True)

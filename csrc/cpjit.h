@@ -28,7 +28,7 @@ extern PyTypeObject JitCode_Type;
 typedef PyObject *(*jit_entry_fn)(_PyInterpreterFrame *frame, PyObject **stack_pointer,
                                   PyThreadState *tstate, JitState *state);
 
-/* ---- resolve.c: holes to patch records ---- */
+/* ---- resolve.c: the registered stencils, and holes to patch records ---- */
 
 /* What a hole is filled with (cpjit/emit.py: the _V_* codes, same order). */
 enum {
@@ -36,13 +36,82 @@ enum {
     CPJIT_HOLE_ERROR, CPJIT_HOLE_OPARG, CPJIT_HOLE_OPERAND0, CPJIT_HOLE_OPERAND1,
     CPJIT_HOLE_INSTR, CPJIT_HOLE_CODE, CPJIT_HOLE_COLD, CPJIT_HOLE_DATA, CPJIT_HOLE_GOT,
     CPJIT_HOLE_SYMBOL, CPJIT_HOLE_OPARG_SLOT, CPJIT_HOLE_OPERAND0_SLOT,
-    CPJIT_HOLE_OPERAND1_SLOT,
+    CPJIT_HOLE_OPERAND1_SLOT, CPJIT_HOLE_VALUES,
 };
 
-/* register_stencils(holes, symbol_addresses) and
+/* Patch kinds and bases, as jitcode.c applies them (cpjit/emit.py KIND, BASE_*). */
+enum { CPJIT_PATCH_ABS64 = 0, CPJIT_PATCH_KINDS = 4 };
+enum { CPJIT_BASE_ABSOLUTE = 0, CPJIT_BASE_CODE = 1, CPJIT_BASE_RWDATA = 2 };
+enum { CPJIT_PATCH_RECORD_BYTES = 16 };
+
+/* A hole of a registered stencil; its offset was checked against its part. */
+typedef struct {
+    int32_t offset;         /* in its part: the hot code, the cold code or the data */
+    uint8_t kind;           /* CPJIT_PATCH_* */
+    uint8_t value;          /* CPJIT_HOLE_* */
+    uint8_t part;           /* 0 hot, 1 cold (data holes are kept apart) */
+    int32_t symbol;         /* index into the registered symbols, or -1 */
+    int64_t addend;
+} cpjit_hole;
+
+/* A stencil as registered by cpjit/emit.py (once per stencil table). */
+typedef struct {
+    PyObject *name;         /* str, for error messages */
+    PyObject *code;         /* bytes: the hot path */
+    PyObject *cold;         /* bytes: the cold code, placed after all hot code */
+    PyObject *data;         /* bytes: read-only data */
+    Py_ssize_t body_size;   /* the hot size when the next stencil follows it */
+    Py_ssize_t data_align;  /* at least 1 */
+    int continues;          /* has a CONTINUE hole: it must fall through */
+    Py_ssize_t nholes;      /* hot holes, then cold holes */
+    cpjit_hole *holes;
+    Py_ssize_t ndata_holes;
+    cpjit_hole *data_holes;
+    Py_ssize_t ngot;        /* the symbols its holes reach through the GOT, first use first */
+    int32_t *got;
+} cpjit_stencil;
+
+/* Registered stencil `id`, or NULL with a ValueError. */
+const cpjit_stencil *cpjit_stencil_at(int64_t id);
+/* The stencils of exit stubs and error stubs (registered with the table). */
+int64_t cpjit_exit_stub_stencil(void);
+int64_t cpjit_error_stub_stencil(void);
+/* The address of registered symbol `symbol`, or 0 if the interpreter has none. */
+int64_t cpjit_symbol_address(int32_t symbol);
+Py_ssize_t cpjit_symbol_count(void);
+Py_ssize_t cpjit_stencil_count(void);
+
+/* A placed stencil, as int64 words (CPJIT_P_*): where it went and the values
+ * its holes may need; -1 for a target it has not. */
+enum {
+    CPJIT_P_STENCIL, CPJIT_P_HOT, CPJIT_P_HOT_SIZE, CPJIT_P_COLD, CPJIT_P_COLD_SIZE,
+    CPJIT_P_CONTINUE, CPJIT_P_JUMP, CPJIT_P_EXIT, CPJIT_P_EXIT_AFTER, CPJIT_P_ERROR,
+    CPJIT_P_OPARG, CPJIT_P_OPERAND0_BASE, CPJIT_P_OPERAND0, CPJIT_P_OPERAND1_BASE,
+    CPJIT_P_OPERAND1, CPJIT_P_INSTR, CPJIT_P_DATA, CPJIT_PLACEMENT_WORDS,
+};
+
+/* Write one patch record (the format jitcode.c applies) at `out`. */
+void cpjit_write_patch(unsigned char *out, int64_t offset, int kind, int base, int64_t value);
+
+/* How many patch records `count` placements can make at most (-1 with a
+ * ValueError for an unknown stencil), then the records themselves: every
+ * hole that lies inside its placed part, resolved.  `got[symbol]` is the
+ * offset of the symbol's GOT entry (-1: none).  0, or -1 with a ValueError. */
+Py_ssize_t cpjit_patch_capacity(const int64_t *placements, Py_ssize_t count);
+int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64_t *got,
+                        Py_ssize_t ngot, int64_t slots_offset, unsigned char *out,
+                        Py_ssize_t *written);
+
+/* register_stencils(stencils, symbol_addresses, exit_stub, error_stub) and
  * resolve_patches(placements, got_offsets, slots_offset): see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
 PyObject *cpjit_resolve_patches(PyObject *module, PyObject *args);
+
+/* ---- layout.c: a function's code laid out, copied and patched ---- */
+
+/* emit_code(uops, exits, errors, units, slots_offset, exit_actions, step_value):
+ * see layout.c. */
+PyObject *cpjit_emit_code(PyObject *module, PyObject *args);
 
 /* ---- wrapper.c: the decorated callable ---- */
 

@@ -83,11 +83,16 @@ static PyMethodDef module_methods[] = {
      "counters()\n--\n\nProcess-wide entry, side exit and error counts."},
     {"set_python_hooks", cpjit_set_python_hooks, METH_VARARGS, NULL},
     {"register_stencils", cpjit_register_stencils, METH_VARARGS,
-     "register_stencils(holes, symbol_addresses)\n--\n\nThe holes of every stencil (packed, "
-     "one bytes each) and the addresses of the symbols they name, for resolve_patches()."},
+     "register_stencils(stencils, symbol_addresses, exit_stub, error_stub)\n--\n\nEvery "
+     "stencil (name, code, body_size, cold, data, data_align, holes, data_holes), the "
+     "addresses of the symbols their holes name and the stub stencils, for emit_code()."},
     {"resolve_patches", cpjit_resolve_patches, METH_VARARGS,
      "resolve_patches(placements, got_offsets, slots_offset)\n--\n\nThe patch records of "
-     "laid-out stencils (see cpjit/emit.py)."},
+     "placements described by the caller (see csrc/resolve.c)."},
+    {"emit_code", cpjit_emit_code, METH_VARARGS,
+     "emit_code(uops, exits, errors, units, slots_offset, exit_actions, step_value)\n--\n\n"
+     "Lay out a function's stencils, copy their bytes and resolve their holes "
+     "(see csrc/layout.c and cpjit/emit.py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,62 +1,198 @@
-/* resolve.c: every hole of laid-out stencils, resolved into patch records.
+/* resolve.c: the registered stencils, and every hole of placed stencils
+ * resolved into patch records.
  *
- * This is the inner loop of cpjit/emit.py (_patch_all there is the same
- * logic in Python, used to explain patches in dumps and to test this file):
- * emit.py registers each stencil's holes once, lays out a function and
- * describes each placed stencil with the values its holes may need; this
- * file walks the holes and writes one patch record per hole, in the format
- * jitcode.c applies (with its own range checks).  It writes no code itself.
+ * cpjit/emit.py registers each stencil (its code, cold code, data and holes)
+ * once per stencil table; layout.c places them and describes each placement
+ * with the values its holes may need (CPJIT_P_* words); this file walks the
+ * holes and writes one patch record per hole, in the format jitcode.c
+ * applies (with its own range checks).  emit._patch_all is the same
+ * resolution in Python, used to explain patches in dumps and to test this file.
  */
 #include "cpjit.h"
 
 #include <string.h>
 
-/* A registered hole (struct "<iBBBxiiq" in emit.py): offset, patch kind,
- * value code (CPJIT_HOLE_*), part (0 hot, 1 cold), symbol index, addend. */
-enum { HOLE_SIZE = 24 };
-/* A placement (struct "<17q" in emit.py), by word; -1 for a target it has not. */
-enum {
-    P_STENCIL, P_HOT, P_HOT_SIZE, P_COLD, P_COLD_SIZE, P_CONTINUE, P_JUMP, P_EXIT,
-    P_EXIT_AFTER, P_ERROR, P_OPARG, P_OPERAND0_BASE, P_OPERAND0, P_OPERAND1_BASE, P_OPERAND1,
-    P_INSTR, P_DATA, PLACEMENT_WORDS,
-};
-enum { PATCH_RECORD_BYTES = 16 };
-enum { BASE_ABSOLUTE = 0, BASE_CODE = 1 };
+/* A hole as emit.py packs it (struct "<iBBBxi4xq" there, emit.HOLE): offset,
+ * patch kind, value code (CPJIT_HOLE_*), part (0 hot, 1 cold), symbol, addend. */
+enum { HOLE_BYTES = 24 };
+/* Bounds on what a stencil table may hold (far above any real stencil). */
+enum { STENCIL_BYTES_LIMIT = 1 << 24, DATA_ALIGN_LIMIT = 1 << 16 };
 
-typedef struct {
-    Py_ssize_t nholes;
-    unsigned char *holes;
-} Registered;
-
-static Registered *registry;
+static cpjit_stencil *registry;
 static Py_ssize_t registry_size;
 static int64_t *symbol_addresses;
 static Py_ssize_t nsymbols;
+static int64_t exit_stub = -1, error_stub = -1;
+
+static void
+clear_stencil(cpjit_stencil *stencil)
+{
+    Py_CLEAR(stencil->name);
+    Py_CLEAR(stencil->code);
+    Py_CLEAR(stencil->cold);
+    Py_CLEAR(stencil->data);
+    PyMem_Free(stencil->holes);
+    PyMem_Free(stencil->data_holes);
+    PyMem_Free(stencil->got);
+    stencil->holes = stencil->data_holes = NULL;
+    stencil->got = NULL;
+}
 
 static void
 clear_registry(void)
 {
     for (Py_ssize_t i = 0; i < registry_size; i++) {
-        PyMem_Free(registry[i].holes);
+        clear_stencil(&registry[i]);
     }
     PyMem_Free(registry);
     PyMem_Free(symbol_addresses);
     registry = NULL;
     symbol_addresses = NULL;
     registry_size = nsymbols = 0;
+    exit_stub = error_stub = -1;
+}
+
+const cpjit_stencil *
+cpjit_stencil_at(int64_t id)
+{
+    if (id < 0 || id >= registry_size) {
+        PyErr_Format(PyExc_ValueError, "cpjit: unknown stencil %lld", (long long)id);
+        return NULL;
+    }
+    return &registry[id];
+}
+
+int64_t cpjit_exit_stub_stencil(void) { return exit_stub; }
+int64_t cpjit_error_stub_stencil(void) { return error_stub; }
+Py_ssize_t cpjit_symbol_count(void) { return nsymbols; }
+Py_ssize_t cpjit_stencil_count(void) { return registry_size; }
+
+int64_t
+cpjit_symbol_address(int32_t symbol)
+{
+    return symbol >= 0 && symbol < nsymbols ? symbol_addresses[symbol] : 0;
+}
+
+/* Decode packed holes (bytes), each checked to lie inside its part of
+ * `part_sizes[part]` bytes; 0 or -1. */
+static int
+decode_holes(PyObject *name, PyObject *bytes, const Py_ssize_t *part_sizes, int parts,
+             cpjit_hole **holes, Py_ssize_t *count)
+{
+    const char *packed = PyBytes_AS_STRING(bytes);
+    Py_ssize_t size = PyBytes_GET_SIZE(bytes);
+    if (size % HOLE_BYTES != 0) {
+        PyErr_Format(PyExc_ValueError, "cpjit: bad holes of stencil %U", name);
+        return -1;
+    }
+    *count = size / HOLE_BYTES;
+    *holes = PyMem_Calloc((size_t)(*count ? *count : 1), sizeof(cpjit_hole));
+    if (*holes == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t h = 0; h < *count; h++) {
+        const char *at = packed + h * HOLE_BYTES;
+        cpjit_hole *hole = &(*holes)[h];
+        memcpy(&hole->offset, at, 4);
+        hole->kind = (uint8_t)at[4];
+        hole->value = (uint8_t)at[5];
+        hole->part = (uint8_t)at[6];
+        memcpy(&hole->symbol, at + 8, 4);
+        memcpy(&hole->addend, at + 16, 8);
+        int width = hole->kind == CPJIT_PATCH_ABS64 ? 8 : 4;
+        int named = hole->value == CPJIT_HOLE_GOT || hole->value == CPJIT_HOLE_SYMBOL;
+        if (hole->kind >= CPJIT_PATCH_KINDS || hole->value >= CPJIT_HOLE_VALUES
+            || hole->part >= parts || hole->offset < 0
+            || (int64_t)hole->offset + width > part_sizes[hole->part]
+            || (named ? hole->symbol < 0 || hole->symbol >= nsymbols : hole->symbol != -1)) {
+            PyErr_Format(PyExc_ValueError, "cpjit: bad hole %zd of stencil %U", h, name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The symbols a stencil's holes reach through the GOT, in first-use order. */
+static int
+collect_got(cpjit_stencil *stencil)
+{
+    stencil->got = PyMem_Malloc(sizeof(int32_t) * (size_t)(stencil->nholes + 1));
+    if (stencil->got == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    stencil->ngot = 0;
+    for (Py_ssize_t h = 0; h < stencil->nholes; h++) {
+        const cpjit_hole *hole = &stencil->holes[h];
+        if (hole->value == CPJIT_HOLE_CONTINUE) {
+            stencil->continues = 1;
+        }
+        if (hole->value != CPJIT_HOLE_GOT) {
+            continue;
+        }
+        Py_ssize_t k = 0;
+        while (k < stencil->ngot && stencil->got[k] != hole->symbol) {
+            k++;
+        }
+        if (k == stencil->ngot) {
+            stencil->got[stencil->ngot++] = hole->symbol;
+        }
+    }
+    return 0;
+}
+
+/* One stencil from its tuple (name, code, body_size, cold, data, data_align,
+ * holes, data_holes); 0 or -1. */
+static int
+register_one(cpjit_stencil *stencil, PyObject *item)
+{
+    PyObject *name, *code, *cold, *data, *holes, *data_holes;
+    Py_ssize_t body_size, data_align;
+    if (!PyTuple_Check(item)
+        || !PyArg_ParseTuple(item, "UO!nO!O!nO!O!:register_stencils", &name, &PyBytes_Type,
+                             &code, &body_size, &PyBytes_Type, &cold, &PyBytes_Type, &data,
+                             &data_align, &PyBytes_Type, &holes, &PyBytes_Type, &data_holes)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "cpjit: a stencil must be a tuple");
+        }
+        return -1;
+    }
+    stencil->name = Py_NewRef(name);
+    stencil->code = Py_NewRef(code);
+    stencil->cold = Py_NewRef(cold);
+    stencil->data = Py_NewRef(data);
+    Py_ssize_t sizes[2] = {PyBytes_GET_SIZE(code), PyBytes_GET_SIZE(cold)};
+    Py_ssize_t data_size = PyBytes_GET_SIZE(data);
+    if (sizes[0] > STENCIL_BYTES_LIMIT || sizes[1] > STENCIL_BYTES_LIMIT
+        || data_size > STENCIL_BYTES_LIMIT || body_size < 0 || body_size > sizes[0]
+        || data_align < 1 || data_align > DATA_ALIGN_LIMIT) {
+        PyErr_Format(PyExc_ValueError, "cpjit: bad sizes of stencil %U", name);
+        return -1;
+    }
+    stencil->body_size = body_size;
+    stencil->data_align = data_align;
+    if (decode_holes(name, holes, sizes, 2, &stencil->holes, &stencil->nholes) < 0
+        || decode_holes(name, data_holes, &data_size, 1, &stencil->data_holes,
+                        &stencil->ndata_holes) < 0) {
+        return -1;
+    }
+    return collect_got(stencil);
 }
 
 PyObject *
 cpjit_register_stencils(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *holes_list;
+    PyObject *stencils;
     Py_buffer symbols;
-    if (!PyArg_ParseTuple(args, "O!y*:register_stencils", &PyList_Type, &holes_list, &symbols)) {
+    long long exit_id, error_id;
+    if (!PyArg_ParseTuple(args, "O!y*LL:register_stencils", &PyList_Type, &stencils, &symbols,
+                          &exit_id, &error_id)) {
         return NULL;
     }
     clear_registry();
-    Py_ssize_t count = PyList_GET_SIZE(holes_list);
-    registry = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Registered));
+    Py_ssize_t count = PyList_GET_SIZE(stencils);
+    registry = PyMem_Calloc((size_t)(count ? count : 1), sizeof(cpjit_stencil));
     symbol_addresses = PyMem_Malloc((size_t)symbols.len + 8);
     if (registry == NULL || symbol_addresses == NULL || symbols.len % 8 != 0) {
         PyBuffer_Release(&symbols);
@@ -69,21 +205,30 @@ cpjit_register_stencils(PyObject *Py_UNUSED(module), PyObject *args)
     PyBuffer_Release(&symbols);
     registry_size = count;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *holes = PyList_GET_ITEM(holes_list, i);
-        if (!PyBytes_Check(holes) || PyBytes_GET_SIZE(holes) % HOLE_SIZE != 0) {
+        /* The list cannot change under us: register_one runs no Python code. */
+        if (register_one(&registry[i], PyList_GET_ITEM(stencils, i)) < 0) {
             clear_registry();
-            return PyErr_Format(PyExc_ValueError, "cpjit: bad holes of stencil %zd", i);
+            return NULL;
         }
-        Py_ssize_t size = PyBytes_GET_SIZE(holes);
-        registry[i].holes = PyMem_Malloc((size_t)size + 1);
-        if (registry[i].holes == NULL) {
-            clear_registry();
-            return PyErr_NoMemory();
-        }
-        memcpy(registry[i].holes, PyBytes_AS_STRING(holes), (size_t)size);
-        registry[i].nholes = size / HOLE_SIZE;
     }
+    if (exit_id < 0 || exit_id >= count || error_id < 0 || error_id >= count) {
+        clear_registry();
+        return PyErr_Format(PyExc_ValueError, "cpjit: unknown stub stencils");
+    }
+    exit_stub = exit_id;
+    error_stub = error_id;
     Py_RETURN_NONE;
+}
+
+void
+cpjit_write_patch(unsigned char *out, int64_t offset, int kind, int base, int64_t value)
+{
+    uint32_t at = (uint32_t)offset;
+    memset(out, 0, CPJIT_PATCH_RECORD_BYTES);
+    memcpy(out, &at, 4);
+    out[4] = (unsigned char)kind;
+    out[5] = (unsigned char)base;
+    memcpy(out + 8, &value, 8);
 }
 
 static int
@@ -99,45 +244,46 @@ hole_target(const int64_t *p, Py_ssize_t index, int value, int32_t symbol,
             const int64_t *got, Py_ssize_t ngot, int64_t slots_offset,
             int *base, int64_t *target)
 {
-    *base = BASE_CODE;
+    *base = CPJIT_BASE_CODE;
     int64_t t;
     switch (value) {
-    case CPJIT_HOLE_CONTINUE: t = p[P_CONTINUE]; break;
-    case CPJIT_HOLE_JUMP: t = p[P_JUMP]; break;
-    case CPJIT_HOLE_EXIT: t = p[P_EXIT]; break;
-    case CPJIT_HOLE_EXIT_AFTER: t = p[P_EXIT_AFTER]; break;
-    case CPJIT_HOLE_ERROR: t = p[P_ERROR]; break;
-    case CPJIT_HOLE_CODE: t = p[P_HOT]; break;
-    case CPJIT_HOLE_COLD: t = p[P_COLD]; break;
-    case CPJIT_HOLE_DATA: t = p[P_DATA]; break;
+    case CPJIT_HOLE_CONTINUE: t = p[CPJIT_P_CONTINUE]; break;
+    case CPJIT_HOLE_JUMP: t = p[CPJIT_P_JUMP]; break;
+    case CPJIT_HOLE_EXIT: t = p[CPJIT_P_EXIT]; break;
+    case CPJIT_HOLE_EXIT_AFTER: t = p[CPJIT_P_EXIT_AFTER]; break;
+    case CPJIT_HOLE_ERROR: t = p[CPJIT_P_ERROR]; break;
+    case CPJIT_HOLE_CODE: t = p[CPJIT_P_HOT]; break;
+    case CPJIT_HOLE_COLD: t = p[CPJIT_P_COLD]; break;
+    case CPJIT_HOLE_DATA: t = p[CPJIT_P_DATA]; break;
     case CPJIT_HOLE_OPARG:
-        *base = BASE_ABSOLUTE;
-        *target = p[P_OPARG];
+        *base = CPJIT_BASE_ABSOLUTE;
+        *target = p[CPJIT_P_OPARG];
         return 0;
     case CPJIT_HOLE_OPERAND0:
-        *base = (int)p[P_OPERAND0_BASE];
-        *target = p[P_OPERAND0];
+        *base = (int)p[CPJIT_P_OPERAND0_BASE];
+        *target = p[CPJIT_P_OPERAND0];
         return 0;
     case CPJIT_HOLE_OPERAND1:
-        *base = (int)p[P_OPERAND1_BASE];
-        *target = p[P_OPERAND1];
+        *base = (int)p[CPJIT_P_OPERAND1_BASE];
+        *target = p[CPJIT_P_OPERAND1];
         return 0;
     case CPJIT_HOLE_INSTR:
-        *base = BASE_ABSOLUTE;
-        *target = p[P_INSTR];
+        *base = CPJIT_BASE_ABSOLUTE;
+        *target = p[CPJIT_P_INSTR];
         return 0;
     case CPJIT_HOLE_OPARG_SLOT:
     case CPJIT_HOLE_OPERAND0_SLOT:
     case CPJIT_HOLE_OPERAND1_SLOT: {
-        int64_t number = value == CPJIT_HOLE_OPARG_SLOT ? p[P_OPARG]
-                         : value == CPJIT_HOLE_OPERAND0_SLOT ? p[P_OPERAND0] : p[P_OPERAND1];
-        int64_t from = value == CPJIT_HOLE_OPARG_SLOT ? BASE_ABSOLUTE
-                       : value == CPJIT_HOLE_OPERAND0_SLOT ? p[P_OPERAND0_BASE]
-                       : p[P_OPERAND1_BASE];
-        if (from != BASE_ABSOLUTE || number < 0 || number >= (1 << 16)) {
+        int64_t number = value == CPJIT_HOLE_OPARG_SLOT ? p[CPJIT_P_OPARG]
+                         : value == CPJIT_HOLE_OPERAND0_SLOT ? p[CPJIT_P_OPERAND0]
+                         : p[CPJIT_P_OPERAND1];
+        int64_t from = value == CPJIT_HOLE_OPARG_SLOT ? CPJIT_BASE_ABSOLUTE
+                       : value == CPJIT_HOLE_OPERAND0_SLOT ? p[CPJIT_P_OPERAND0_BASE]
+                       : p[CPJIT_P_OPERAND1_BASE];
+        if (from != CPJIT_BASE_ABSOLUTE || number < 0 || number >= (1 << 16)) {
             return fail(index, "a slot number");
         }
-        *base = BASE_ABSOLUTE;
+        *base = CPJIT_BASE_ABSOLUTE;
         *target = slots_offset + 16 * number;
         return 0;
     }
@@ -148,11 +294,11 @@ hole_target(const int64_t *p, Py_ssize_t index, int value, int32_t symbol,
         t = got[symbol];
         break;
     case CPJIT_HOLE_SYMBOL:
-        if (symbol < 0 || symbol >= nsymbols || symbol_addresses[symbol] == 0) {
+        if (cpjit_symbol_address(symbol) == 0) {
             return fail(index, "a symbol the interpreter exports");
         }
-        *base = BASE_ABSOLUTE;
-        *target = symbol_addresses[symbol];
+        *base = CPJIT_BASE_ABSOLUTE;
+        *target = cpjit_symbol_address(symbol);
         return 0;
     default:
         return fail(index, "a known value code");
@@ -164,6 +310,57 @@ hole_target(const int64_t *p, Py_ssize_t index, int value, int32_t symbol,
     return 0;
 }
 
+Py_ssize_t
+cpjit_patch_capacity(const int64_t *placements, Py_ssize_t count)
+{
+    Py_ssize_t most = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const cpjit_stencil *stencil = cpjit_stencil_at(placements[i * CPJIT_PLACEMENT_WORDS]);
+        if (stencil == NULL) {
+            PyErr_Format(PyExc_ValueError, "cpjit: placement %zd: unknown stencil %lld", i,
+                         (long long)placements[i * CPJIT_PLACEMENT_WORDS]);
+            return -1;
+        }
+        most += stencil->nholes;
+    }
+    return most;
+}
+
+int
+cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64_t *got,
+                    Py_ssize_t ngot, int64_t slots_offset, unsigned char *out,
+                    Py_ssize_t *written)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const int64_t *p = placements + i * CPJIT_PLACEMENT_WORDS;
+        const cpjit_stencil *stencil = cpjit_stencil_at(p[CPJIT_P_STENCIL]);
+        if (stencil == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t h = 0; h < stencil->nholes; h++) {
+            const cpjit_hole *hole = &stencil->holes[h];
+            int64_t start = hole->part ? p[CPJIT_P_COLD] : p[CPJIT_P_HOT];
+            int64_t size = hole->part ? p[CPJIT_P_COLD_SIZE] : p[CPJIT_P_HOT_SIZE];
+            if (hole->offset + (hole->kind == CPJIT_PATCH_ABS64 ? 8 : 4) > size) {
+                continue;   /* the dropped trailing jump */
+            }
+            int base;
+            int64_t target;
+            if (hole_target(p, i, hole->value, hole->symbol, got, ngot, slots_offset, &base,
+                            &target) < 0) {
+                return -1;
+            }
+            int64_t patched = (int64_t)((uint64_t)target + (uint64_t)hole->addend);
+            cpjit_write_patch(out + *written * CPJIT_PATCH_RECORD_BYTES, start + hole->offset,
+                              hole->kind, base, patched);
+            (*written)++;
+        }
+    }
+    return 0;
+}
+
+/* resolve_patches(placements, got_offsets, slots_offset): the patch records of
+ * placements described by the caller (CPJIT_P_* words each), for tests. */
 PyObject *
 cpjit_resolve_patches(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -174,65 +371,27 @@ cpjit_resolve_patches(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    const int64_t *words = placements.buf;
-    const int64_t *got = got_buffer.buf;
-    Py_ssize_t ngot = got_buffer.len / 8;
-    Py_ssize_t count = placements.len / (PLACEMENT_WORDS * 8);
-    if (placements.len % (PLACEMENT_WORDS * 8) != 0 || got_buffer.len % 8 != 0) {
+    Py_ssize_t count = placements.len / (CPJIT_PLACEMENT_WORDS * 8);
+    if (placements.len % (CPJIT_PLACEMENT_WORDS * 8) != 0 || got_buffer.len % 8 != 0) {
         PyErr_SetString(PyExc_ValueError, "cpjit: bad placement records");
         goto done;
     }
-    Py_ssize_t most = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        int64_t stencil = words[i * PLACEMENT_WORDS + P_STENCIL];
-        if (stencil < 0 || stencil >= registry_size) {
-            PyErr_Format(PyExc_ValueError, "cpjit: placement %zd: unknown stencil %lld", i,
-                         (long long)stencil);
-            goto done;
-        }
-        most += registry[stencil].nholes;
+    Py_ssize_t most = cpjit_patch_capacity(placements.buf, count);
+    if (most < 0) {
+        goto done;
     }
-    result = PyBytes_FromStringAndSize(NULL, most * PATCH_RECORD_BYTES);
+    result = PyBytes_FromStringAndSize(NULL, most * CPJIT_PATCH_RECORD_BYTES);
     if (result == NULL) {
         goto done;
     }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
     Py_ssize_t written = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        const int64_t *p = words + i * PLACEMENT_WORDS;
-        const Registered *stencil = &registry[p[P_STENCIL]];
-        for (Py_ssize_t h = 0; h < stencil->nholes; h++) {
-            const unsigned char *hole = stencil->holes + h * HOLE_SIZE;
-            int32_t offset, symbol;
-            int64_t addend;
-            memcpy(&offset, hole, 4);
-            unsigned kind = hole[4], value = hole[5], part = hole[6];
-            memcpy(&symbol, hole + 8, 4);
-            memcpy(&addend, hole + 16, 8);
-            int64_t start = part ? p[P_COLD] : p[P_HOT];
-            int64_t size = part ? p[P_COLD_SIZE] : p[P_HOT_SIZE];
-            if (offset + (kind == 0 ? 8 : 4) > size) {
-                continue;   /* the dropped trailing jump */
-            }
-            int base;
-            int64_t target;
-            if (hole_target(p, i, (int)value, symbol, got, ngot, slots_offset, &base,
-                            &target) < 0) {
-                Py_CLEAR(result);
-                goto done;
-            }
-            uint32_t at = (uint32_t)(start + offset);
-            int64_t patched = (int64_t)((uint64_t)target + (uint64_t)addend);
-            unsigned char *record = out + written * PATCH_RECORD_BYTES;
-            memset(record, 0, PATCH_RECORD_BYTES);
-            memcpy(record, &at, 4);
-            record[4] = (unsigned char)kind;
-            record[5] = (unsigned char)base;
-            memcpy(record + 8, &patched, 8);
-            written++;
-        }
+    if (cpjit_resolve_holes(placements.buf, count, got_buffer.buf, got_buffer.len / 8,
+                            slots_offset, (unsigned char *)PyBytes_AS_STRING(result),
+                            &written) < 0) {
+        Py_CLEAR(result);
+        goto done;
     }
-    if (_PyBytes_Resize(&result, written * PATCH_RECORD_BYTES) < 0) {
+    if (_PyBytes_Resize(&result, written * CPJIT_PATCH_RECORD_BYTES) < 0) {
         result = NULL;
     }
 done:

@@ -12,10 +12,10 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import heapq
-from typing import Callable
+import operator
+from typing import Callable, NamedTuple
 
 from . import stencil_table
 from .ir import LABEL, Trace, UOp
@@ -35,8 +35,10 @@ UNBOUND = _Marker("UNBOUND")
 MAYBE_UNBOUND = _Marker("MAYBE_UNBOUND")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Item:
+# Item, State and Outcome are named tuples rather than dataclasses: the
+# analysis makes a State (and an Item or two) for every uop it visits and
+# compares states at every join, and tuples are built and compared in C.
+class Item(NamedTuple):
     """What is known about one stack item."""
 
     type: object = ANY  # an exact type, ANY or NULL
@@ -45,6 +47,7 @@ class Item:
 
 
 UNKNOWN = Item()
+_alias_of = operator.attrgetter("alias")
 
 
 def join_type(a, b):
@@ -62,18 +65,21 @@ def join_item(a: Item, b: Item) -> Item:
                 a.hint if a.hint is b.hint else None)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class State:
+class State(NamedTuple):
+    """What is known before a uop: its stack items (deepest first) and the
+    type of each local (an exact type, ANY, UNBOUND or MAYBE_UNBOUND)."""
+
     stack: tuple[Item, ...]
     locals: tuple[object, ...]
 
     def join(self, other: "State") -> "State | None":
-        if len(self.stack) != len(other.stack):
+        stack, locals_ = self.stack, self.locals
+        if len(stack) != len(other.stack):
             return None  # inconsistent depths: give up on this trace
-        stack = self.stack if self.stack == other.stack else \
-            tuple(join_item(a, b) for a, b in zip(self.stack, other.stack))
-        locals_ = self.locals if self.locals == other.locals else \
-            tuple(join_type(a, b) for a, b in zip(self.locals, other.locals))
+        if stack != other.stack:
+            stack = tuple(map(join_item, stack, other.stack))
+        if locals_ != other.locals:
+            locals_ = tuple(map(join_type, locals_, other.locals))
         if stack is self.stack and locals_ is self.locals:
             return self
         return State(stack, locals_)
@@ -86,20 +92,30 @@ class State:
 
     def refine(self, index: int, proven) -> "State":
         """Local `index` (and the stack items loaded from it) proven to have type `proven`."""
-        locals_ = self.locals[:index] + (proven,) + self.locals[index + 1:]
-        stack = tuple(dataclasses.replace(item, type=proven) if item.alias == index else item
-                      for item in self.stack)
-        return State(stack, locals_)
+        stack = self.stack
+        if index in map(_alias_of, stack):
+            stack = tuple(Item(proven, index, item.hint) if item.alias == index else item
+                          for item in stack)
+        return State(stack, _replaced(self.locals, index, proven))
 
     def store(self, index: int, value) -> "State":
-        locals_ = self.locals[:index] + (value,) + self.locals[index + 1:]
-        stack = tuple(dataclasses.replace(item, alias=-1) if item.alias == index else item
-                      for item in self.stack)
-        return State(stack, locals_)
+        """Local `index` now holds something of type `value`: the stack items
+        loaded from it no longer hold what it holds."""
+        stack = self.stack
+        if index in map(_alias_of, stack):
+            stack = tuple(Item(item.type, -1, item.hint) if item.alias == index else item
+                          for item in stack)
+        return State(stack, _replaced(self.locals, index, value))
 
 
-@dataclasses.dataclass
-class Outcome:
+def _replaced(values: tuple, index: int, value) -> tuple:
+    """`values` with `values[index]` set to `value` (itself if it already is)."""
+    if values[index] is value:
+        return values
+    return values[:index] + (value,) + values[index + 1:]
+
+
+class Outcome(NamedTuple):
     """What a uop does to the state: on falling through, and on jumping."""
 
     fallthrough: State | None
@@ -107,6 +123,34 @@ class Outcome:
 
 
 Transfer = Callable[[UOp, State], "Outcome | None"]
+
+
+class Effect(NamedTuple):
+    """A uop's effect on the real stack, from its metadata (see `effect`)."""
+
+    pops: int
+    pushes: int
+    falls_through: bool  # not a terminator
+    jumps: bool
+    jump_pops: int | None  # a branch with its own stack effect (UopSpec.jump_pops)
+    deopts: bool
+
+
+_EFFECTS: dict[tuple[str, int], Effect] = {}
+
+
+def effect(name: str, oparg: int) -> Effect:
+    """The stack effect of uop `name` with `oparg`.  Cached: a UopSpec's pops
+    and pushes are functions of the oparg, and the passes ask for every uop."""
+    key = (name, oparg)
+    known = _EFFECTS.get(key)
+    if known is None:
+        spec = stencil_table.uops()[name]
+        known = _EFFECTS[key] = Effect(spec.pops(oparg), spec.pushes(oparg),
+                                       "TERMINATES" not in spec.flags, spec.jumps,
+                                       spec.jump_pops, spec.deopts)
+    return known
+
 
 _TERMINATORS = None
 
@@ -131,15 +175,16 @@ def entry_state(trace: Trace) -> State:
 
 def generic_transfer(uop: UOp, state: State) -> Outcome:
     """Stack effect from the uop's metadata, nothing known about what it pushes."""
-    spec = stencil_table.uops()[uop.name]
-    pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-    if pops > len(state.stack):
-        raise AnalysisError(f"{uop.describe()} pops {pops} of {len(state.stack)} items")
-    after = state.pop(pops).push(*([UNKNOWN] * pushes))
+    pops, pushes, falls_through, jumps, jump_pops, _ = effect(uop.name, uop.oparg)
+    stack = state.stack
+    if pops > len(stack):
+        raise AnalysisError(f"{uop.describe()} pops {pops} of {len(stack)} items")
+    after = State((stack[:len(stack) - pops] if pops else stack) + (UNKNOWN,) * pushes,
+                  state.locals)
     jump = None
-    if spec.jumps:
-        jump = after if spec.jump_pops is None else state.pop(spec.jump_pops)
-    return Outcome(None if terminates(uop.name) else after, jump)
+    if jumps:
+        jump = after if jump_pops is None else state.pop(jump_pops)
+    return Outcome(after if falls_through else None, jump)
 
 
 class AnalysisError(Exception):
@@ -152,7 +197,7 @@ def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     from the same feedback), so an analysis of the very same uops is reused."""
     cached = trace.analysis
     if cached is not None and len(cached[0]) == len(trace.uops) \
-            and all(a is b for a, b in zip(cached[0], trace.uops)):
+            and all(map(operator.is_, cached[0], trace.uops)):
         return list(cached[1])
     states = _analyze(trace, transfer)
     trace.analysis = (list(trace.uops), states)
@@ -164,6 +209,19 @@ def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     states: list[State | None] = [None] * len(uops)
     states[0] = entry_state(trace)
+    last = len(uops) - 1
+
+    def merge(target: int, new: State) -> bool:
+        """Join `new` into the state before `target`; whether that changed it."""
+        old = states[target]
+        merged = new if old is None else old.join(new)
+        if merged is None:
+            raise AnalysisError(f"stack depths differ at uop {target}")
+        if merged is old or merged == old:
+            return False
+        states[target] = merged
+        return True
+
     # Visit in code order (lowest index first): a loop body is revisited once
     # its back edge changes the header, not once per path.
     work = [0]
@@ -171,29 +229,32 @@ def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     while work:
         index = heapq.heappop(work)
         pending.discard(index)
-        uop = uops[index]
-        state = states[index]
-        if uop.name == LABEL:
-            outcome = Outcome(state)
-        else:
-            outcome = transfer(uop, state) or generic_transfer(uop, state)
-        targets = []
-        if outcome.fallthrough is not None and index + 1 < len(uops):
-            targets.append((index + 1, outcome.fallthrough))
-        if outcome.jump is not None:
-            if uop.jump_to not in labels:
+        while True:
+            uop = uops[index]
+            state = states[index]
+            if uop.name == LABEL:
+                fallthrough, jump = state, None
+            else:
+                fallthrough, jump = transfer(uop, state) or generic_transfer(uop, state)
+            if jump is not None and uop.jump_to not in labels:
                 raise AnalysisError(f"{uop.describe()}: no label")
-            targets.append((labels[uop.jump_to], outcome.jump))
-        for target, new in targets:
-            old = states[target]
-            merged = new if old is None else old.join(new)
-            if merged is None:
-                raise AnalysisError(f"stack depths differ at uop {target}")
-            if merged is not old and merged != old:
-                states[target] = merged
-                if target not in pending:
+            follow = fallthrough is not None and index < last and merge(index + 1, fallthrough)
+            if jump is not None:
+                target = labels[uop.jump_to]
+                if merge(target, jump) and target not in pending:
                     pending.add(target)
                     heapq.heappush(work, target)
+            if not follow:
+                break
+            index += 1
+            if index in pending:
+                break
+            if work and work[0] < index:
+                # Something before it comes first (after a back edge): queue it.
+                pending.add(index)
+                heapq.heappush(work, index)
+                break
+            # The next uop in code order is next anyway: no need to queue it.
     return states
 
 
@@ -202,7 +263,6 @@ def stack_depths(trace: Trace) -> list[int | None]:
     every branch with its own stack effect.  Raises AnalysisError where paths
     disagree, where a uop pops more than there is, or where the stack would
     outgrow the frame's (co_stacksize)."""
-    specs = stencil_table.uops()
     uops = trace.uops
     limit = trace.code.co_stacksize
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
@@ -210,36 +270,52 @@ def stack_depths(trace: Trace) -> list[int | None]:
     if not uops:
         return depths
     depths[0] = 0
+    last = len(uops) - 1
     work = [0]
     while work:
         index = work.pop()
-        uop, depth = uops[index], depths[index]
-        targets = []
-        if uop.name == LABEL:
-            targets.append((index + 1, depth))
-        else:
-            spec = specs[uop.name]
-            pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-            if pops > depth:
-                raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} items")
-            after = depth - pops + pushes
-            if after > limit:
-                raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
-                                    f"(the frame has room for {limit})")
-            if not terminates(uop.name):
-                targets.append((index + 1, after))
-            if spec.jumps:
-                if uop.jump_to not in labels:
-                    raise AnalysisError(f"uop {index} {uop.describe()}: no label")
-                targets.append((labels[uop.jump_to], spec.jump_depth(depth, uop.oparg)))
-        for target, after in targets:
-            if target >= len(uops):
-                continue
-            if depths[target] is None:
-                depths[target] = after
-                work.append(target)
-            elif depths[target] != after:
-                raise AnalysisError(f"stack depth {after} or {depths[target]} at uop {target}")
+        # Depth first, as with every successor put on the work stack (a
+        # branch's target is taken before the uop after the branch), but
+        # without queueing the successor taken next anyway.
+        while index is not None:
+            uop, depth = uops[index], depths[index]
+            if uop.name == LABEL:
+                after, branch = depth, None
+            else:
+                pops, pushes, falls_through, jumps, jump_pops, _ = effect(uop.name, uop.oparg)
+                if pops > depth:
+                    raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} "
+                                        "items")
+                after = depth - pops + pushes
+                if after > limit:
+                    raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
+                                        f"(the frame has room for {limit})")
+                branch = None
+                if jumps:
+                    if uop.jump_to not in labels:
+                        raise AnalysisError(f"uop {index} {uop.describe()}: no label")
+                    branch = after if jump_pops is None else depth - jump_pops
+                if not falls_through:
+                    after = None
+            following = None
+            if after is not None and index < last:
+                known = depths[index + 1]
+                if known is None:
+                    depths[index + 1] = after
+                    following = index + 1
+                elif known != after:
+                    raise AnalysisError(f"stack depth {after} or {known} at uop {index + 1}")
+            if branch is not None:
+                target = labels[uop.jump_to]
+                known = depths[target]
+                if known is None:
+                    depths[target] = branch
+                    if following is not None:
+                        work.append(following)
+                    following = target
+                elif known != branch:
+                    raise AnalysisError(f"stack depth {branch} or {known} at uop {target}")
+            index = following
     return depths
 
 
@@ -252,11 +328,12 @@ def instruction_depths(trace: Trace) -> dict[int, int]:
     result: dict[int, int] = {}
     previous = None
     for uop, depth in zip(trace.uops, stack_depths(trace)):
-        if uop.name == LABEL or depth is None:
+        if depth is None or uop.name == LABEL:
             continue
-        if uop.offset != previous and uop.offset in starts:
-            result.setdefault(starts[uop.offset], depth)
-        previous = uop.offset
+        offset = uop.offset
+        if offset != previous and offset in starts:
+            result.setdefault(starts[offset], depth)
+        previous = offset
     return result
 
 
@@ -276,11 +353,12 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     depths = stack_depths(trace)
     if entry_depths is None:
         return
-    specs = stencil_table.uops()
     for index, (uop, depth) in enumerate(zip(trace.uops, depths)):
-        if depth is None or uop.name == LABEL or "DEOPTS" not in specs[uop.name].flags:
+        if depth is None or uop.name == LABEL:
             continue
-        spec = specs[uop.name]
+        pops, pushes, _, _, _, deopts = effect(uop.name, uop.oparg)
+        if not deopts:
+            continue
         holes = _exit_holes(uop.name)
         exits = []
         if "exit_target" in holes:
@@ -288,8 +366,7 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
             exits.append((uop.exit_to, depth + boxed))
         if "exit_after" in holes:
             boxed = sum(step.pushes for step in uop.exit_after_steps)
-            exits.append((uop.exit_after,
-                          depth - spec.pops(uop.oparg) + spec.pushes(uop.oparg) + boxed))
+            exits.append((uop.exit_after, depth - pops + pushes + boxed))
         for resume, real in exits:
             expected = entry_depths.get(resume)
             if expected is not None and expected != real:

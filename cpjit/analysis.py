@@ -91,12 +91,18 @@ class State(NamedTuple):
         return State(self.stack[:len(self.stack) - n] if n else self.stack, self.locals)
 
     def refine(self, index: int, proven) -> "State":
-        """Local `index` (and the stack items loaded from it) proven to have type `proven`."""
+        """Local `index` (and the stack items loaded from it) proven to have
+        type `proven`.  The state itself if that was known already."""
         stack = self.stack
         if index in map(_alias_of, stack):
             stack = tuple(Item(proven, index, item.hint) if item.alias == index else item
                           for item in stack)
-        return State(stack, _replaced(self.locals, index, proven))
+            if stack == self.stack:
+                stack = self.stack
+        locals_ = _replaced(self.locals, index, proven)
+        if stack is self.stack and locals_ is self.locals:
+            return self
+        return State(stack, locals_)
 
     def store(self, index: int, value) -> "State":
         """Local `index` now holds something of type `value`: the stack items
@@ -191,24 +197,62 @@ class AnalysisError(Exception):
     """The trace does not have a consistent stack; optimizations skip it."""
 
 
+class _Analysis(NamedTuple):
+    """An analysis kept with its trace (Trace.analysis)."""
+
+    uops: list[UOp]  # the uops it was made for
+    states: list[State | None]
+    # Per uop, 1 where some visit did not just fall through with the very
+    # state it was given (see remove_uops).
+    altered: bytearray
+
+
+def _current(trace: Trace) -> _Analysis | None:
+    """The trace's kept analysis if it was made for the very same uops."""
+    cached = trace.analysis
+    if cached is not None and len(cached.uops) == len(trace.uops) \
+            and all(map(operator.is_, cached.uops, trace.uops)):
+        return cached
+    return None
+
+
 def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     """The state before each uop (None: unreachable).  Every pass of one
     compilation analyzes with the same transfer functions (the specializer's,
     from the same feedback), so an analysis of the very same uops is reused."""
-    cached = trace.analysis
-    if cached is not None and len(cached[0]) == len(trace.uops) \
-            and all(map(operator.is_, cached[0], trace.uops)):
-        return list(cached[1])
-    states = _analyze(trace, transfer)
-    trace.analysis = (list(trace.uops), states)
-    return list(states)
+    cached = _current(trace)
+    if cached is None:
+        cached = trace.analysis = _analyze(trace, transfer)
+    return list(cached.states)
 
 
-def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
+def remove_uops(trace: Trace, indices: set[int]) -> None:
+    """Remove the uops at `indices` from the trace, keeping its analysis when
+    it still holds without them: when each of them, at every visit, just
+    fell through with the state it was given (a guard of what was known) into
+    a uop that nothing jumps to, an analysis without them visits every other
+    uop in the same order with the same states, so its states are the old
+    ones without theirs.  (Else the next analyze starts afresh.)"""
+    if not indices:
+        return
+    uops = trace.uops
+    cached = _current(trace)
+    kept = [uop for i, uop in enumerate(uops) if i not in indices]
+    trace.analysis = None
+    if cached is not None and all(not cached.altered[i] and i + 1 < len(uops)
+                                  and uops[i + 1].name != LABEL for i in indices):
+        trace.analysis = _Analysis(
+            list(kept), [s for i, s in enumerate(cached.states) if i not in indices],
+            bytearray(a for i, a in enumerate(cached.altered) if i not in indices))
+    uops[:] = kept
+
+
+def _analyze(trace: Trace, transfer: Transfer) -> _Analysis:
     uops = trace.uops
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     states: list[State | None] = [None] * len(uops)
     states[0] = entry_state(trace)
+    altered = bytearray(len(uops))
     last = len(uops) - 1
 
     def merge(target: int, new: State) -> bool:
@@ -236,6 +280,8 @@ def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
                 fallthrough, jump = state, None
             else:
                 fallthrough, jump = transfer(uop, state) or generic_transfer(uop, state)
+                if fallthrough is not state or jump is not None:
+                    altered[index] = 1
             if jump is not None and uop.jump_to not in labels:
                 raise AnalysisError(f"{uop.describe()}: no label")
             follow = fallthrough is not None and index < last and merge(index + 1, fallthrough)
@@ -255,7 +301,7 @@ def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
                 heapq.heappush(work, index)
                 break
             # The next uop in code order is next anyway: no need to queue it.
-    return states
+    return _Analysis(list(uops), states, altered)
 
 
 def stack_depths(trace: Trace) -> list[int | None]:

@@ -295,6 +295,8 @@ class Specializer:
         item = stack[index]
         if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:
             return Outcome(state.refine(item.alias, guarded))
+        if item.type is guarded:
+            return Outcome(state)  # (the very state: see analysis.remove_uops)
         return Outcome(State(stack[:index] + (Item(guarded, item.alias, item.hint),)
                              + stack[index + 1:], state.locals))
 

@@ -12,7 +12,6 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import operator
 from typing import Callable, NamedTuple
@@ -36,8 +35,13 @@ MAYBE_UNBOUND = _Marker("MAYBE_UNBOUND")
 
 
 # Item, State and Outcome are named tuples rather than dataclasses: the
-# analysis makes a State (and an Item or two) for every uop it visits and
-# compares states at every join, and tuples are built and compared in C.
+# analysis makes a State and an Outcome (and often an Item) for every uop it
+# visits and compares states at every join, and tuples are compared in C.
+# Where they are made per visit, `new(cls, fields)` (tuple.__new__) makes them
+# without NamedTuple's __new__, a Python function that takes twice as long.
+new = tuple.__new__
+
+
 class Item(NamedTuple):
     """What is known about one stack item."""
 
@@ -61,8 +65,8 @@ def join_type(a, b):
 def join_item(a: Item, b: Item) -> Item:
     if a == b:
         return a
-    return Item(join_type(a.type, b.type), a.alias if a.alias == b.alias else -1,
-                a.hint if a.hint is b.hint else None)
+    return new(Item, (join_type(a.type, b.type), a.alias if a.alias == b.alias else -1,
+                      a.hint if a.hint is b.hint else None))
 
 
 class State(NamedTuple):
@@ -76,42 +80,44 @@ class State(NamedTuple):
         stack, locals_ = self.stack, self.locals
         if len(stack) != len(other.stack):
             return None  # inconsistent depths: give up on this trace
+        # Mostly only a few entries differ (and are joined).
         if stack != other.stack:
-            stack = tuple(map(join_item, stack, other.stack))
+            stack = tuple([a if a is b else join_item(a, b) for a, b in zip(stack, other.stack)])
         if locals_ != other.locals:
-            locals_ = tuple(map(join_type, locals_, other.locals))
+            locals_ = tuple([a if a is b else join_type(a, b)
+                             for a, b in zip(locals_, other.locals)])
         if stack is self.stack and locals_ is self.locals:
             return self
-        return State(stack, locals_)
+        return new(State, (stack, locals_))
 
     def push(self, *items: Item) -> "State":
-        return State(self.stack + items, self.locals)
+        return new(State, (self.stack + items, self.locals))
 
     def pop(self, n: int) -> "State":
-        return State(self.stack[:len(self.stack) - n] if n else self.stack, self.locals)
+        return new(State, (self.stack[:len(self.stack) - n] if n else self.stack, self.locals))
 
     def refine(self, index: int, proven) -> "State":
         """Local `index` (and the stack items loaded from it) proven to have
         type `proven`.  The state itself if that was known already."""
         stack = self.stack
         if index in map(_alias_of, stack):
-            stack = tuple(Item(proven, index, item.hint) if item.alias == index else item
-                          for item in stack)
+            stack = tuple([new(Item, (proven, index, item.hint)) if item.alias == index else item
+                           for item in stack])
             if stack == self.stack:
                 stack = self.stack
         locals_ = _replaced(self.locals, index, proven)
         if stack is self.stack and locals_ is self.locals:
             return self
-        return State(stack, locals_)
+        return new(State, (stack, locals_))
 
     def store(self, index: int, value) -> "State":
         """Local `index` now holds something of type `value`: the stack items
         loaded from it no longer hold what it holds."""
         stack = self.stack
         if index in map(_alias_of, stack):
-            stack = tuple(Item(item.type, -1, item.hint) if item.alias == index else item
-                          for item in stack)
-        return State(stack, _replaced(self.locals, index, value))
+            stack = tuple([new(Item, (item.type, -1, item.hint)) if item.alias == index else item
+                           for item in stack])
+        return new(State, (stack, _replaced(self.locals, index, value)))
 
 
 def _replaced(values: tuple, index: int, value) -> tuple:
@@ -142,20 +148,26 @@ class Effect(NamedTuple):
     deopts: bool
 
 
-_EFFECTS: dict[tuple[str, int], Effect] = {}
+class _Effects(dict):
+    """Effect by (uop name, oparg), worked out on first use: a UopSpec's pops
+    and pushes are functions of the oparg, and the passes ask for every uop
+    (as EFFECTS[name, oparg] in their loops: a lookup in C)."""
+
+    def __missing__(self, key: tuple[str, int]) -> Effect:
+        name, oparg = key
+        spec = stencil_table.uops()[name]
+        known = self[key] = Effect(spec.pops(oparg), spec.pushes(oparg),
+                                   "TERMINATES" not in spec.flags, spec.jumps, spec.jump_pops,
+                                   spec.deopts)
+        return known
+
+
+EFFECTS = _Effects()
 
 
 def effect(name: str, oparg: int) -> Effect:
-    """The stack effect of uop `name` with `oparg`.  Cached: a UopSpec's pops
-    and pushes are functions of the oparg, and the passes ask for every uop."""
-    key = (name, oparg)
-    known = _EFFECTS.get(key)
-    if known is None:
-        spec = stencil_table.uops()[name]
-        known = _EFFECTS[key] = Effect(spec.pops(oparg), spec.pushes(oparg),
-                                       "TERMINATES" not in spec.flags, spec.jumps,
-                                       spec.jump_pops, spec.deopts)
-    return known
+    """The stack effect of uop `name` with `oparg`."""
+    return EFFECTS[name, oparg]
 
 
 _TERMINATORS = None
@@ -181,16 +193,18 @@ def entry_state(trace: Trace) -> State:
 
 def generic_transfer(uop: UOp, state: State) -> Outcome:
     """Stack effect from the uop's metadata, nothing known about what it pushes."""
-    pops, pushes, falls_through, jumps, jump_pops, _ = effect(uop.name, uop.oparg)
+    pops, pushes, falls_through, jumps, jump_pops, _ = EFFECTS[uop.name, uop.oparg]
     stack = state.stack
     if pops > len(stack):
         raise AnalysisError(f"{uop.describe()} pops {pops} of {len(stack)} items")
-    after = State((stack[:len(stack) - pops] if pops else stack) + (UNKNOWN,) * pushes,
-                  state.locals)
+    after = state
+    if pops or pushes:
+        after = new(State, ((stack[:len(stack) - pops] if pops else stack) + (UNKNOWN,) * pushes,
+                            state.locals))
     jump = None
     if jumps:
         jump = after if jump_pops is None else state.pop(jump_pops)
-    return Outcome(after if falls_through else None, jump)
+    return new(Outcome, (after if falls_through else None, jump))
 
 
 class AnalysisError(Exception):
@@ -328,7 +342,7 @@ def stack_depths(trace: Trace) -> list[int | None]:
             if uop.name == LABEL:
                 after, branch = depth, None
             else:
-                pops, pushes, falls_through, jumps, jump_pops, _ = effect(uop.name, uop.oparg)
+                pops, pushes, falls_through, jumps, jump_pops, _ = EFFECTS[uop.name, uop.oparg]
                 if pops > depth:
                     raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} "
                                         "items")
@@ -383,10 +397,20 @@ def instruction_depths(trace: Trace) -> dict[int, int]:
     return result
 
 
-@functools.lru_cache(maxsize=None)
-def _exit_holes(name: str) -> frozenset[str]:
-    stencil = stencil_table.stencils()[name]
-    return frozenset(hole.value.value for hole in stencil.holes + stencil.cold_holes)
+_SIDE_EXITS: dict[str, tuple[bool, bool]] = {}
+
+
+def _side_exits(name: str) -> tuple[bool, bool]:
+    """Whether uop `name` side-exits to redo its instruction (exit_target)
+    and after its effect (exit_after); (False, False) if it does not deopt."""
+    known = _SIDE_EXITS.get(name)
+    if known is None:
+        holes = ()
+        if stencil_table.uops()[name].deopts:
+            stencil = stencil_table.stencils()[name]
+            holes = {hole.value.value for hole in stencil.holes + stencil.cold_holes}
+        known = _SIDE_EXITS[name] = ("exit_target" in holes, "exit_after" in holes)
+    return known
 
 
 def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> None:
@@ -399,22 +423,33 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     depths = stack_depths(trace)
     if entry_depths is None:
         return
+    boxed: dict[tuple, int] = {}  # items exit steps push, by steps (uops share them)
     for index, (uop, depth) in enumerate(zip(trace.uops, depths)):
         if depth is None or uop.name == LABEL:
             continue
-        pops, pushes, _, _, _, deopts = effect(uop.name, uop.oparg)
-        if not deopts:
-            continue
-        holes = _exit_holes(uop.name)
-        exits = []
-        if "exit_target" in holes:
-            boxed = sum(step.pushes for step in uop.exit_steps)
-            exits.append((uop.exit_to, depth + boxed))
-        if "exit_after" in holes:
-            boxed = sum(step.pushes for step in uop.exit_after_steps)
-            exits.append((uop.exit_after, depth - pops + pushes + boxed))
-        for resume, real in exits:
-            expected = entry_depths.get(resume)
-            if expected is not None and expected != real:
-                raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
-                                    f"with {real} stack items; the interpreter expects {expected}")
+        to_target, to_after = _side_exits(uop.name)
+        if to_target:
+            real = depth
+            if uop.exit_steps:
+                real += _boxed(uop.exit_steps, boxed)
+            _check_exit(index, uop, uop.exit_to, real, entry_depths)
+        if to_after:
+            pops, pushes = EFFECTS[uop.name, uop.oparg][:2]
+            real = depth - pops + pushes
+            if uop.exit_after_steps:
+                real += _boxed(uop.exit_after_steps, boxed)
+            _check_exit(index, uop, uop.exit_after, real, entry_depths)
+
+
+def _boxed(steps: tuple, memo: dict[tuple, int]) -> int:
+    count = memo.get(steps)
+    if count is None:
+        count = memo[steps] = sum(step.pushes for step in steps)
+    return count
+
+
+def _check_exit(index: int, uop: UOp, resume: int, real: int, entry_depths: dict[int, int]):
+    expected = entry_depths.get(resume)
+    if expected is not None and expected != real:
+        raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
+                            f"with {real} stack items; the interpreter expects {expected}")

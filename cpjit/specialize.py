@@ -15,7 +15,7 @@ import types
 from typing import NamedTuple
 
 from . import analysis
-from .analysis import ANY, NULL, UNBOUND, Item, Outcome, State
+from .analysis import ANY, NULL, UNBOUND, Item, Outcome, State, new
 from .feedback import Feedback
 from .ir import LABEL, Obj, Trace, UOp
 
@@ -264,18 +264,22 @@ class Specializer:
         handler = _TRANSFERS.get(uop.name)
         return None if handler is None else handler(self, uop, state)
 
+    # (The transfer functions of the most common uops make their Outcome and
+    # Item with analysis.new, the fast way.)
+
     def _load_fast(self, uop: UOp, state: State) -> Outcome:
         local = state.locals[uop.oparg]
-        return Outcome(state.push(Item(local if _exact(local) else ANY, uop.oparg)))
+        item = new(Item, (local if isinstance(local, type) else ANY, uop.oparg, None))
+        return new(Outcome, (state.push(item), None))
 
     def _store_fast(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(state.pop(1).store(uop.oparg, state.stack[-1].type))
+        return new(Outcome, (state.pop(1).store(uop.oparg, state.stack[-1].type), None))
 
     def _delete_fast(self, uop: UOp, state: State) -> Outcome:
         return Outcome(state.store(uop.oparg, UNBOUND))
 
     def _load_const(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(state.push(Item(type(uop.operand0.value))))
+        return new(Outcome, (state.push(new(Item, (type(uop.operand0.value), -1, None))), None))
 
     def _push_null(self, uop: UOp, state: State) -> Outcome:
         return Outcome(state.push(_NULL_ITEM))
@@ -319,8 +323,8 @@ class Specializer:
         return Outcome(state.pop(uop.oparg + 2).push(Item(ANY, hint=result)))
 
     def _typed_result(self, uop: UOp, state: State) -> Outcome:
-        pops = analysis.effect(uop.name, uop.oparg).pops
-        return Outcome(state.pop(pops).push(_RESULT_ITEMS[uop.name]))
+        pops = analysis.EFFECTS[uop.name, uop.oparg].pops
+        return new(Outcome, (state.pop(pops).push(_RESULT_ITEMS[uop.name]), None))
 
     def _transfer_get_iter(self, uop: UOp, state: State) -> Outcome | None:
         decision = self._decide_get_iter(uop, state)
@@ -357,9 +361,10 @@ class Specializer:
             alias = state.stack[-depth].alias
             if alias >= 0 and state.locals[alias] is not UNBOUND:
                 state = state.refine(alias, guarded)
-        effect = analysis.effect(uop.name, uop.oparg)
-        after = state.pop(effect.pops).push(*decision.outputs)
-        return Outcome(after, after if effect.jumps else None)
+        effect = analysis.EFFECTS[uop.name, uop.oparg]
+        stack = state.stack
+        after = new(State, (stack[:len(stack) - effect.pops] + decision.outputs, state.locals))
+        return new(Outcome, (after, after if effect.jumps else None))
 
     def _global_hint(self, name: str):
         value = self.globals.get(name, self.builtins.get(name) if isinstance(self.builtins, dict)

@@ -84,8 +84,7 @@ class State(NamedTuple):
         if stack != other.stack:
             stack = tuple([a if a is b else join_item(a, b) for a, b in zip(stack, other.stack)])
         if locals_ != other.locals:
-            locals_ = tuple([a if a is b else join_type(a, b)
-                             for a, b in zip(locals_, other.locals)])
+            locals_ = _join_locals(locals_, other.locals)
         if stack is self.stack and locals_ is self.locals:
             return self
         return new(State, (stack, locals_))
@@ -118,6 +117,26 @@ class State(NamedTuple):
             stack = tuple([new(Item, (item.type, -1, item.hint)) if item.alias == index else item
                            for item in stack])
         return new(State, (stack, _replaced(self.locals, index, value)))
+
+
+_last_locals_join = ((), (), ())
+
+
+def _join_locals(a: tuple, b: tuple) -> tuple:
+    """The join of two locals tuples.  When a loop is analyzed again, the
+    states of a run of uops without stores share their locals tuples, old and
+    new: so the last join is remembered (by identity, the tuples kept alive),
+    and a join that comes out as `b` (the usual case: the new state is the
+    more general) gives `b` itself, keeping the sharing going."""
+    global _last_locals_join
+    last_a, last_b, joined = _last_locals_join
+    if a is last_a and b is last_b:
+        return joined
+    joined = tuple([x if x is y else join_type(x, y) for x, y in zip(a, b)])
+    if joined == b:
+        joined = b
+    _last_locals_join = (a, b, joined)
+    return joined
 
 
 def _replaced(values: tuple, index: int, value) -> tuple:
@@ -298,7 +317,13 @@ def _analyze(trace: Trace, transfer: Transfer) -> _Analysis:
                     altered[index] = 1
             if jump is not None and uop.jump_to not in labels:
                 raise AnalysisError(f"{uop.describe()}: no label")
-            follow = fallthrough is not None and index < last and merge(index + 1, fallthrough)
+            follow = False
+            if fallthrough is not None and index < last:
+                if states[index + 1] is None:  # (most often: no need to join)
+                    states[index + 1] = fallthrough
+                    follow = True
+                else:
+                    follow = merge(index + 1, fallthrough)
             if jump is not None:
                 target = labels[uop.jump_to]
                 if merge(target, jump) and target not in pending:
@@ -398,19 +423,22 @@ def instruction_depths(trace: Trace) -> dict[int, int]:
 
 
 _SIDE_EXITS: dict[str, tuple[bool, bool]] = {}
+_NO_EXITS = (False, False)
 
 
 def _side_exits(name: str) -> tuple[bool, bool]:
     """Whether uop `name` side-exits to redo its instruction (exit_target)
-    and after its effect (exit_after); (False, False) if it does not deopt."""
+    and after its effect (exit_after); _NO_EXITS for labels and uops that
+    do not deopt."""
     known = _SIDE_EXITS.get(name)
     if known is None:
         holes = ()
-        if stencil_table.uops()[name].deopts:
+        if name != LABEL and stencil_table.uops()[name].deopts:
             stencil = stencil_table.stencils()[name]
             holes = {hole.value.value for hole in stencil.holes + stencil.cold_holes}
-        known = _SIDE_EXITS[name] = ("exit_target" in holes, "exit_after" in holes)
-    return known
+        known = ("exit_target" in holes, "exit_after" in holes)
+        _SIDE_EXITS[name] = _NO_EXITS if known == _NO_EXITS else known
+    return _SIDE_EXITS[name]
 
 
 def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> None:
@@ -423,33 +451,37 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     depths = stack_depths(trace)
     if entry_depths is None:
         return
-    boxed: dict[tuple, int] = {}  # items exit steps push, by steps (uops share them)
-    for index, (uop, depth) in enumerate(zip(trace.uops, depths)):
-        if depth is None or uop.name == LABEL:
+    uops = trace.uops
+    side_exits = _SIDE_EXITS
+    boxed = _Boxed()
+    for index, depth in enumerate(depths):
+        if depth is None:
             continue
-        to_target, to_after = _side_exits(uop.name)
+        uop = uops[index]
+        exits = side_exits.get(uop.name) or _side_exits(uop.name)
+        if exits is _NO_EXITS:  # (labels and uops that do not deopt)
+            continue
+        to_target, to_after = exits
         if to_target:
-            real = depth
-            if uop.exit_steps:
-                real += _boxed(uop.exit_steps, boxed)
-            _check_exit(index, uop, uop.exit_to, real, entry_depths)
+            real = depth + boxed[uop.exit_steps]
+            if entry_depths.get(uop.exit_to, real) != real:
+                _wrong_exit(index, uop, uop.exit_to, real, entry_depths)
         if to_after:
             pops, pushes = EFFECTS[uop.name, uop.oparg][:2]
-            real = depth - pops + pushes
-            if uop.exit_after_steps:
-                real += _boxed(uop.exit_after_steps, boxed)
-            _check_exit(index, uop, uop.exit_after, real, entry_depths)
+            real = depth - pops + pushes + boxed[uop.exit_after_steps]
+            if entry_depths.get(uop.exit_after, real) != real:
+                _wrong_exit(index, uop, uop.exit_after, real, entry_depths)
 
 
-def _boxed(steps: tuple, memo: dict[tuple, int]) -> int:
-    count = memo.get(steps)
-    if count is None:
-        count = memo[steps] = sum(step.pushes for step in steps)
-    return count
+class _Boxed(dict):
+    """How many stack items exit steps push, by the steps (uops share them)."""
+
+    def __missing__(self, steps: tuple) -> int:
+        count = self[steps] = sum(step.pushes for step in steps)
+        return count
 
 
-def _check_exit(index: int, uop: UOp, resume: int, real: int, entry_depths: dict[int, int]):
-    expected = entry_depths.get(resume)
-    if expected is not None and expected != real:
-        raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
-                            f"with {real} stack items; the interpreter expects {expected}")
+def _wrong_exit(index: int, uop: UOp, resume: int, real: int, entry_depths: dict[int, int]):
+    raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
+                        f"with {real} stack items; the interpreter expects "
+                        f"{entry_depths[resume]}")

@@ -76,19 +76,38 @@ _TYPED_RESULTS = {
 _GET_ITER_SAFE = frozenset({list, tuple, dict, set, frozenset, str, bytes, range})
 KEEP = object()
 
-# The choices of _typed for the generic uops picked by their operand types,
-# as (key, choice) pairs in order of preference.
+class _Choices:
+    """What a generic uop becomes, by its operands' types: {key: choice} in
+    order of preference, where a None in a key matches any type."""
+
+    def __init__(self, choices: dict):
+        self.pairs = tuple(choices.items())
+        # Without Nones in the keys, the key that fits is the one equal to
+        # the types: a dict lookup.
+        self.by_key = None if any(None in key for key in choices) else dict(choices)
+
+    def match(self, types_: tuple) -> tuple | None:
+        """The first (key, choice) whose key fits `types_`, or None."""
+        if self.by_key is not None:
+            choice = self.by_key.get(types_)
+            return None if choice is None else (types_, choice)
+        for key, choice in self.pairs:
+            if _matches(key, types_):
+                return key, choice
+        return None
+
+
 _COMPARE_CHOICES = {  # by whether the comparison is == or != (str: those only)
-    equality: tuple(((t, t), name) for t, name in _COMPARE.items() if equality or t is not str)
+    equality: _Choices({(t, t): name for t, name in _COMPARE.items() if equality or t is not str})
     for equality in (False, True)}
-_UNARY_NEGATIVE_CHOICES = (((int,), ("_UNARY_NEGATIVE_INT", int)),
-                           ((float,), ("_UNARY_NEGATIVE_FLOAT", float)))
-_BINARY_SUBSCR_CHOICES = (((list, int), "_BINARY_SUBSCR_LIST_INT"),
-                          ((tuple, int), "_BINARY_SUBSCR_TUPLE_INT"),
-                          ((dict, None), "_BINARY_SUBSCR_DICT"))
-_STORE_SUBSCR_CHOICES = (((None, list, int), "_STORE_SUBSCR_LIST_INT"),
-                         ((None, dict, None), "_STORE_SUBSCR_DICT"))
-_BINARY_CHOICES = {name: tuple(choices.items()) for name, choices in _BINARY.items()}
+_UNARY_NEGATIVE_CHOICES = _Choices({(int,): ("_UNARY_NEGATIVE_INT", int),
+                                    (float,): ("_UNARY_NEGATIVE_FLOAT", float)})
+_BINARY_SUBSCR_CHOICES = _Choices({(list, int): "_BINARY_SUBSCR_LIST_INT",
+                                   (tuple, int): "_BINARY_SUBSCR_TUPLE_INT",
+                                   (dict, None): "_BINARY_SUBSCR_DICT"})
+_STORE_SUBSCR_CHOICES = _Choices({(None, list, int): "_STORE_SUBSCR_LIST_INT",
+                                  (None, dict, None): "_STORE_SUBSCR_DICT"})
+_BINARY_CHOICES = {name: _Choices(choices) for name, choices in _BINARY.items()}
 # The item a typed uop (or a build) pushes: one shared Item per type.
 _RESULT_ITEMS = {name: Item(t) for name, t in {**_TYPED_RESULTS, **_BUILDS}.items()}
 _TYPE_ITEMS = {t: Item(t) for t in (int, float, str, bool, ANY)}
@@ -139,25 +158,24 @@ class Specializer:
             return (None,) * n
         return tuple(predicted[len(predicted) - n:])
 
-    def _typed(self, choices: tuple, uop: UOp, state: State, n: int):
-        """The choice whose key matches the top `n` operands' types (None in a
-        key matches anything): proven types first, then proven types
-        completed by feedback, with guards for the predicted ones."""
+    def _typed(self, choices: _Choices, uop: UOp, state: State, n: int):
+        """The choice whose key matches the top `n` operands' types: proven
+        types first, then proven types completed by feedback, with guards
+        for the predicted ones."""
         stack = state.stack
-        facts = tuple([item.type if _exact(item.type) else None
+        facts = tuple([item.type if isinstance(item.type, type) else None
                        for item in stack[len(stack) - n:]])
-        candidates = (facts,)
-        if None in facts:  # else the feedback adds nothing
+        found = choices.match(facts)
+        if found is None and None in facts:  # (else the feedback adds nothing)
             predicted = self._predicted(uop, n)
-            candidates = (facts, tuple([f if f is not None else p
-                                        for f, p in zip(facts, predicted)]))
-        for candidate in candidates:
-            for key, choice in choices:
-                if _matches(key, candidate):
-                    guards = tuple((n - i, k) for i, k in enumerate(key)
-                                   if k is not None and facts[i] is not k)
-                    return choice, guards
-        return None, ()
+            found = choices.match(tuple([f if f is not None else p
+                                         for f, p in zip(facts, predicted)]))
+        if found is None:
+            return None, ()
+        key, choice = found
+        guards = tuple((n - i, k) for i, k in enumerate(key)
+                       if k is not None and facts[i] is not k)
+        return choice, guards
 
     def _call(self, uop: UOp, state: State) -> Decision | None:
         """A call of the kind the feedback saw, without keywords: a typed call uop."""

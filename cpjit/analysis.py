@@ -453,7 +453,7 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
         return
     uops = trace.uops
     side_exits = _SIDE_EXITS
-    boxed = _Boxed()
+    boxed: dict[tuple, int] = {}  # items exit steps push, by the steps (uops share them)
     for index, depth in enumerate(depths):
         if depth is None:
             continue
@@ -463,22 +463,21 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
             continue
         to_target, to_after = exits
         if to_target:
-            real = depth + boxed[uop.exit_steps]
+            real = depth + (_boxed(uop.exit_steps, boxed) if uop.exit_steps else 0)
             if entry_depths.get(uop.exit_to, real) != real:
                 _wrong_exit(index, uop, uop.exit_to, real, entry_depths)
         if to_after:
             pops, pushes = EFFECTS[uop.name, uop.oparg][:2]
-            real = depth - pops + pushes + boxed[uop.exit_after_steps]
+            real = depth - pops + pushes + _boxed(uop.exit_after_steps, boxed)
             if entry_depths.get(uop.exit_after, real) != real:
                 _wrong_exit(index, uop, uop.exit_after, real, entry_depths)
 
 
-class _Boxed(dict):
-    """How many stack items exit steps push, by the steps (uops share them)."""
-
-    def __missing__(self, steps: tuple) -> int:
-        count = self[steps] = sum(step.pushes for step in steps)
-        return count
+def _boxed(steps: tuple, known: dict[tuple, int]) -> int:
+    count = known.get(steps)
+    if count is None:
+        count = known[steps] = sum(step.pushes for step in steps)
+    return count
 
 
 def _wrong_exit(index: int, uop: UOp, resume: int, real: int, entry_depths: dict[int, int]):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from . import analysis
 from .analysis import ANY, NULL, UNBOUND, Item, Outcome, State, new
 from .feedback import Feedback
-from .ir import LABEL, Obj, Trace, UOp
+from .ir import Obj, Trace, UOp
 
 RANGE_ITER = type(iter(range(0)))
 LIST_ITER = type(iter([]))
@@ -447,15 +447,20 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     changes = []
     new: list[UOp] = []
     for uop, state in zip(trace.uops, states):
-        decision = None if state is None or uop.name == LABEL else specializer.decide(uop, state)
+        decider = _DECIDERS.get(uop.name)
+        # (Every uop PROFILED, and _CALL, has a decider.)
+        if decider is None or state is None:  # not a generic uop, or unreachable
+            new.append(uop)
+            continue
+        decision = decider(specializer, uop, state)
         if decision is None:
             count = PROFILED.get(uop.name, 0)
-            if profile and count and state is not None:
+            if profile and count:
                 word = trace.new_cache(words=1)
                 trace.profile_sites.append((uop.offset, count, word))
                 new.append(UOp("_PROFILE", count, word, offset=uop.offset, exit_to=uop.exit_to,
                                exit_after=uop.exit_after, comment="types for the next compile"))
-            elif profile and uop.name == "_CALL" and uop.operand0 == 0 and state is not None:
+            elif profile and uop.name == "_CALL" and uop.operand0 == 0:
                 word = trace.new_cache(words=1)
                 trace.profile_sites.append((uop.offset, 0, word))
                 new.append(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,

@@ -166,10 +166,13 @@ class Specializer:
         facts = tuple([item.type if isinstance(item.type, type) else None
                        for item in stack[len(stack) - n:]])
         found = choices.match(facts)
-        if found is None and None in facts:  # (else the feedback adds nothing)
-            predicted = self._predicted(uop, n)
-            found = choices.match(tuple([f if f is not None else p
-                                         for f, p in zip(facts, predicted)]))
+        if found is not None:
+            return found[1], ()  # all proven: nothing to guard
+        if None not in facts:
+            return None, ()  # (the feedback adds nothing)
+        predicted = self._predicted(uop, n)
+        found = choices.match(tuple([f if f is not None else p
+                                     for f, p in zip(facts, predicted)]))
         if found is None:
             return None, ()
         key, choice = found

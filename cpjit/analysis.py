@@ -157,14 +157,13 @@ Transfer = Callable[[UOp, State], "Outcome | None"]
 
 
 class Effect(NamedTuple):
-    """A uop's effect on the real stack, from its metadata (see `effect`)."""
+    """A uop's effect on the real stack, from its metadata (see EFFECTS)."""
 
     pops: int
     pushes: int
     falls_through: bool  # not a terminator
     jumps: bool
     jump_pops: int | None  # a branch with its own stack effect (UopSpec.jump_pops)
-    deopts: bool
 
 
 class _Effects(dict):
@@ -176,17 +175,11 @@ class _Effects(dict):
         name, oparg = key
         spec = stencil_table.uops()[name]
         known = self[key] = Effect(spec.pops(oparg), spec.pushes(oparg),
-                                   "TERMINATES" not in spec.flags, spec.jumps, spec.jump_pops,
-                                   spec.deopts)
+                                   "TERMINATES" not in spec.flags, spec.jumps, spec.jump_pops)
         return known
 
 
 EFFECTS = _Effects()
-
-
-def effect(name: str, oparg: int) -> Effect:
-    """The stack effect of uop `name` with `oparg`."""
-    return EFFECTS[name, oparg]
 
 
 _TERMINATORS = None
@@ -212,7 +205,7 @@ def entry_state(trace: Trace) -> State:
 
 def generic_transfer(uop: UOp, state: State) -> Outcome:
     """Stack effect from the uop's metadata, nothing known about what it pushes."""
-    pops, pushes, falls_through, jumps, jump_pops, _ = EFFECTS[uop.name, uop.oparg]
+    pops, pushes, falls_through, jumps, jump_pops = EFFECTS[uop.name, uop.oparg]
     stack = state.stack
     if pops > len(stack):
         raise AnalysisError(f"{uop.describe()} pops {pops} of {len(stack)} items")
@@ -367,7 +360,7 @@ def stack_depths(trace: Trace) -> list[int | None]:
             if uop.name == LABEL:
                 after, branch = depth, None
             else:
-                pops, pushes, falls_through, jumps, jump_pops, _ = EFFECTS[uop.name, uop.oparg]
+                pops, pushes, falls_through, jumps, jump_pops = EFFECTS[uop.name, uop.oparg]
                 if pops > depth:
                     raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} "
                                         "items")
@@ -467,8 +460,8 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
             if entry_depths.get(uop.exit_to, real) != real:
                 _wrong_exit(index, uop, uop.exit_to, real, entry_depths)
         if to_after:
-            pops, pushes = EFFECTS[uop.name, uop.oparg][:2]
-            real = depth - pops + pushes + _boxed(uop.exit_after_steps, boxed)
+            effect = EFFECTS[uop.name, uop.oparg]
+            real = depth - effect.pops + effect.pushes + _boxed(uop.exit_after_steps, boxed)
             if entry_depths.get(uop.exit_after, real) != real:
                 _wrong_exit(index, uop, uop.exit_after, real, entry_depths)
 

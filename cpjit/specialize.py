@@ -163,6 +163,8 @@ class Specializer:
         types first, then proven types completed by feedback, with guards
         for the predicted ones."""
         stack = state.stack
+        if len(stack) < n:
+            return None, ()  # (generic_transfer reports the underflow)
         facts = tuple([item.type if isinstance(item.type, type) else None
                        for item in stack[len(stack) - n:]])
         found = choices.match(facts)
@@ -316,6 +318,9 @@ class Specializer:
     def _guard_type(self, uop: UOp, state: State) -> Outcome:
         stack = state.stack
         index = len(stack) - uop.oparg
+        if index < 0:
+            raise analysis.AnalysisError(f"{uop.describe()} guards item {uop.oparg} of "
+                                         f"{len(stack)}")
         guarded = uop.operand0.value
         item = stack[index]
         if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:

@@ -12,10 +12,9 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import heapq
-from typing import Callable
+import operator
+from typing import Callable, NamedTuple
 
 from . import stencil_table
 from .ir import LABEL, Trace, UOp
@@ -35,8 +34,15 @@ UNBOUND = _Marker("UNBOUND")
 MAYBE_UNBOUND = _Marker("MAYBE_UNBOUND")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Item:
+# Item, State and Outcome are named tuples rather than dataclasses: the
+# analysis makes a State and an Outcome (and often an Item) for every uop it
+# visits and compares states at every join, and tuples are compared in C.
+# Where they are made per visit, `new(cls, fields)` (tuple.__new__) makes them
+# without NamedTuple's __new__, a Python function that takes twice as long.
+new = tuple.__new__
+
+
+class Item(NamedTuple):
     """What is known about one stack item."""
 
     type: object = ANY  # an exact type, ANY or NULL
@@ -45,6 +51,7 @@ class Item:
 
 
 UNKNOWN = Item()
+_alias_of = operator.attrgetter("alias")
 
 
 def join_type(a, b):
@@ -58,48 +65,88 @@ def join_type(a, b):
 def join_item(a: Item, b: Item) -> Item:
     if a == b:
         return a
-    return Item(join_type(a.type, b.type), a.alias if a.alias == b.alias else -1,
-                a.hint if a.hint is b.hint else None)
+    return new(Item, (join_type(a.type, b.type), a.alias if a.alias == b.alias else -1,
+                      a.hint if a.hint is b.hint else None))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class State:
+class State(NamedTuple):
+    """What is known before a uop: its stack items (deepest first) and the
+    type of each local (an exact type, ANY, UNBOUND or MAYBE_UNBOUND)."""
+
     stack: tuple[Item, ...]
     locals: tuple[object, ...]
 
     def join(self, other: "State") -> "State | None":
-        if len(self.stack) != len(other.stack):
+        stack, locals_ = self.stack, self.locals
+        if len(stack) != len(other.stack):
             return None  # inconsistent depths: give up on this trace
-        stack = self.stack if self.stack == other.stack else \
-            tuple(join_item(a, b) for a, b in zip(self.stack, other.stack))
-        locals_ = self.locals if self.locals == other.locals else \
-            tuple(join_type(a, b) for a, b in zip(self.locals, other.locals))
+        # Mostly only a few entries differ (and are joined).
+        if stack != other.stack:
+            stack = tuple([a if a is b else join_item(a, b) for a, b in zip(stack, other.stack)])
+        if locals_ != other.locals:
+            locals_ = _join_locals(locals_, other.locals)
         if stack is self.stack and locals_ is self.locals:
             return self
-        return State(stack, locals_)
+        return new(State, (stack, locals_))
 
     def push(self, *items: Item) -> "State":
-        return State(self.stack + items, self.locals)
+        return new(State, (self.stack + items, self.locals))
 
     def pop(self, n: int) -> "State":
-        return State(self.stack[:len(self.stack) - n] if n else self.stack, self.locals)
+        return new(State, (self.stack[:len(self.stack) - n] if n else self.stack, self.locals))
 
     def refine(self, index: int, proven) -> "State":
-        """Local `index` (and the stack items loaded from it) proven to have type `proven`."""
-        locals_ = self.locals[:index] + (proven,) + self.locals[index + 1:]
-        stack = tuple(dataclasses.replace(item, type=proven) if item.alias == index else item
-                      for item in self.stack)
-        return State(stack, locals_)
+        """Local `index` (and the stack items loaded from it) proven to have
+        type `proven`.  The state itself if that was known already."""
+        stack = self.stack
+        if index in map(_alias_of, stack):
+            stack = tuple([new(Item, (proven, index, item.hint)) if item.alias == index else item
+                           for item in stack])
+            if stack == self.stack:
+                stack = self.stack
+        locals_ = _replaced(self.locals, index, proven)
+        if stack is self.stack and locals_ is self.locals:
+            return self
+        return new(State, (stack, locals_))
 
     def store(self, index: int, value) -> "State":
-        locals_ = self.locals[:index] + (value,) + self.locals[index + 1:]
-        stack = tuple(dataclasses.replace(item, alias=-1) if item.alias == index else item
-                      for item in self.stack)
-        return State(stack, locals_)
+        """Local `index` now holds something of type `value`: the stack items
+        loaded from it no longer hold what it holds."""
+        stack = self.stack
+        if index in map(_alias_of, stack):
+            stack = tuple([new(Item, (item.type, -1, item.hint)) if item.alias == index else item
+                           for item in stack])
+        return new(State, (stack, _replaced(self.locals, index, value)))
 
 
-@dataclasses.dataclass
-class Outcome:
+_last_locals_join = ((), (), ())
+
+
+def _join_locals(a: tuple, b: tuple) -> tuple:
+    """The join of two locals tuples.  When a loop is analyzed again, the
+    states of a run of uops without stores share their locals tuples, old and
+    new: so the last join is remembered (by identity, the tuples kept alive),
+    and a join that comes out as `b` (the usual case: the new state is the
+    more general) gives `b` itself, keeping the sharing going."""
+    global _last_locals_join
+    last_a, last_b, joined = _last_locals_join
+    if a is last_a and b is last_b:
+        return joined
+    joined = tuple([x if x is y else join_type(x, y) for x, y in zip(a, b)])
+    if joined == b:
+        joined = b
+    _last_locals_join = (a, b, joined)
+    return joined
+
+
+def _replaced(values: tuple, index: int, value) -> tuple:
+    """`values` with `values[index]` set to `value` (itself if it already is)."""
+    if values[index] is value:
+        return values
+    return values[:index] + (value,) + values[index + 1:]
+
+
+class Outcome(NamedTuple):
     """What a uop does to the state: on falling through, and on jumping."""
 
     fallthrough: State | None
@@ -107,6 +154,33 @@ class Outcome:
 
 
 Transfer = Callable[[UOp, State], "Outcome | None"]
+
+
+class Effect(NamedTuple):
+    """A uop's effect on the real stack, from its metadata (see EFFECTS)."""
+
+    pops: int
+    pushes: int
+    falls_through: bool  # not a terminator
+    jumps: bool
+    jump_pops: int | None  # a branch with its own stack effect (UopSpec.jump_pops)
+
+
+class _Effects(dict):
+    """Effect by (uop name, oparg), worked out on first use: a UopSpec's pops
+    and pushes are functions of the oparg, and the passes ask for every uop
+    (as EFFECTS[name, oparg] in their loops: a lookup in C)."""
+
+    def __missing__(self, key: tuple[str, int]) -> Effect:
+        name, oparg = key
+        spec = stencil_table.uops()[name]
+        known = self[key] = Effect(spec.pops(oparg), spec.pushes(oparg),
+                                   "TERMINATES" not in spec.flags, spec.jumps, spec.jump_pops)
+        return known
+
+
+EFFECTS = _Effects()
+
 
 _TERMINATORS = None
 
@@ -131,39 +205,93 @@ def entry_state(trace: Trace) -> State:
 
 def generic_transfer(uop: UOp, state: State) -> Outcome:
     """Stack effect from the uop's metadata, nothing known about what it pushes."""
-    spec = stencil_table.uops()[uop.name]
-    pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-    if pops > len(state.stack):
-        raise AnalysisError(f"{uop.describe()} pops {pops} of {len(state.stack)} items")
-    after = state.pop(pops).push(*([UNKNOWN] * pushes))
+    pops, pushes, falls_through, jumps, jump_pops = EFFECTS[uop.name, uop.oparg]
+    stack = state.stack
+    if pops > len(stack):
+        raise AnalysisError(f"{uop.describe()} pops {pops} of {len(stack)} items")
+    after = state
+    if pops or pushes:
+        after = new(State, ((stack[:len(stack) - pops] if pops else stack) + (UNKNOWN,) * pushes,
+                            state.locals))
     jump = None
-    if spec.jumps:
-        jump = after if spec.jump_pops is None else state.pop(spec.jump_pops)
-    return Outcome(None if terminates(uop.name) else after, jump)
+    if jumps:
+        jump = after if jump_pops is None else state.pop(jump_pops)
+    return new(Outcome, (after if falls_through else None, jump))
 
 
 class AnalysisError(Exception):
     """The trace does not have a consistent stack; optimizations skip it."""
 
 
+class _Analysis(NamedTuple):
+    """An analysis kept with its trace (Trace.analysis)."""
+
+    uops: list[UOp]  # the uops it was made for
+    states: list[State | None]
+    # Per uop, 1 where some visit did not just fall through with the very
+    # state it was given (see remove_uops).
+    altered: bytearray
+
+
+def _current(trace: Trace) -> _Analysis | None:
+    """The trace's kept analysis if it was made for the very same uops."""
+    cached = trace.analysis
+    if cached is not None and len(cached.uops) == len(trace.uops) \
+            and all(map(operator.is_, cached.uops, trace.uops)):
+        return cached
+    return None
+
+
 def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     """The state before each uop (None: unreachable).  Every pass of one
     compilation analyzes with the same transfer functions (the specializer's,
     from the same feedback), so an analysis of the very same uops is reused."""
-    cached = trace.analysis
-    if cached is not None and len(cached[0]) == len(trace.uops) \
-            and all(a is b for a, b in zip(cached[0], trace.uops)):
-        return list(cached[1])
-    states = _analyze(trace, transfer)
-    trace.analysis = (list(trace.uops), states)
-    return list(states)
+    cached = _current(trace)
+    if cached is None:
+        cached = trace.analysis = _analyze(trace, transfer)
+    return list(cached.states)
 
 
-def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
+def remove_uops(trace: Trace, indices: set[int]) -> None:
+    """Remove the uops at `indices` from the trace, keeping its analysis when
+    it still holds without them: when each of them, at every visit, just
+    fell through with the state it was given (a guard of what was known) into
+    a uop that nothing jumps to, an analysis without them visits every other
+    uop in the same order with the same states, so its states are the old
+    ones without theirs.  (Else the next analyze starts afresh.)"""
+    if not indices:
+        return
+    uops = trace.uops
+    cached = _current(trace)
+    kept = [uop for i, uop in enumerate(uops) if i not in indices]
+    trace.analysis = None
+    if cached is not None and all(not cached.altered[i] and i + 1 < len(uops)
+                                  and uops[i + 1].name != LABEL for i in indices):
+        trace.analysis = _Analysis(
+            list(kept), [s for i, s in enumerate(cached.states) if i not in indices],
+            bytearray(a for i, a in enumerate(cached.altered) if i not in indices))
+    uops[:] = kept
+
+
+def _analyze(trace: Trace, transfer: Transfer) -> _Analysis:
     uops = trace.uops
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     states: list[State | None] = [None] * len(uops)
     states[0] = entry_state(trace)
+    altered = bytearray(len(uops))
+    last = len(uops) - 1
+
+    def merge(target: int, new: State) -> bool:
+        """Join `new` into the state before `target`; whether that changed it."""
+        old = states[target]
+        merged = new if old is None else old.join(new)
+        if merged is None:
+            raise AnalysisError(f"stack depths differ at uop {target}")
+        if merged is old or merged == old:
+            return False
+        states[target] = merged
+        return True
+
     # Visit in code order (lowest index first): a loop body is revisited once
     # its back edge changes the header, not once per path.
     work = [0]
@@ -171,30 +299,41 @@ def _analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     while work:
         index = heapq.heappop(work)
         pending.discard(index)
-        uop = uops[index]
-        state = states[index]
-        if uop.name == LABEL:
-            outcome = Outcome(state)
-        else:
-            outcome = transfer(uop, state) or generic_transfer(uop, state)
-        targets = []
-        if outcome.fallthrough is not None and index + 1 < len(uops):
-            targets.append((index + 1, outcome.fallthrough))
-        if outcome.jump is not None:
-            if uop.jump_to not in labels:
+        while True:
+            uop = uops[index]
+            state = states[index]
+            if uop.name == LABEL:
+                fallthrough, jump = state, None
+            else:
+                fallthrough, jump = transfer(uop, state) or generic_transfer(uop, state)
+                if fallthrough is not state or jump is not None:
+                    altered[index] = 1
+            if jump is not None and uop.jump_to not in labels:
                 raise AnalysisError(f"{uop.describe()}: no label")
-            targets.append((labels[uop.jump_to], outcome.jump))
-        for target, new in targets:
-            old = states[target]
-            merged = new if old is None else old.join(new)
-            if merged is None:
-                raise AnalysisError(f"stack depths differ at uop {target}")
-            if merged is not old and merged != old:
-                states[target] = merged
-                if target not in pending:
+            follow = False
+            if fallthrough is not None and index < last:
+                if states[index + 1] is None:  # (most often: no need to join)
+                    states[index + 1] = fallthrough
+                    follow = True
+                else:
+                    follow = merge(index + 1, fallthrough)
+            if jump is not None:
+                target = labels[uop.jump_to]
+                if merge(target, jump) and target not in pending:
                     pending.add(target)
                     heapq.heappush(work, target)
-    return states
+            if not follow:
+                break
+            index += 1
+            if index in pending:
+                break
+            if work and work[0] < index:
+                # Something before it comes first (after a back edge): queue it.
+                pending.add(index)
+                heapq.heappush(work, index)
+                break
+            # The next uop in code order is next anyway: no need to queue it.
+    return _Analysis(list(uops), states, altered)
 
 
 def stack_depths(trace: Trace) -> list[int | None]:
@@ -202,7 +341,6 @@ def stack_depths(trace: Trace) -> list[int | None]:
     every branch with its own stack effect.  Raises AnalysisError where paths
     disagree, where a uop pops more than there is, or where the stack would
     outgrow the frame's (co_stacksize)."""
-    specs = stencil_table.uops()
     uops = trace.uops
     limit = trace.code.co_stacksize
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
@@ -210,36 +348,52 @@ def stack_depths(trace: Trace) -> list[int | None]:
     if not uops:
         return depths
     depths[0] = 0
+    last = len(uops) - 1
     work = [0]
     while work:
         index = work.pop()
-        uop, depth = uops[index], depths[index]
-        targets = []
-        if uop.name == LABEL:
-            targets.append((index + 1, depth))
-        else:
-            spec = specs[uop.name]
-            pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-            if pops > depth:
-                raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} items")
-            after = depth - pops + pushes
-            if after > limit:
-                raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
-                                    f"(the frame has room for {limit})")
-            if not terminates(uop.name):
-                targets.append((index + 1, after))
-            if spec.jumps:
-                if uop.jump_to not in labels:
-                    raise AnalysisError(f"uop {index} {uop.describe()}: no label")
-                targets.append((labels[uop.jump_to], spec.jump_depth(depth, uop.oparg)))
-        for target, after in targets:
-            if target >= len(uops):
-                continue
-            if depths[target] is None:
-                depths[target] = after
-                work.append(target)
-            elif depths[target] != after:
-                raise AnalysisError(f"stack depth {after} or {depths[target]} at uop {target}")
+        # Depth first, as with every successor put on the work stack (a
+        # branch's target is taken before the uop after the branch), but
+        # without queueing the successor taken next anyway.
+        while index is not None:
+            uop, depth = uops[index], depths[index]
+            if uop.name == LABEL:
+                after, branch = depth, None
+            else:
+                pops, pushes, falls_through, jumps, jump_pops = EFFECTS[uop.name, uop.oparg]
+                if pops > depth:
+                    raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} "
+                                        "items")
+                after = depth - pops + pushes
+                if after > limit:
+                    raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
+                                        f"(the frame has room for {limit})")
+                branch = None
+                if jumps:
+                    if uop.jump_to not in labels:
+                        raise AnalysisError(f"uop {index} {uop.describe()}: no label")
+                    branch = after if jump_pops is None else depth - jump_pops
+                if not falls_through:
+                    after = None
+            following = None
+            if after is not None and index < last:
+                known = depths[index + 1]
+                if known is None:
+                    depths[index + 1] = after
+                    following = index + 1
+                elif known != after:
+                    raise AnalysisError(f"stack depth {after} or {known} at uop {index + 1}")
+            if branch is not None:
+                target = labels[uop.jump_to]
+                known = depths[target]
+                if known is None:
+                    depths[target] = branch
+                    if following is not None:
+                        work.append(following)
+                    following = target
+                elif known != branch:
+                    raise AnalysisError(f"stack depth {branch} or {known} at uop {target}")
+            index = following
     return depths
 
 
@@ -252,18 +406,32 @@ def instruction_depths(trace: Trace) -> dict[int, int]:
     result: dict[int, int] = {}
     previous = None
     for uop, depth in zip(trace.uops, stack_depths(trace)):
-        if uop.name == LABEL or depth is None:
+        if depth is None or uop.name == LABEL:
             continue
-        if uop.offset != previous and uop.offset in starts:
-            result.setdefault(starts[uop.offset], depth)
-        previous = uop.offset
+        offset = uop.offset
+        if offset != previous and offset in starts:
+            result.setdefault(starts[offset], depth)
+        previous = offset
     return result
 
 
-@functools.lru_cache(maxsize=None)
-def _exit_holes(name: str) -> frozenset[str]:
-    stencil = stencil_table.stencils()[name]
-    return frozenset(hole.value.value for hole in stencil.holes + stencil.cold_holes)
+_SIDE_EXITS: dict[str, tuple[bool, bool]] = {}
+_NO_EXITS = (False, False)
+
+
+def _side_exits(name: str) -> tuple[bool, bool]:
+    """Whether uop `name` side-exits to redo its instruction (exit_target)
+    and after its effect (exit_after); _NO_EXITS for labels and uops that
+    do not deopt."""
+    known = _SIDE_EXITS.get(name)
+    if known is None:
+        holes = ()
+        if name != LABEL and stencil_table.uops()[name].deopts:
+            stencil = stencil_table.stencils()[name]
+            holes = {hole.value.value for hole in stencil.holes + stencil.cold_holes}
+        known = ("exit_target" in holes, "exit_after" in holes)
+        _SIDE_EXITS[name] = _NO_EXITS if known == _NO_EXITS else known
+    return _SIDE_EXITS[name]
 
 
 def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> None:
@@ -276,22 +444,36 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     depths = stack_depths(trace)
     if entry_depths is None:
         return
-    specs = stencil_table.uops()
-    for index, (uop, depth) in enumerate(zip(trace.uops, depths)):
-        if depth is None or uop.name == LABEL or "DEOPTS" not in specs[uop.name].flags:
+    uops = trace.uops
+    side_exits = _SIDE_EXITS
+    boxed: dict[tuple, int] = {}  # items exit steps push, by the steps (uops share them)
+    for index, depth in enumerate(depths):
+        if depth is None:
             continue
-        spec = specs[uop.name]
-        holes = _exit_holes(uop.name)
-        exits = []
-        if "exit_target" in holes:
-            boxed = sum(step.pushes for step in uop.exit_steps)
-            exits.append((uop.exit_to, depth + boxed))
-        if "exit_after" in holes:
-            boxed = sum(step.pushes for step in uop.exit_after_steps)
-            exits.append((uop.exit_after,
-                          depth - spec.pops(uop.oparg) + spec.pushes(uop.oparg) + boxed))
-        for resume, real in exits:
-            expected = entry_depths.get(resume)
-            if expected is not None and expected != real:
-                raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
-                                    f"with {real} stack items; the interpreter expects {expected}")
+        uop = uops[index]
+        exits = side_exits.get(uop.name) or _side_exits(uop.name)
+        if exits is _NO_EXITS:  # (labels and uops that do not deopt)
+            continue
+        to_target, to_after = exits
+        if to_target:
+            real = depth + (_boxed(uop.exit_steps, boxed) if uop.exit_steps else 0)
+            if entry_depths.get(uop.exit_to, real) != real:
+                _wrong_exit(index, uop, uop.exit_to, real, entry_depths)
+        if to_after:
+            effect = EFFECTS[uop.name, uop.oparg]
+            real = depth - effect.pops + effect.pushes + _boxed(uop.exit_after_steps, boxed)
+            if entry_depths.get(uop.exit_after, real) != real:
+                _wrong_exit(index, uop, uop.exit_after, real, entry_depths)
+
+
+def _boxed(steps: tuple, known: dict[tuple, int]) -> int:
+    count = known.get(steps)
+    if count is None:
+        count = known[steps] = sum(step.pushes for step in steps)
+    return count
+
+
+def _wrong_exit(index: int, uop: UOp, resume: int, real: int, entry_depths: dict[int, int]):
+    raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
+                        f"with {real} stack items; the interpreter expects "
+                        f"{entry_depths[resume]}")

@@ -171,15 +171,14 @@ def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
     except analysis.AnalysisError:
         return []
     changes = []
-    kept = []
-    for uop, state in zip(trace.uops, states):
+    redundant = set()
+    for index, (uop, state) in enumerate(zip(trace.uops, states)):
         if (uop.name == "_GUARD_TYPE" and state is not None
                 and state.stack[-uop.oparg].type is uop.operand0.value):
             changes.append(f"@{2 * uop.offset} removed _GUARD_TYPE "
                            f"{uop.operand0.value.__name__} (proven)")
-            continue
-        kept.append(uop)
-    trace.uops[:] = kept
+            redundant.add(index)
+    analysis.remove_uops(trace, redundant)  # (usually keeping the analysis for unbox)
     return changes
 
 

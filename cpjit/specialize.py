@@ -11,13 +11,13 @@ whose accumulator starts as an int is proven to keep it an int.
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import types
+from typing import NamedTuple
 
-from . import analysis, stencil_table
-from .analysis import ANY, NULL, UNBOUND, Item, Outcome, State
+from . import analysis
+from .analysis import ANY, NULL, UNBOUND, Item, Outcome, State, new
 from .feedback import Feedback
-from .ir import LABEL, Obj, Trace, UOp
+from .ir import Obj, Trace, UOp
 
 RANGE_ITER = type(iter(range(0)))
 LIST_ITER = type(iter([]))
@@ -76,9 +76,44 @@ _TYPED_RESULTS = {
 _GET_ITER_SAFE = frozenset({list, tuple, dict, set, frozenset, str, bytes, range})
 KEEP = object()
 
+class _Choices:
+    """What a generic uop becomes, by its operands' types: {key: choice} in
+    order of preference, where a None in a key matches any type."""
 
-@dataclasses.dataclass
-class Decision:
+    def __init__(self, choices: dict):
+        self.pairs = tuple(choices.items())
+        # Without Nones in the keys, the key that fits is the one equal to
+        # the types: a dict lookup.
+        self.by_key = None if any(None in key for key in choices) else dict(choices)
+
+    def match(self, types_: tuple) -> tuple | None:
+        """The first (key, choice) whose key fits `types_`, or None."""
+        if self.by_key is not None:
+            choice = self.by_key.get(types_)
+            return None if choice is None else (types_, choice)
+        for key, choice in self.pairs:
+            if _matches(key, types_):
+                return key, choice
+        return None
+
+
+_COMPARE_CHOICES = {  # by whether the comparison is == or != (str: those only)
+    equality: _Choices({(t, t): name for t, name in _COMPARE.items() if equality or t is not str})
+    for equality in (False, True)}
+_UNARY_NEGATIVE_CHOICES = _Choices({(int,): ("_UNARY_NEGATIVE_INT", int),
+                                    (float,): ("_UNARY_NEGATIVE_FLOAT", float)})
+_BINARY_SUBSCR_CHOICES = _Choices({(list, int): "_BINARY_SUBSCR_LIST_INT",
+                                   (tuple, int): "_BINARY_SUBSCR_TUPLE_INT",
+                                   (dict, None): "_BINARY_SUBSCR_DICT"})
+_STORE_SUBSCR_CHOICES = _Choices({(None, list, int): "_STORE_SUBSCR_LIST_INT",
+                                  (None, dict, None): "_STORE_SUBSCR_DICT"})
+_BINARY_CHOICES = {name: _Choices(choices) for name, choices in _BINARY.items()}
+# The item a typed uop (or a build) pushes: one shared Item per type.
+_RESULT_ITEMS = {name: Item(t) for name, t in {**_TYPED_RESULTS, **_BUILDS}.items()}
+_TYPE_ITEMS = {t: Item(t) for t in (int, float, str, bool, ANY)}
+
+
+class Decision(NamedTuple):
     """Replace a uop by `name` (with `oparg`/`operand0` unless KEEP), after
     checking `guards` ((depth, type): the item `depth` deep has that type)."""
 
@@ -93,7 +128,20 @@ def _exact(t) -> bool:
     return isinstance(t, type)
 
 
+def _matches(key: tuple, types_: tuple) -> bool:
+    """Whether operand types fit a choice's key (None in a key matches anything)."""
+    for k, t in zip(key, types_):
+        if k is not None and k is not t:
+            return False
+    return True
+
+
 class Specializer:
+    """Decisions for generic uops, and the analysis' transfer function that
+    agrees with them.  Both dispatch on the uop's name through the tables
+    after the class (_DECIDERS, _TRANSFERS): most uops have no entry, and
+    the analysis asks for every uop it visits."""
+
     def __init__(self, trace: Trace, feedback: Feedback, globals_: dict | None):
         self.trace = trace
         self.feedback = feedback
@@ -110,27 +158,36 @@ class Specializer:
             return (None,) * n
         return tuple(predicted[len(predicted) - n:])
 
-    def _typed(self, choices: dict, uop: UOp, state: State, n: int):
-        """The choice whose key matches the top `n` operands' types (None in a
-        key matches anything): proven types first, then proven types
-        completed by feedback, with guards for the predicted ones."""
-        items = state.stack[len(state.stack) - n:]
-        facts = tuple(item.type if _exact(item.type) else None for item in items)
+    def _typed(self, choices: _Choices, uop: UOp, state: State, n: int):
+        """The choice whose key matches the top `n` operands' types: proven
+        types first, then proven types completed by feedback, with guards
+        for the predicted ones."""
+        stack = state.stack
+        if len(stack) < n:
+            return None, ()  # (generic_transfer reports the underflow)
+        facts = tuple([item.type if isinstance(item.type, type) else None
+                       for item in stack[len(stack) - n:]])
+        found = choices.match(facts)
+        if found is not None:
+            return found[1], ()  # all proven: nothing to guard
+        if None not in facts:
+            return None, ()  # (the feedback adds nothing)
         predicted = self._predicted(uop, n)
-        completed = tuple(f if f is not None else p for f, p in zip(facts, predicted))
-        for candidate in (facts, completed):
-            for key, choice in choices.items():
-                if all(k is None or k is c for k, c in zip(key, candidate)):
-                    guards = tuple((n - i, k) for i, k in enumerate(key)
-                                   if k is not None and facts[i] is not k)
-                    return choice, guards
-        return None, ()
+        found = choices.match(tuple([f if f is not None else p
+                                     for f, p in zip(facts, predicted)]))
+        if found is None:
+            return None, ()
+        key, choice = found
+        guards = tuple((n - i, k) for i, k in enumerate(key)
+                       if k is not None and facts[i] is not k)
+        return choice, guards
 
-    def _call(self, uop: UOp, stack) -> Decision | None:
+    def _call(self, uop: UOp, state: State) -> Decision | None:
         """A call of the kind the feedback saw, without keywords: a typed call uop."""
         kind = self.feedback.call_kind(uop.offset)
         if kind is None or uop.operand0 != 0:
             return None
+        stack = state.stack
         nargs = uop.oparg
         below, callee = stack[-(nargs + 2)], stack[-(nargs + 1)]
         if kind in _METHOD_CALLS:
@@ -152,140 +209,188 @@ class Specializer:
         return None
 
     def decide(self, uop: UOp, state: State) -> Decision | None:
-        name = uop.name
-        stack = state.stack
-        if name in _BINARY:
-            choice, guards = self._typed(_BINARY[name], uop, state, 2)
-            if choice is not None:
-                typed, oparg, result = choice
-                return Decision(typed, (Item(result),), KEEP if oparg is None else oparg,
-                                guards=guards)
-        elif name == "_COMPARE_OP":
-            choices = {(t, t): n for t, n in _COMPARE.items()
-                       if t is not str or uop.oparg in (2, 3)}  # str: == and != only
-            choice, guards = self._typed(choices, uop, state, 2)
-            if choice is not None:
-                return Decision(choice, (Item(bool),), guards=guards)
-        elif name == "_CALL":
-            return self._call(uop, stack)
-        elif name in ("_POP_JUMP_IF_FALSE", "_POP_JUMP_IF_TRUE"):
-            if stack[-1].type is bool:
-                return Decision("_POP_JUMP_IF_BOOL", (), operand0=int(name.endswith("TRUE")))
-        elif name == "_UNARY_NEGATIVE":
-            choice, guards = self._typed({(int,): ("_UNARY_NEGATIVE_INT", int),
-                                          (float,): ("_UNARY_NEGATIVE_FLOAT", float)},
-                                         uop, state, 1)
-            if choice is not None:
-                return Decision(choice[0], (Item(choice[1]),), guards=guards)
-        elif name == "_UNARY_NOT":
-            if stack[-1].type is bool:
-                return Decision("_UNARY_NOT_BOOL", (Item(bool),))
-        elif name == "_BINARY_SUBSCR":
-            choices = {(list, int): "_BINARY_SUBSCR_LIST_INT",
-                       (tuple, int): "_BINARY_SUBSCR_TUPLE_INT",
-                       (dict, None): "_BINARY_SUBSCR_DICT"}
-            choice, guards = self._typed(choices, uop, state, 2)
-            if choice is not None:
-                return Decision(choice, (UNKNOWN_ITEM,), guards=guards)
-        elif name == "_STORE_SUBSCR":
-            choice, guards = self._typed({(None, list, int): "_STORE_SUBSCR_LIST_INT",
-                                          (None, dict, None): "_STORE_SUBSCR_DICT"}, uop,
-                                         state, 3)
-            if choice is not None:
-                return Decision(choice, (), guards=guards)
-        elif name == "_FOR_ITER":
-            item = stack[-1]
-            kind = item.type if _exact(item.type) else item.hint or self._predicted(uop, 1)[0]
-            if kind in _FOR_ITER:
-                typed, element = _FOR_ITER[kind]
-                return Decision(typed, (item, Item(element)))
-        elif name == "_GET_ITER":
-            item = stack[-1]
-            kind = item.type if _exact(item.type) else self._predicted(uop, 1)[0]
-            if kind in _GET_ITER_SAFE:
-                fact = _GET_ITER_FACTS.get(kind, ANY)
-                hint = RANGE_ITER if kind is range else None
-                guards = () if item.type is kind else ((1, kind),)
-                return Decision("_GET_ITER_BUILTIN", (Item(fact, hint=hint),), guards=guards)
-        elif name == "_UNPACK_SEQUENCE":
-            item = stack[-1]
-            if {item.type, item.hint, self._predicted(uop, 1)[0]} & {tuple, list}:
-                return Decision("_UNPACK_SEQUENCE_EXACT", (UNKNOWN_ITEM,) * uop.oparg)
-        return None
+        """The typed uop (and guards) for a generic uop, or None."""
+        decider = _DECIDERS.get(uop.name)
+        return None if decider is None else decider(self, uop, state)
+
+    def _decide_binary(self, uop: UOp, state: State) -> Decision | None:
+        choice, guards = self._typed(_BINARY_CHOICES[uop.name], uop, state, 2)
+        if choice is None:
+            return None
+        typed, oparg, result = choice
+        return Decision(typed, (_TYPE_ITEMS[result],), KEEP if oparg is None else oparg,
+                        guards=guards)
+
+    def _decide_compare(self, uop: UOp, state: State) -> Decision | None:
+        choice, guards = self._typed(_COMPARE_CHOICES[uop.oparg in (2, 3)], uop, state, 2)
+        if choice is None:
+            return None
+        return Decision(choice, (_TYPE_ITEMS[bool],), guards=guards)
+
+    def _decide_pop_jump(self, uop: UOp, state: State) -> Decision | None:
+        if state.stack[-1].type is not bool:
+            return None
+        return Decision("_POP_JUMP_IF_BOOL", (), operand0=int(uop.name.endswith("TRUE")))
+
+    def _decide_unary_negative(self, uop: UOp, state: State) -> Decision | None:
+        choice, guards = self._typed(_UNARY_NEGATIVE_CHOICES, uop, state, 1)
+        if choice is None:
+            return None
+        return Decision(choice[0], (_TYPE_ITEMS[choice[1]],), guards=guards)
+
+    def _decide_unary_not(self, uop: UOp, state: State) -> Decision | None:
+        if state.stack[-1].type is not bool:
+            return None
+        return Decision("_UNARY_NOT_BOOL", (_TYPE_ITEMS[bool],))
+
+    def _decide_binary_subscr(self, uop: UOp, state: State) -> Decision | None:
+        choice, guards = self._typed(_BINARY_SUBSCR_CHOICES, uop, state, 2)
+        if choice is None:
+            return None
+        return Decision(choice, (UNKNOWN_ITEM,), guards=guards)
+
+    def _decide_store_subscr(self, uop: UOp, state: State) -> Decision | None:
+        choice, guards = self._typed(_STORE_SUBSCR_CHOICES, uop, state, 3)
+        if choice is None:
+            return None
+        return Decision(choice, (), guards=guards)
+
+    def _decide_for_iter(self, uop: UOp, state: State) -> Decision | None:
+        item = state.stack[-1]
+        kind = item.type if _exact(item.type) else item.hint or self._predicted(uop, 1)[0]
+        if kind not in _FOR_ITER:
+            return None
+        typed, element = _FOR_ITER[kind]
+        return Decision(typed, (item, _TYPE_ITEMS[element]))
+
+    def _decide_get_iter(self, uop: UOp, state: State) -> Decision | None:
+        item = state.stack[-1]
+        kind = item.type if _exact(item.type) else self._predicted(uop, 1)[0]
+        if kind not in _GET_ITER_SAFE:
+            return None
+        fact = _GET_ITER_FACTS.get(kind, ANY)
+        hint = RANGE_ITER if kind is range else None
+        guards = () if item.type is kind else ((1, kind),)
+        return Decision("_GET_ITER_BUILTIN", (Item(fact, hint=hint),), guards=guards)
+
+    def _decide_unpack_sequence(self, uop: UOp, state: State) -> Decision | None:
+        item = state.stack[-1]
+        if not {item.type, item.hint, self._predicted(uop, 1)[0]} & {tuple, list}:
+            return None
+        return Decision("_UNPACK_SEQUENCE_EXACT", (UNKNOWN_ITEM,) * uop.oparg)
 
     # -- the analysis' transfer function --
 
     def transfer(self, uop: UOp, state: State) -> Outcome | None:
-        name = uop.name
+        """What `uop` does to `state` (None: only its generic stack effect,
+        analysis.generic_transfer)."""
+        handler = _TRANSFERS.get(uop.name)
+        return None if handler is None else handler(self, uop, state)
+
+    # (The transfer functions of the most common uops make their Outcome and
+    # Item with analysis.new, the fast way.)
+
+    def _load_fast(self, uop: UOp, state: State) -> Outcome:
+        local = state.locals[uop.oparg]
+        item = new(Item, (local if isinstance(local, type) else ANY, uop.oparg, None))
+        return new(Outcome, (state.push(item), None))
+
+    def _store_fast(self, uop: UOp, state: State) -> Outcome:
+        return new(Outcome, (state.pop(1).store(uop.oparg, state.stack[-1].type), None))
+
+    def _delete_fast(self, uop: UOp, state: State) -> Outcome:
+        return Outcome(state.store(uop.oparg, UNBOUND))
+
+    def _load_const(self, uop: UOp, state: State) -> Outcome:
+        return new(Outcome, (state.push(new(Item, (type(uop.operand0.value), -1, None))), None))
+
+    def _push_null(self, uop: UOp, state: State) -> Outcome:
+        return Outcome(state.push(_NULL_ITEM))
+
+    def _copy(self, uop: UOp, state: State) -> Outcome:
+        return Outcome(state.push(state.stack[-uop.oparg]))
+
+    def _swap(self, uop: UOp, state: State) -> Outcome:
+        items = list(state.stack)
+        items[-1], items[-uop.oparg] = items[-uop.oparg], items[-1]
+        return Outcome(State(tuple(items), state.locals))
+
+    def _guard_type(self, uop: UOp, state: State) -> Outcome:
         stack = state.stack
-        if name == "_LOAD_FAST":
-            local = state.locals[uop.oparg]
-            t = local if _exact(local) else ANY
-            return Outcome(state.push(Item(t, alias=uop.oparg)))
-        if name == "_STORE_FAST":
-            return Outcome(state.pop(1).store(uop.oparg, stack[-1].type))
-        if name == "_DELETE_FAST":
-            return Outcome(state.store(uop.oparg, UNBOUND))
-        if name == "_LOAD_CONST":
-            value = uop.operand0.value
-            return Outcome(state.push(Item(type(value))))
-        if name == "_PUSH_NULL":
-            return Outcome(state.push(Item(NULL)))
-        if name == "_COPY":
-            return Outcome(state.push(stack[-uop.oparg]))
-        if name == "_SWAP":
-            items = list(stack)
-            items[-1], items[-uop.oparg] = items[-uop.oparg], items[-1]
-            return Outcome(analysis.State(tuple(items), state.locals))
-        if name == "_GUARD_TYPE":
-            index = len(stack) - uop.oparg
-            guarded = uop.operand0.value
-            item = stack[index]
-            if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:
-                return Outcome(state.refine(item.alias, guarded))
-            return Outcome(analysis.State(stack[:index] + (dataclasses.replace(item, type=guarded),)
-                                          + stack[index + 1:], state.locals))
-        if name == "_GUARD_LOCAL_TYPE":
-            return Outcome(state.refine(uop.oparg, uop.operand0.value))
-        if name == "_LOAD_GLOBAL_CACHED":
-            hint = self._global_hint(uop.operand0.value)
-            items = (Item(NULL),) if uop.oparg else ()
-            return Outcome(state.push(*items, Item(ANY, hint=hint)))
-        if name == "_CALL" and self.decide(uop, state) is None:
-            callee = stack[-(uop.oparg + 1)]
-            below = stack[-(uop.oparg + 2)]
-            result = _CALL_RESULTS.get(callee.hint) if below.type is NULL else None
-            after = state.pop(uop.oparg + 2).push(Item(ANY, hint=result))
-            return Outcome(after)
-        if name in _TYPED_RESULTS:
-            spec = stencil_table.uops()[name]
-            return Outcome(state.pop(spec.pops(uop.oparg)).push(Item(_TYPED_RESULTS[name])))
-        if name == "_GET_ITER" and stack[-1].hint is range and self.decide(uop, state) is None:
-            return Outcome(state.pop(1).push(Item(ANY, hint=RANGE_ITER)))
-        if name == "_GET_ITER_BUILTIN":
-            fact = _GET_ITER_FACTS.get(stack[-1].type, ANY)
-            hint = RANGE_ITER if stack[-1].type is range else None
-            return Outcome(state.pop(1).push(Item(fact, hint=hint)))
-        if name in _BUILDS:
-            return Outcome(analysis.generic_transfer(uop, state).fallthrough.pop(1)
-                           .push(Item(_BUILDS[name])))
-        if name in ("_FOR_ITER", "_FOR_ITER_RANGE", "_FOR_ITER_LIST", "_FOR_ITER_TUPLE"):
-            decision = self.decide(uop, state) if name == "_FOR_ITER" else None
-            element = (decision.outputs[1] if decision else
-                       Item(int if name == "_FOR_ITER_RANGE" else ANY))
-            return Outcome(state.push(element), state.pop(1))
-        decision = self.decide(uop, state)
+        index = len(stack) - uop.oparg
+        if index < 0:
+            raise analysis.AnalysisError(f"{uop.describe()} guards item {uop.oparg} of "
+                                         f"{len(stack)}")
+        guarded = uop.operand0.value
+        item = stack[index]
+        if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:
+            return Outcome(state.refine(item.alias, guarded))
+        if item.type is guarded:
+            return Outcome(state)  # (the very state: see analysis.remove_uops)
+        return Outcome(State(stack[:index] + (Item(guarded, item.alias, item.hint),)
+                             + stack[index + 1:], state.locals))
+
+    def _guard_local_type(self, uop: UOp, state: State) -> Outcome:
+        return Outcome(state.refine(uop.oparg, uop.operand0.value))
+
+    def _load_global_cached(self, uop: UOp, state: State) -> Outcome:
+        hint = self._global_hint(uop.operand0.value)
+        items = (_NULL_ITEM,) if uop.oparg else ()
+        return Outcome(state.push(*items, Item(ANY, hint=hint)))
+
+    def _transfer_call(self, uop: UOp, state: State) -> Outcome:
+        decision = self._call(uop, state)
+        if decision is not None:
+            return self._decided(uop, state, decision)
+        stack = state.stack
+        callee = stack[-(uop.oparg + 1)]
+        below = stack[-(uop.oparg + 2)]
+        result = _CALL_RESULTS.get(callee.hint) if below.type is NULL else None
+        return Outcome(state.pop(uop.oparg + 2).push(Item(ANY, hint=result)))
+
+    def _typed_result(self, uop: UOp, state: State) -> Outcome:
+        pops = analysis.EFFECTS[uop.name, uop.oparg].pops
+        return new(Outcome, (state.pop(pops).push(_RESULT_ITEMS[uop.name]), None))
+
+    def _transfer_get_iter(self, uop: UOp, state: State) -> Outcome | None:
+        decision = self._decide_get_iter(uop, state)
         if decision is None:
+            if state.stack[-1].hint is range:
+                return Outcome(state.pop(1).push(Item(ANY, hint=RANGE_ITER)))
             return None
+        return self._decided(uop, state, decision)
+
+    def _get_iter_builtin(self, uop: UOp, state: State) -> Outcome:
+        iterable = state.stack[-1].type
+        fact = _GET_ITER_FACTS.get(iterable, ANY)
+        hint = RANGE_ITER if iterable is range else None
+        return Outcome(state.pop(1).push(Item(fact, hint=hint)))
+
+    def _build(self, uop: UOp, state: State) -> Outcome:
+        return Outcome(analysis.generic_transfer(uop, state).fallthrough.pop(1)
+                       .push(_RESULT_ITEMS[uop.name]))
+
+    def _for_iter(self, uop: UOp, state: State) -> Outcome:
+        decision = self._decide_for_iter(uop, state) if uop.name == "_FOR_ITER" else None
+        element = (decision.outputs[1] if decision else
+                   _TYPE_ITEMS[int if uop.name == "_FOR_ITER_RANGE" else ANY])
+        return Outcome(state.push(element), state.pop(1))
+
+    def _transfer_decided(self, uop: UOp, state: State) -> Outcome | None:
+        decision = _DECIDERS[uop.name](self, uop, state)
+        return None if decision is None else self._decided(uop, state, decision)
+
+    def _decided(self, uop: UOp, state: State, decision: Decision) -> Outcome:
+        """What the typed uop of `decision` does, after its guards: each
+        proves the type of the local its item was loaded from."""
         for depth, guarded in decision.guards:
-            # The guard proves the type of the local the item was loaded from.
-            alias = stack[-depth].alias
+            alias = state.stack[-depth].alias
             if alias >= 0 and state.locals[alias] is not UNBOUND:
                 state = state.refine(alias, guarded)
-                stack = state.stack
-        spec = stencil_table.uops()[uop.name]
-        after = state.pop(spec.pops(uop.oparg)).push(*decision.outputs)
-        return Outcome(after, after if spec.jumps else None)
+        effect = analysis.EFFECTS[uop.name, uop.oparg]
+        stack = state.stack
+        after = new(State, (stack[:len(stack) - effect.pops] + decision.outputs, state.locals))
+        return new(Outcome, (after, after if effect.jumps else None))
 
     def _global_hint(self, name: str):
         value = self.globals.get(name, self.builtins.get(name) if isinstance(self.builtins, dict)
@@ -295,6 +400,46 @@ class Specializer:
 
 
 UNKNOWN_ITEM = Item()
+_NULL_ITEM = Item(NULL)
+
+# Generic uop name -> the Specializer method that decides it.
+_DECIDERS = {
+    **{name: Specializer._decide_binary for name in _BINARY},
+    "_COMPARE_OP": Specializer._decide_compare,
+    "_CALL": Specializer._call,
+    "_POP_JUMP_IF_FALSE": Specializer._decide_pop_jump,
+    "_POP_JUMP_IF_TRUE": Specializer._decide_pop_jump,
+    "_UNARY_NEGATIVE": Specializer._decide_unary_negative,
+    "_UNARY_NOT": Specializer._decide_unary_not,
+    "_BINARY_SUBSCR": Specializer._decide_binary_subscr,
+    "_STORE_SUBSCR": Specializer._decide_store_subscr,
+    "_FOR_ITER": Specializer._decide_for_iter,
+    "_GET_ITER": Specializer._decide_get_iter,
+    "_UNPACK_SEQUENCE": Specializer._decide_unpack_sequence,
+}
+# Uop name -> the Specializer method that is its transfer function: uops that
+# decide transfer as their typed uop would; uops without an entry have only
+# their generic stack effect.  (_UNARY_NOT pushes a bool either way.)
+_TRANSFERS = {
+    **{name: Specializer._transfer_decided for name in _DECIDERS},
+    **{name: Specializer._typed_result for name in _TYPED_RESULTS},
+    **{name: Specializer._build for name in _BUILDS},
+    "_LOAD_FAST": Specializer._load_fast,
+    "_STORE_FAST": Specializer._store_fast,
+    "_DELETE_FAST": Specializer._delete_fast,
+    "_LOAD_CONST": Specializer._load_const,
+    "_PUSH_NULL": Specializer._push_null,
+    "_COPY": Specializer._copy,
+    "_SWAP": Specializer._swap,
+    "_GUARD_TYPE": Specializer._guard_type,
+    "_GUARD_LOCAL_TYPE": Specializer._guard_local_type,
+    "_LOAD_GLOBAL_CACHED": Specializer._load_global_cached,
+    "_CALL": Specializer._transfer_call,
+    "_GET_ITER": Specializer._transfer_get_iter,
+    "_GET_ITER_BUILTIN": Specializer._get_iter_builtin,
+    **{name: Specializer._for_iter
+       for name in ("_FOR_ITER", "_FOR_ITER_RANGE", "_FOR_ITER_LIST", "_FOR_ITER_TUPLE")},
+}
 
 
 def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
@@ -310,15 +455,20 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     changes = []
     new: list[UOp] = []
     for uop, state in zip(trace.uops, states):
-        decision = None if state is None or uop.name == LABEL else specializer.decide(uop, state)
+        decider = _DECIDERS.get(uop.name)
+        # (Every uop PROFILED, and _CALL, has a decider.)
+        if decider is None or state is None:  # not a generic uop, or unreachable
+            new.append(uop)
+            continue
+        decision = decider(specializer, uop, state)
         if decision is None:
             count = PROFILED.get(uop.name, 0)
-            if profile and count and state is not None:
+            if profile and count:
                 word = trace.new_cache(words=1)
                 trace.profile_sites.append((uop.offset, count, word))
                 new.append(UOp("_PROFILE", count, word, offset=uop.offset, exit_to=uop.exit_to,
                                exit_after=uop.exit_after, comment="types for the next compile"))
-            elif profile and uop.name == "_CALL" and uop.operand0 == 0 and state is not None:
+            elif profile and uop.name == "_CALL" and uop.operand0 == 0:
                 word = trace.new_cache(words=1)
                 trace.profile_sites.append((uop.offset, 0, word))
                 new.append(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,

@@ -87,3 +87,52 @@ def test_the_resolver_refuses_a_missing_target():
         _runtime.resolve_patches(array.array("q", [10**6] + words[1:]).tobytes(), b"", 0)
     with pytest.raises(ValueError, match="bad placement records"):
         _runtime.resolve_patches(b"123", b"", 0)
+
+
+def _traced(*uops):
+    """A translated trace of a small function, its uops replaced by `uops`."""
+    from cpjit import translate
+
+    def small(x):
+        return x
+
+    trace = translate.translate(small.__code__)
+    trace.uops[:] = list(uops)
+    return trace
+
+
+def _returning():
+    from cpjit.ir import UOp
+    return [UOp("_LOAD_FAST", 0, offset=1, exit_to=1), UOp("_RETURN_VALUE", offset=2, exit_to=2)]
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda U, Obj: [U("_JUMP", jump_to=999, offset=0, exit_to=0)],
+     "needs a target"),  # a jump to an instruction with no label
+    (lambda U, Obj: [U("_GUARD_TYPE", 1, Obj(int), offset=0, exit_to=-1)],
+     "no resume offset"),  # a uop that can side-exit to nowhere
+    (lambda U, Obj: [U("_NO_SUCH_UOP", offset=0, exit_to=0)], "no stencil"),
+    (lambda U, Obj: [U("_GUARD_TYPE", 1, Obj(int), offset=0, exit_to=0,
+                       exit_steps=(("local", 0, "not a word"),))], "exit step"),
+])
+def test_emit_refuses_a_malformed_trace_with_a_clear_error(bad, message):
+    """What a buggy pass could hand the emitter is refused before any memory
+    is mapped (EmitError, which the API turns into a fallback), never patched
+    into code."""
+    from cpjit.ir import Obj, UOp
+    trace = _traced(*bad(UOp, Obj), *_returning())
+    with pytest.raises(emit.EmitError, match=message):
+        emit.emit(trace)
+
+
+def test_emit_refuses_code_that_runs_off_its_end():
+    from cpjit.ir import UOp
+    trace = _traced(UOp("_LOAD_FAST", 0, offset=1, exit_to=1))
+    with pytest.raises(emit.EmitError, match="falls off the end"):
+        emit.emit(trace)
+
+
+def test_the_well_formed_version_of_those_traces_emits():
+    """(So the refusals above are about what they change, not the harness.)"""
+    trace = _traced(*_returning())
+    assert emit.emit(trace).size > 0

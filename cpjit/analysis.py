@@ -252,6 +252,36 @@ def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
     return list(cached.states)
 
 
+def analysis_of(trace: Trace, transfer: Transfer) -> _Analysis:
+    """analyze's analysis itself, with which uops altered the state (for a
+    pass that rewrites the uops and hands the states on: see keep)."""
+    cached = _current(trace)
+    if cached is None:
+        cached = trace.analysis = _analyze(trace, transfer)
+    return cached
+
+
+def keep(trace: Trace, states: list[State | None], altered: bytearray) -> None:
+    """Keep `states` (and `altered`, as in _Analysis) as the analysis of the
+    trace's uops as they are now.  Only for states that are exactly what
+    analyze would find for them (the passes that call it say why)."""
+    trace.analysis = _Analysis(list(trace.uops), states, altered)
+
+
+def fuse_uops(trace: Trace, uops: list[UOp], sources: list[int]) -> None:
+    """Replace the trace's uops by `uops`, each of which does what the old
+    uops from `sources[k]` up to the next source did, with the same outcome
+    from any state: the analysis is kept (each new uop's state is its first
+    old uop's), since an analysis of the new uops makes the same visits with
+    the same states.  (The old uops dropped must not be jump targets.)"""
+    cached = _current(trace)
+    trace.uops[:] = uops
+    trace.analysis = None
+    if cached is not None:
+        states, altered = cached.states, cached.altered
+        keep(trace, [states[i] for i in sources], bytearray([altered[i] for i in sources]))
+
+
 def remove_uops(trace: Trace, indices: set[int]) -> None:
     """Remove the uops at `indices` from the trace, keeping its analysis when
     it still holds without them: when each of them, at every visit, just

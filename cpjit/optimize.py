@@ -44,10 +44,12 @@ _FUSED_BRANCHES = {"_COMPARE_OP_INT": "_COMPARE_INT_AND_BRANCH",
 
 def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
     """A typed compare followed by a jump on its bool jumps on the comparison
-    itself (no bool object)."""
+    itself (no bool object).  The analysis is kept (analysis.fuse_uops): the
+    fused uop pops the operands and jumps with what is left, as the pair did."""
     changes = []
     uops = trace.uops
     out = []
+    sources = []  # the index of each uop of `out` in `uops`
     i = 0
     while i < len(uops):
         uop = uops[i]
@@ -58,12 +60,15 @@ def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
                                         operand0=following.operand0, jump_to=following.jump_to,
                                         exit_after=following.exit_after)
             out.append(fused)
+            sources.append(i)
             changes.append(f"@{2 * uop.offset} {uop.name} + _POP_JUMP_IF_BOOL -> {fused.name}")
             i += 2
             continue
         out.append(uop)
+        sources.append(i)
         i += 1
-    uops[:] = out
+    if changes:
+        analysis.fuse_uops(trace, out, sources)
     return changes
 
 

@@ -148,6 +148,20 @@ class Specializer:
         self.globals = globals_ if isinstance(globals_, dict) else {}
         b = self.globals.get("__builtins__", builtins.__dict__)
         self.builtins = b.__dict__ if isinstance(b, types.ModuleType) else b
+        # While specialize analyzes: the decision of each uop's latest visit
+        # (by id), and whether some uop was decided differently on two visits.
+        self.decisions: dict[int, Decision | None] | None = None
+        self.unstable = False
+
+    def _visited(self, uop: UOp, decision: "Decision | None") -> "Decision | None":
+        """Note the decision of this visit of `uop` (when recording)."""
+        decisions = self.decisions
+        if decisions is not None:
+            key = id(uop)
+            if key in decisions and decisions[key] != decision:
+                self.unstable = True
+            decisions[key] = decision
+        return decision
 
     # -- decisions for generic uops --
 
@@ -339,7 +353,7 @@ class Specializer:
         return Outcome(state.push(*items, Item(ANY, hint=hint)))
 
     def _transfer_call(self, uop: UOp, state: State) -> Outcome:
-        decision = self._call(uop, state)
+        decision = self._visited(uop, self._call(uop, state))
         if decision is not None:
             return self._decided(uop, state, decision)
         stack = state.stack
@@ -353,12 +367,19 @@ class Specializer:
         return new(Outcome, (state.pop(pops).push(_RESULT_ITEMS[uop.name]), None))
 
     def _transfer_get_iter(self, uop: UOp, state: State) -> Outcome | None:
-        decision = self._decide_get_iter(uop, state)
+        decision = self._visited(uop, self._decide_get_iter(uop, state))
         if decision is None:
             if state.stack[-1].hint is range:
                 return Outcome(state.pop(1).push(Item(ANY, hint=RANGE_ITER)))
             return None
         return self._decided(uop, state, decision)
+
+    def _builtin_call(self, uop: UOp, state: State) -> Outcome:
+        """A typed builtin call pushes what its decision (_call) said: the
+        callee's probable result as a hint."""
+        callee = state.stack[-(uop.oparg + 1)]
+        result = new(Item, (ANY, -1, _CALL_RESULTS.get(callee.hint)))
+        return new(Outcome, (state.pop(uop.oparg + 2).push(result), None))
 
     def _get_iter_builtin(self, uop: UOp, state: State) -> Outcome:
         iterable = state.stack[-1].type
@@ -371,13 +392,14 @@ class Specializer:
                        .push(_RESULT_ITEMS[uop.name]))
 
     def _for_iter(self, uop: UOp, state: State) -> Outcome:
-        decision = self._decide_for_iter(uop, state) if uop.name == "_FOR_ITER" else None
+        decision = self._visited(uop, self._decide_for_iter(uop, state)) \
+            if uop.name == "_FOR_ITER" else None
         element = (decision.outputs[1] if decision else
                    _TYPE_ITEMS[int if uop.name == "_FOR_ITER_RANGE" else ANY])
         return Outcome(state.push(element), state.pop(1))
 
     def _transfer_decided(self, uop: UOp, state: State) -> Outcome | None:
-        decision = _DECIDERS[uop.name](self, uop, state)
+        decision = self._visited(uop, _DECIDERS[uop.name](self, uop, state))
         return None if decision is None else self._decided(uop, state, decision)
 
     def _decided(self, uop: UOp, state: State, decision: Decision) -> Outcome:
@@ -435,6 +457,8 @@ _TRANSFERS = {
     "_GUARD_LOCAL_TYPE": Specializer._guard_local_type,
     "_LOAD_GLOBAL_CACHED": Specializer._load_global_cached,
     "_CALL": Specializer._transfer_call,
+    "_CALL_BUILTIN_O": Specializer._builtin_call,
+    "_CALL_BUILTIN_FAST": Specializer._builtin_call,
     "_GET_ITER": Specializer._transfer_get_iter,
     "_GET_ITER_BUILTIN": Specializer._get_iter_builtin,
     **{name: Specializer._for_iter
@@ -446,48 +470,107 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
                profile: bool = False) -> list[str]:
     """Rewrite the trace's generic uops into typed ones; return what changed.
     With `profile`, generic uops left whose operand types are not proven get a
-    _PROFILE uop in front (trace.profile_sites), for a later compilation."""
+    _PROFILE uop in front (trace.profile_sites), for a later compilation.
+
+    The analysis of the typed trace is handed on (see _Rewrite) when every
+    visit of every uop was decided alike: each typed uop's transfer, after
+    its guards', is then what the generic uop's did at each visit."""
     specializer = Specializer(trace, feedback, globals_)
+    specializer.decisions = {}
     try:
-        states = analysis.analyze(trace, specializer.transfer)
+        analyzed = analysis.analysis_of(trace, specializer.transfer)
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
-    changes = []
-    new: list[UOp] = []
-    for uop, state in zip(trace.uops, states):
+    # (An analysis made before was not recorded: decide again.)
+    decisions = specializer.decisions if specializer.decisions and not specializer.unstable \
+        else None
+    specializer.decisions = None
+    rewrite = _Rewrite(trace, specializer, profile, analyzed, keep_states=decisions is not None)
+    uops = trace.uops
+    for index, (uop, state) in enumerate(zip(uops, analyzed.states)):
         decider = _DECIDERS.get(uop.name)
         # (Every uop PROFILED, and _CALL, has a decider.)
         if decider is None or state is None:  # not a generic uop, or unreachable
-            new.append(uop)
-            continue
-        decision = decider(specializer, uop, state)
+            rewrite.copy(index, uop)
+        else:
+            # (_UNARY_NOT transfers as _build, deciding nothing: it pushes
+            # a bool either way.)
+            decision = decisions.get(id(uop), KEEP) if decisions is not None else KEEP
+            if decision is KEEP:
+                decision = decider(specializer, uop, state)
+            rewrite.decided(index, uop, decision)
+    trace.uops[:] = rewrite.uops
+    if rewrite.states is not None:
+        analysis.keep(trace, rewrite.states, rewrite.altered)
+    return rewrite.changes
+
+
+class _Rewrite:
+    """The typed trace specialize makes, with its analysis (`states` and
+    `altered` as in analysis._Analysis) when that is handed on: a copied uop
+    keeps its state, a _PROFILE before it has the same (it changes nothing),
+    and a guard's state and the typed uop's follow from the generic uop's by
+    the guards' transfers."""
+
+    def __init__(self, trace: Trace, specializer: Specializer, profile: bool,
+                 analyzed, keep_states: bool):
+        self.trace = trace
+        self.specializer = specializer
+        self.profile = profile
+        self.old_states = analyzed.states
+        self.old_altered = analyzed.altered
+        self.uops: list[UOp] = []
+        self.changes: list[str] = []
+        self.states: list[State | None] | None = [] if keep_states else None
+        self.altered = bytearray()
+
+    def copy(self, index: int, uop: UOp) -> None:
+        self.uops.append(uop)
+        if self.states is not None:
+            self.states.append(self.old_states[index])
+            self.altered.append(self.old_altered[index])
+
+    def added(self, uop: UOp, state: State, altered: bool) -> None:
+        self.uops.append(uop)
+        if self.states is not None:
+            self.states.append(state)
+            self.altered.append(altered)
+
+    def decided(self, index: int, uop: UOp, decision: Decision | None) -> None:
+        trace = self.trace
+        state = self.old_states[index]
         if decision is None:
             count = PROFILED.get(uop.name, 0)
-            if profile and count:
+            if self.profile and count:
                 word = trace.new_cache(words=1)
                 trace.profile_sites.append((uop.offset, count, word))
-                new.append(UOp("_PROFILE", count, word, offset=uop.offset, exit_to=uop.exit_to,
-                               exit_after=uop.exit_after, comment="types for the next compile"))
-            elif profile and uop.name == "_CALL" and uop.operand0 == 0:
+                self.added(UOp("_PROFILE", count, word, offset=uop.offset, exit_to=uop.exit_to,
+                               exit_after=uop.exit_after, comment="types for the next compile"),
+                           state, False)
+            elif self.profile and uop.name == "_CALL" and uop.operand0 == 0:
                 word = trace.new_cache(words=1)
                 trace.profile_sites.append((uop.offset, 0, word))
-                new.append(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,
+                self.added(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,
                                exit_to=uop.exit_to, exit_after=uop.exit_after,
-                               comment="what it calls, for the next compile"))
-            new.append(uop)
-            continue
+                               comment="what it calls, for the next compile"), state, False)
+            self.copy(index, uop)
+            return
+        source = self.specializer.feedback.source
         for depth, guarded in decision.guards:
-            new.append(UOp("_GUARD_TYPE", depth, Obj(guarded), offset=uop.offset,
-                           exit_to=uop.exit_to, exit_after=uop.exit_after,
-                           comment=f"{guarded.__name__} predicted by {feedback.source}"))
+            guard = UOp("_GUARD_TYPE", depth, Obj(guarded), offset=uop.offset,
+                        exit_to=uop.exit_to, exit_after=uop.exit_after,
+                        comment=f"{guarded.__name__} predicted by {source}")
+            after = state
+            if self.states is not None:
+                after = self.specializer._guard_type(guard, state).fallthrough
+            self.added(guard, state, after is not state)
+            state = after
         typed = uop.replace(name=decision.name)
         if decision.oparg is not KEEP:
             typed.oparg = decision.oparg
         if decision.operand0 is not KEEP:
             typed.operand0 = decision.operand0
-        new.append(typed)
+        self.added(typed, state, self.old_altered[index])
         guards = f" after guarding {', '.join(t.__name__ for _, t in decision.guards)}" \
             if decision.guards else ""
-        changes.append(f"@{2 * uop.offset} {uop.name} -> {decision.name}{guards}")
-    trace.uops[:] = new
-    return changes
+        self.changes.append(f"@{2 * uop.offset} {uop.name} -> {decision.name}{guards}")

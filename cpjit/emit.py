@@ -359,6 +359,7 @@ def emit(trace: Trace) -> Emitted:
     tokens: dict[tuple, int] = {}  # steps -> token: their number among distinct steps
     token_of_id: dict[int, int] = {}  # id(steps) -> token
     errors: list[tuple[int, int]] = []  # (index of a U_ERROR word, instruction offset)
+    last_resume, last_steps, last_exit = -1, None, -1  # the last uop's exit stub
     known = _uop_stencils
     count = 1  # placements so far
     # The one walk over the trace: this loop is most of emit's Python time.
@@ -371,11 +372,15 @@ def emit(trace: Trace) -> Emitted:
         exit_ = exit_after = -1
         if flags:
             if flags & _EXITS:
-                steps = uop.exit_steps
-                token = token_of_id.get(id(steps))
-                if token is None:
-                    token = token_of_id[id(steps)] = tokens.setdefault(steps, len(tokens))
-                exit_ = exits.setdefault((uop.exit_to, token), len(exits))
+                # (Often the previous uop's exit: the uops of one instruction.)
+                if uop.exit_to != last_resume or uop.exit_steps is not last_steps:
+                    last_resume, steps = uop.exit_to, uop.exit_steps
+                    token = token_of_id.get(id(steps))
+                    if token is None:
+                        token = token_of_id[id(steps)] = tokens.setdefault(steps, len(tokens))
+                    last_exit = exits.setdefault((last_resume, token), len(exits))
+                    last_steps = steps
+                exit_ = last_exit
             if flags & _EXITS_AFTER:
                 steps = uop.exit_after_steps
                 token = token_of_id.get(id(steps))

@@ -114,7 +114,7 @@ def _publish(trace: Trace, ins: Instruction, uops: list[UOp], first: int,
     """Around the uops of `ins` that can run arbitrary code (the first is
     uops[first]): publish the instruction pointer before them, unless a
     _SET_IP already does, and check for tracing after the instruction."""
-    if not any(u.name == "_SET_IP" for u in uops[:first]):
+    if first == 0 or not any(u.name == "_SET_IP" for u in uops[:first]):
         uops.insert(first, UOp("_SET_IP", operand0=CodeUnit(ins.offset), offset=ins.offset,
                                exit_to=ins.start))
     if falls_through:

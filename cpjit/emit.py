@@ -336,7 +336,8 @@ def _uop_stencil(name: str) -> tuple[int, int]:
 # The words describing the shim or a uop to the runtime (csrc/layout.c U_*):
 # stencil, jump target (placement index), exit stub, exit-after stub, error
 # stub (numbers among the stubs), oparg, operand 0 (base, value), operand 1,
-# the address of its instruction; -1 for what it has not.
+# the offset of its instruction (code units; the runtime makes it an
+# address); -1 for what it has not.
 (U_STENCIL, U_JUMP, U_EXIT, U_EXIT_AFTER, U_ERROR, U_OPARG, U_BASE0, U_VALUE0, U_BASE1,
  U_VALUE1, U_INSTR) = range(11)
 U_WORDS = 11
@@ -350,8 +351,15 @@ def emit(trace: Trace) -> Emitted:
     words = [_stencil_ids[SHIM], -1, -1, -1, -1, 0, BASE_ABSOLUTE, 0, BASE_ABSOLUTE, 0, 0]
     labels: dict[int, int] = {}  # instruction offset -> index of the placement there
     jumps: list[tuple[int, int]] = []  # (index of a U_JUMP word, instruction offset)
-    exits: dict[tuple, int] = {}  # (resume offset, steps) -> exit stub number
+    # Exit stubs by (resume offset, token of the steps): uops share their
+    # steps tuples, and hashing a tuple of steps for each uop would cost more
+    # than the rest of the walk; each tuple is hashed once, for its token (the
+    # trace keeps the tuples alive meanwhile, so their ids stay theirs).
+    exits: dict[tuple[int, int], int] = {}  # (resume offset, token) -> exit stub number
+    tokens: dict[tuple, int] = {}  # steps -> token: their number among distinct steps
+    token_of_id: dict[int, int] = {}  # id(steps) -> token
     errors: list[tuple[int, int]] = []  # (index of a U_ERROR word, instruction offset)
+    last_resume, last_steps, last_exit = -1, None, -1  # the last uop's exit stub
     known = _uop_stencils
     count = 1  # placements so far
     # The one walk over the trace: this loop is most of emit's Python time.
@@ -361,18 +369,28 @@ def emit(trace: Trace) -> Emitted:
             labels[uop.oparg] = count  # the next uop's placement
             continue
         stencil, flags = known.get(name) or _uop_stencil(name)
-        at = len(words)
         exit_ = exit_after = -1
         if flags:
             if flags & _EXITS:
-                exit_ = exits.setdefault((uop.exit_to, uop.exit_steps), len(exits))
+                # (Often the previous uop's exit: the uops of one instruction.)
+                if uop.exit_to != last_resume or uop.exit_steps is not last_steps:
+                    last_resume, steps = uop.exit_to, uop.exit_steps
+                    token = token_of_id.get(id(steps))
+                    if token is None:
+                        token = token_of_id[id(steps)] = tokens.setdefault(steps, len(tokens))
+                    last_exit = exits.setdefault((last_resume, token), len(exits))
+                    last_steps = steps
+                exit_ = last_exit
             if flags & _EXITS_AFTER:
-                exit_after = exits.setdefault((uop.exit_after, uop.exit_after_steps),
-                                              len(exits))
+                steps = uop.exit_after_steps
+                token = token_of_id.get(id(steps))
+                if token is None:
+                    token = token_of_id[id(steps)] = tokens.setdefault(steps, len(tokens))
+                exit_after = exits.setdefault((uop.exit_after, token), len(exits))
             if flags & _ERRORS:
-                errors.append((at + U_ERROR, uop.offset))
+                errors.append((count * U_WORDS + U_ERROR, uop.offset))
         if uop.jump_to >= 0:
-            jumps.append((at + U_JUMP, uop.jump_to))
+            jumps.append((count * U_WORDS + U_JUMP, uop.jump_to))
         operand0, operand1 = uop.operand0, uop.operand1
         base0 = base1 = BASE_ABSOLUTE
         if type(operand0) is not int:
@@ -380,7 +398,7 @@ def emit(trace: Trace) -> Emitted:
         if type(operand1) is not int:
             base1, operand1 = _encode_operand(operand1, units, keepalive)
         words += (stencil, -1, exit_, exit_after, -1, uop.oparg, base0, operand0, base1,
-                  operand1, units + 2 * uop.offset)
+                  operand1, uop.offset)
         count += 1
     if count in labels.values():
         raise EmitError(f"labels {[k for k, v in labels.items() if v == count]} "
@@ -392,7 +410,8 @@ def emit(trace: Trace) -> Emitted:
         numbers = {offset: k for k, offset in enumerate(error_offsets)}
         for at, offset in errors:
             words[at] = numbers[offset]
-    exit_keys = tuple(exits)
+    steps_of = list(tokens)  # by token
+    exit_keys = tuple([(resume, steps_of[token]) for resume, token in exits])
 
     def step_value(value) -> int:
         """The word of an exit step's value that is not an int (an Obj)."""

@@ -57,22 +57,28 @@ def from_tier1(code: types.CodeType, instructions) -> Feedback:
     feedback = Feedback(source="tier 1")
     if version is None:
         return feedback
-    adaptive = code._co_code_adaptive
-    for ins in instructions:
-        name = version.adaptive_name(adaptive, ins.offset)
-        if name is None or name == ins.name or name.endswith("_ADAPTIVE"):
-            continue  # not specialized (yet): no feedback
-        feedback.notes[ins.offset] = name
-        observed = version.TIER1_OPERAND_TYPES.get(name)
+    notes, operands, calls = feedback.notes, feedback.operands, feedback.calls
+    operand_types, call_kinds = version.TIER1_OPERAND_TYPES, version.TIER1_CALL_KINDS
+    for index, name in version.specialized(code, instructions):
+        offset = instructions[index].offset
+        notes[offset] = name
+        observed = operand_types.get(name)
         if observed is not None:
-            feedback.operands[ins.offset] = observed
-        kind = version.TIER1_CALL_KINDS.get(name)
+            operands[offset] = observed
+        kind = call_kinds.get(name)
         if kind is not None:  # on PRECALL: it is about the CALL that follows
-            call = next((i for i in instructions if i.offset > ins.offset and i.name == "CALL"),
-                        None)
+            call = _next_call(instructions, index + 1)
             if call is not None:
-                feedback.calls[call.offset] = kind
+                calls[call.offset] = kind
     return feedback
+
+
+def _next_call(instructions, start: int):
+    """The first CALL among instructions[start:], or None."""
+    for k in range(start, len(instructions)):
+        if instructions[k].name == "CALL":
+            return instructions[k]
+    return None
 
 
 # The type of each bit the _PROFILE uop records (cpjit_type_bit in stencils/inline.h).

@@ -14,7 +14,7 @@ import functools
 import types
 
 from . import _versions, analysis, stencil_table
-from .ir import LABEL, CodeUnit, Trace, UOp
+from .ir import LABEL, CodeUnit, Instruction, Trace, UOp
 
 
 class Unsupported(Exception):
@@ -37,63 +37,88 @@ def translate(code: types.CodeType) -> Trace:
         raise Unsupported("generators and coroutines run in the interpreter "
                           "(cpjit compiles plain functions)")
     instructions, exception_table = version.decode(code)
-    needs_ip = _publishing()
     trace = Trace(code, instructions, [])
-    lowering = version.Lowering(code, trace)
-    lowered = {ins.offset: lowering.lower(ins) for ins in instructions}
-    by_offset = {ins.offset: ins for ins in instructions}
+    # Every instruction is lowered, reached or not, in order: inline caches
+    # reserve their read-write words in the trace as they go.
+    lowered = version.Lowering(code, trace).lower_all(instructions)
+    reached, jump_targets = _reached(instructions, lowered, version.NO_FALLTHROUGH)
 
-    reachable: set[int] = set()
-    work = [instructions[0].offset]
-    while work:
-        offset = work.pop()
-        if offset in reachable or offset not in by_offset:
-            continue
-        reachable.add(offset)
-        if lowered[offset] is not None:
-            work.extend(version.successors(by_offset[offset]))
-
-    jump_targets = {by_offset[o].jump_target for o in reachable
-                    if lowered[o] is not None and by_offset[o].jump_target is not None}
+    needs_ip = _publishing()
+    no_fallthrough = version.NO_FALLTHROUGH
     check_at: set[int] = set()  # targets of branches that can run arbitrary code
-    per_instruction: dict[int, list[UOp]] = {}
-    for ins in instructions:
-        if ins.offset not in reachable:
+    compiled: list[tuple[Instruction, list[UOp]]] = []  # the reached instructions, in order
+    for ins, uops in zip(instructions, lowered):
+        if ins.offset not in reached:
             continue
-        uops = lowered[ins.offset]
         if uops is None:
             trace.unsupported.append(ins)
             uops = [UOp("_SIDE_EXIT", offset=ins.offset, exit_to=ins.start,
                         comment=f"{ins.name} is not compiled", exit_after=ins.after)]
-        escapes = [k for k, u in enumerate(uops) if u.name in needs_ip]
-        if escapes:
-            first = escapes[0]
-            if not any(u.name == "_SET_IP" for u in uops[:first]):
-                uops.insert(first, UOp("_SET_IP", operand0=CodeUnit(ins.offset),
-                                       offset=ins.offset, exit_to=ins.start))
-            following = by_offset.get(ins.next)
-            if ins.name not in version.NO_FALLTHROUGH and following is not None:
-                uops.append(UOp("_CHECK_TRACING", offset=ins.offset, exit_to=following.start,
-                                comment="after code that can run Python"))
-            if ins.jump_target is not None:
-                check_at.add(ins.jump_target)
-        per_instruction[ins.offset] = uops
+        for first, uop in enumerate(uops):
+            if uop.name in needs_ip:
+                _publish(trace, ins, uops, first, ins.name not in no_fallthrough)
+                if ins.jump_target is not None:
+                    check_at.add(ins.jump_target)
+                break
+        compiled.append((ins, uops))
 
-    for ins in instructions:
-        if ins.offset not in reachable:
-            continue
-        if ins.offset in jump_targets:
-            trace.uops.append(UOp(LABEL, oparg=ins.offset, offset=ins.offset, exit_to=ins.start))
-        if ins.offset in check_at:
-            trace.uops.append(UOp("_CHECK_TRACING", offset=ins.offset, exit_to=ins.start,
+    trace_uops = trace.uops
+    for ins, uops in compiled:
+        offset = ins.offset
+        if offset in jump_targets:
+            trace_uops.append(UOp(LABEL, oparg=offset, offset=offset, exit_to=ins.start))
+        if offset in check_at:
+            trace_uops.append(UOp("_CHECK_TRACING", offset=offset, exit_to=ins.start,
                                   comment="after a branch that can run Python"))
-        trace.uops.extend(per_instruction[ins.offset])
+        trace_uops += uops
     if exception_table:
         trace.notes.append(f"{len(exception_table)} exception table entries: handlers run in "
                            "the interpreter after an error hand-off")
-    unreachable = len(instructions) - len(reachable)
+    unreachable = len(instructions) - len(compiled)
     if unreachable:
         trace.notes.append(f"{unreachable} instructions not reached by normal control flow "
                            "(exception handlers) are not compiled")
     trace.entry_depths = analysis.instruction_depths(trace)
     return trace
+
+
+def _reached(instructions: list[Instruction], lowered: list, no_fallthrough: frozenset[str]
+             ) -> tuple[set[int], set[int]]:
+    """The offsets normal control flow reaches from the first instruction (with
+    some past the last one), and the targets of the jumps among them.  An
+    instruction that is not compiled (lowered to None) side-exits: nothing is
+    reached through it.  One scan in code order reaches almost everything
+    (loops are entered from above); a backward jump to an instruction the scan
+    had passed unreached means another scan."""
+    reached = {instructions[0].offset}
+    jump_targets: set[int] = set()
+    again = True
+    while again:
+        again = False
+        for ins, uops in zip(instructions, lowered):
+            if uops is None or ins.offset not in reached:
+                continue
+            if ins.name not in no_fallthrough:
+                reached.add(ins.next)
+            target = ins.jump_target
+            if target is not None:
+                jump_targets.add(target)
+                if target not in reached:
+                    reached.add(target)
+                    again = again or target < ins.offset
+    return reached, jump_targets
+
+
+def _publish(trace: Trace, ins: Instruction, uops: list[UOp], first: int,
+             falls_through: bool) -> None:
+    """Around the uops of `ins` that can run arbitrary code (the first is
+    uops[first]): publish the instruction pointer before them, unless a
+    _SET_IP already does, and check for tracing after the instruction."""
+    if first == 0 or not any(u.name == "_SET_IP" for u in uops[:first]):
+        uops.insert(first, UOp("_SET_IP", operand0=CodeUnit(ins.offset), offset=ins.offset,
+                               exit_to=ins.start))
+    if falls_through:
+        following = trace.instruction_at(ins.next)
+        if following is not None:
+            uops.append(UOp("_CHECK_TRACING", offset=ins.offset, exit_to=following.start,
+                            comment="after code that can run Python"))

@@ -9,7 +9,7 @@
 typedef struct {
     PyObject_HEAD
     unsigned char *memory;   /* mapped read+exec (never writable while executable) */
-    size_t mapped_size;      /* page-rounded size of the mapping */
+    size_t mapped_size;      /* size of the mapping: whole pages (a pooled one may be larger) */
     size_t code_size;        /* bytes of machine code and read-only data */
     size_t entry_offset;     /* where the shim starts */
     int64_t *rwdata;         /* zeroed read-write words: exit counters, caches */

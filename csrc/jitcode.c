@@ -5,6 +5,13 @@
  * patch after checking that it lands inside the code and fits its width, and
  * only then makes the memory read+exec.  Memory is never writable and
  * executable at once.
+ *
+ * Freed mappings are kept in a small pool, read+write (no longer executable),
+ * for the next compiled function that fits: compiling a function again (with
+ * its profile, after side exits) then costs no mmap, no page faults on fresh
+ * pages and no munmap.  The pool only ever hands out memory that is not
+ * executable, and the unused tail of a reused mapping is zeroed, as a fresh
+ * one is.  Everything here runs with the GIL held.
  */
 #include "cpjit.h"
 
@@ -54,6 +61,61 @@ patch_abs32(unsigned char *location, uint64_t target, int is_signed, size_t offs
     uint32_t value = (uint32_t)target;
     memcpy(location, &value, sizeof(value));
     return 0;
+}
+
+/* The pool of freed mappings (read+write): at most POOL_SLOTS of them, at most
+ * POOL_BYTES in all; a mapping is reused for code that needs at least half of it. */
+enum { POOL_SLOTS = 8 };
+#define POOL_BYTES ((size_t)4 << 20)
+static struct {
+    unsigned char *memory;
+    size_t size;
+} pool[POOL_SLOTS];
+static int pool_count;
+static size_t pool_bytes;
+
+/* Read+write memory for `needed` bytes (page-rounded: `needed`), from the pool
+ * or a fresh mapping; its size in *mapped.  NULL with an OSError. */
+static unsigned char *
+code_memory(size_t needed, size_t *mapped)
+{
+    int best = -1;
+    for (int k = 0; k < pool_count; k++) {
+        if (pool[k].size >= needed && pool[k].size / 2 <= needed
+            && (best < 0 || pool[k].size < pool[best].size)) {
+            best = k;
+        }
+    }
+    if (best >= 0) {
+        unsigned char *memory = pool[best].memory;
+        *mapped = pool[best].size;
+        pool_bytes -= pool[best].size;
+        pool[best] = pool[--pool_count];
+        return memory;
+    }
+    void *memory = mmap(NULL, needed, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    *mapped = needed;
+    return memory;
+}
+
+/* Give back memory from code_memory(), in any state: it goes back to the pool
+ * only once it is read+write again (not executable), else it is unmapped. */
+static void
+release_code_memory(unsigned char *memory, size_t size)
+{
+    if (pool_count < POOL_SLOTS && pool_bytes + size <= POOL_BYTES
+        && mprotect(memory, size, PROT_READ | PROT_WRITE) == 0) {
+        pool[pool_count].memory = memory;
+        pool[pool_count].size = size;
+        pool_count++;
+        pool_bytes += size;
+        return;
+    }
+    munmap(memory, size);
 }
 
 static int
@@ -135,16 +197,17 @@ jitcode_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         goto done;
     }
     long page = sysconf(_SC_PAGESIZE);
-    size_t mapped = ((size_t)code.len + (size_t)page - 1) & ~((size_t)page - 1);
-    void *memory = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (memory == MAP_FAILED) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    size_t needed = ((size_t)code.len + (size_t)page - 1) & ~((size_t)page - 1);
+    size_t mapped;
+    unsigned char *memory = code_memory(needed, &mapped);
+    if (memory == NULL) {
         Py_CLEAR(self);
         goto done;
     }
     self->memory = memory;
     self->mapped_size = mapped;
     memcpy(memory, code.buf, (size_t)code.len);
+    memset(memory + code.len, 0, mapped - (size_t)code.len);
     if (apply_patches(self, patches.buf, patches.len / PATCH_RECORD_SIZE) < 0) {
         Py_CLEAR(self);
         goto done;
@@ -185,7 +248,7 @@ jitcode_dealloc(JitCode *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     if (self->memory != NULL) {
-        munmap(self->memory, self->mapped_size);
+        release_code_memory(self->memory, self->mapped_size);
     }
     PyMem_Free(self->rwdata);
     Py_CLEAR(self->co);

@@ -22,7 +22,8 @@
 /* A placement of the shim or a uop, as emit.py describes it: its stencil,
  * the placement its jump goes to, its exit, exit-after and error stubs (their
  * numbers among the exit / error stubs), its oparg, its operands (base and
- * value) and the address of its instruction; -1 for what it has not. */
+ * value) and the offset of its instruction in code units (code_unit() makes
+ * it the address); -1 for what it has not. */
 enum {
     U_STENCIL, U_JUMP, U_EXIT, U_EXIT_AFTER, U_ERROR, U_OPARG, U_BASE0, U_VALUE0, U_BASE1,
     U_VALUE1, U_INSTR, U_WORDS,
@@ -416,7 +417,7 @@ describe(Layout *l)
                 return -1;
             }
             row[CPJIT_P_OPARG] = u[U_OPARG];
-            row[CPJIT_P_INSTR] = u[U_INSTR];
+            row[CPJIT_P_INSTR] = code_unit(l, u[U_INSTR]);
         }
         else if (i < first_error) {   /* an exit stub: its operand is its exit record */
             int64_t k = i - first_exit;

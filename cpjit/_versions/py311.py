@@ -76,13 +76,27 @@ except ImportError:  # pragma: no cover
     _ADAPTIVE_NAMES = opcode.opname
 
 
-def adaptive_name(adaptive: bytes, offset: int) -> str | None:
-    """The name of the (possibly specialized) instruction at `offset` (code units)
-    in a code object's adaptive bytecode."""
-    position = 2 * offset
-    if position >= len(adaptive):
-        return None
-    return _ADAPTIVE_NAMES[adaptive[position]]
+# By opcode: the name of a specialized instruction, None for an adaptive one
+# (waiting to specialize: it says nothing yet).
+_SPECIALIZED_NAMES = tuple(None if name.endswith("_ADAPTIVE") else name
+                           for name in _ADAPTIVE_NAMES)
+
+
+def specialized(code: types.CodeType, instructions: list[Instruction]) -> list[tuple[int, str]]:
+    """(index, name) of each of `instructions` that tier 1 specialized, in
+    order: its opcode in the code object's adaptive bytecode is another one
+    than its own, and not an adaptive one."""
+    opcodes = code._co_code_adaptive[::2]  # one per code unit
+    count = len(opcodes)
+    names = _SPECIALIZED_NAMES
+    found = []
+    for index, ins in enumerate(instructions):
+        offset = ins.offset
+        if offset < count:
+            name = names[opcodes[offset]]
+            if name is not None and name != ins.name:
+                found.append((index, name))
+    return found
 
 
 _decoded: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
@@ -146,16 +160,6 @@ def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     return instructions, list(concrete.exception_table)
 
 
-def successors(instruction: Instruction) -> list[int]:
-    """Offsets control can go to after `instruction` in normal (not exceptional) flow."""
-    targets = []
-    if instruction.name not in NO_FALLTHROUGH:
-        targets.append(instruction.next)
-    if instruction.jump_target is not None:
-        targets.append(instruction.jump_target)
-    return targets
-
-
 def nlocalsplus(code: types.CodeType) -> int:
     cells_not_args = set(code.co_cellvars) - set(code.co_varnames)
     return len(code.co_varnames) + len(cells_not_args) + len(code.co_freevars)
@@ -199,10 +203,15 @@ class Lowering:
 
     def lower(self, ins: Instruction) -> list[UOp] | None:
         """The uops of `ins`, or None when it is not compiled (the code side-exits)."""
-        method: Callable[[Instruction], list[UOp] | None] | None = getattr(self, ins.name, None)
-        if method is None:
-            return None
-        return method(ins)
+        method = _LOWERINGS.get(ins.name)
+        return None if method is None else method(self, ins)
+
+    def lower_all(self, instructions: list[Instruction]) -> list[list[UOp] | None]:
+        """lower() of each instruction, in order (the loop of a translation:
+        one table lookup and one call per instruction)."""
+        methods = _LOWERINGS
+        return [None if (method := methods.get(ins.name)) is None else method(self, ins)
+                for ins in instructions]
 
     # -- helpers --
 
@@ -365,20 +374,25 @@ class Lowering:
     def JUMP_BACKWARD_NO_INTERRUPT(self, ins):
         return [self._u("_JUMP", ins, jump=True)]
 
-    def _conditional(self, uop: str, backward: bool):
-        def lower(ins):
+    def _conditional(uop: str, backward: bool):
+        """The lowering of a POP_JUMP_{FORWARD,BACKWARD}_IF_*: `uop`, after an
+        eval-breaker check when it jumps backward."""
+        def lower(self, ins):
             uops = [self._u(uop, ins, jump=True)]
             if backward:
                 uops.insert(0, self._u("_CHECK_EVAL_BREAKER", ins))
             return uops
         return lower
 
-    def __getattr__(self, name):
-        # POP_JUMP_{FORWARD,BACKWARD}_IF_{FALSE,TRUE,NONE,NOT_NONE}
-        if name.startswith("POP_JUMP_") and "_IF_" in name:
-            direction, condition = name[len("POP_JUMP_"):].split("_IF_")
-            return self._conditional(f"_POP_JUMP_IF_{condition}", direction == "BACKWARD")
-        raise AttributeError(name)
+    POP_JUMP_FORWARD_IF_FALSE = _conditional("_POP_JUMP_IF_FALSE", False)
+    POP_JUMP_FORWARD_IF_TRUE = _conditional("_POP_JUMP_IF_TRUE", False)
+    POP_JUMP_FORWARD_IF_NONE = _conditional("_POP_JUMP_IF_NONE", False)
+    POP_JUMP_FORWARD_IF_NOT_NONE = _conditional("_POP_JUMP_IF_NOT_NONE", False)
+    POP_JUMP_BACKWARD_IF_FALSE = _conditional("_POP_JUMP_IF_FALSE", True)
+    POP_JUMP_BACKWARD_IF_TRUE = _conditional("_POP_JUMP_IF_TRUE", True)
+    POP_JUMP_BACKWARD_IF_NONE = _conditional("_POP_JUMP_IF_NONE", True)
+    POP_JUMP_BACKWARD_IF_NOT_NONE = _conditional("_POP_JUMP_IF_NOT_NONE", True)
+    del _conditional
 
     def JUMP_IF_FALSE_OR_POP(self, ins):
         return [self._u("_JUMP_IF_FALSE_OR_POP", ins, jump=True)]
@@ -464,3 +478,9 @@ class Lowering:
 
     def UNPACK_SEQUENCE(self, ins):
         return [self._u("_UNPACK_SEQUENCE", ins, ins.arg)]
+
+
+# Each instruction's lowering by its name: every Lowering method named like
+# an instruction (a dict lookup per instruction instead of getattr).
+_LOWERINGS: dict[str, Callable[[Lowering, Instruction], list[UOp] | None]] = {
+    name: method for name, method in vars(Lowering).items() if name in opcode.opmap}

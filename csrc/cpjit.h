@@ -172,6 +172,8 @@ typedef struct {
     unsigned long long deopts;      /* frames handed to the interpreter by a side exit */
     unsigned long long errors;      /* frames handed to the interpreter with an exception */
     unsigned long long not_entered; /* calls that ran in the interpreter (tracing, hooks) */
+    unsigned long long code_bytes;  /* memory mapped for live compiled code */
+    unsigned long long pooled_bytes; /* freed code memory kept for reuse (jitcode.c) */
 } cpjit_counters;
 extern cpjit_counters cpjit_stats;
 

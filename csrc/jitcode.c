@@ -71,8 +71,7 @@ static struct {
     unsigned char *memory;
     size_t size;
 } pool[POOL_SLOTS];
-static int pool_count;
-static size_t pool_bytes;
+static int pool_count;   /* (their bytes: cpjit_stats.pooled_bytes) */
 
 /* Read+write memory for `needed` bytes (page-rounded: `needed`), from the pool
  * or a fresh mapping; its size in *mapped.  NULL with an OSError. */
@@ -89,8 +88,9 @@ code_memory(size_t needed, size_t *mapped)
     if (best >= 0) {
         unsigned char *memory = pool[best].memory;
         *mapped = pool[best].size;
-        pool_bytes -= pool[best].size;
+        cpjit_stats.pooled_bytes -= pool[best].size;
         pool[best] = pool[--pool_count];
+        cpjit_stats.code_bytes += *mapped;
         return memory;
     }
     void *memory = mmap(NULL, needed, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -99,6 +99,7 @@ code_memory(size_t needed, size_t *mapped)
         return NULL;
     }
     *mapped = needed;
+    cpjit_stats.code_bytes += needed;
     return memory;
 }
 
@@ -107,12 +108,13 @@ code_memory(size_t needed, size_t *mapped)
 static void
 release_code_memory(unsigned char *memory, size_t size)
 {
-    if (pool_count < POOL_SLOTS && pool_bytes + size <= POOL_BYTES
+    cpjit_stats.code_bytes -= size;
+    if (pool_count < POOL_SLOTS && cpjit_stats.pooled_bytes + size <= POOL_BYTES
         && mprotect(memory, size, PROT_READ | PROT_WRITE) == 0) {
         pool[pool_count].memory = memory;
         pool[pool_count].size = size;
         pool_count++;
-        pool_bytes += size;
+        cpjit_stats.pooled_bytes += size;
         return;
     }
     munmap(memory, size);

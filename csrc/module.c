@@ -68,9 +68,11 @@ code_units_address(PyObject *Py_UNUSED(module), PyObject *co)
 static PyObject *
 counters(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{sKsKsKsK}",
+    return Py_BuildValue("{sKsKsKsKsKsK}",
                          "entries", cpjit_stats.entries, "deopts", cpjit_stats.deopts,
-                         "errors", cpjit_stats.errors, "not_entered", cpjit_stats.not_entered);
+                         "errors", cpjit_stats.errors, "not_entered", cpjit_stats.not_entered,
+                         "code_bytes", cpjit_stats.code_bytes,
+                         "pooled_bytes", cpjit_stats.pooled_bytes);
 }
 
 static PyMethodDef module_methods[] = {
@@ -80,7 +82,8 @@ static PyMethodDef module_methods[] = {
     {"code_units_address", code_units_address, METH_O,
      "code_units_address(co)\n--\n\nAddress of the first code unit a frame of `co` runs."},
     {"counters", counters, METH_NOARGS,
-     "counters()\n--\n\nProcess-wide entry, side exit and error counts."},
+     "counters()\n--\n\nProcess-wide entry, side exit and error counts, and the bytes "
+     "of code memory live and kept for reuse."},
     {"set_python_hooks", cpjit_set_python_hooks, METH_VARARGS, NULL},
     {"register_stencils", cpjit_register_stencils, METH_VARARGS,
      "register_stencils(stencils, symbol_addresses, exit_stub, error_stub)\n--\n\nEvery "

@@ -203,23 +203,60 @@ def test_a_function_running_one_long_loop_is_compiled_at_its_first_call():
     assert cpjit._runtime.counters()["entries"] == before + 1
 
 
-def test_memory_is_released_with_the_wrapper():
-    def f(n):
-        for i in range(n):
-            pass
-        return n
+def _mapping_at(address):
+    """The permissions of the mapping that holds `address` ("" when unmapped)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            bounds, perms = line.split()[:2]
+            start, end = (int(part, 16) for part in bounds.split("-"))
+            if start <= address < end:
+                return perms
+    return ""
 
-    wrapper = cpjit.jit(f)
+
+def _looping(n):
+    for i in range(n):
+        pass
+    return n
+
+
+def test_memory_is_released_with_the_wrapper():
+    before = cpjit._runtime.counters()["code_bytes"]
+    wrapper = cpjit.jit(fresh(_looping))
     wrapper(3)
     code = wrapper._code
     address = code.address
+    assert _mapping_at(address).startswith("r-x")
+    assert cpjit._runtime.counters()["code_bytes"] > before
     code_ref = weakref.ref(code)
     del code, wrapper
     gc.collect()
     assert code_ref() is None
+    assert cpjit._runtime.counters()["code_bytes"] == before
+    # Unmapped, or kept for reuse: then no longer executable.
+    assert "x" not in _mapping_at(address)
+
+
+def test_freed_code_memory_is_reused_and_bounded():
+    """Freed code memory goes to a small pool (at most 4 MiB, never executable)
+    and the next compilations take it from there: compiling and dropping many
+    functions maps nothing new, and each reused block runs its new code."""
+    counters = cpjit._runtime.counters
+    live = counters()["code_bytes"]
+    addresses = set()
+    for k in range(40):
+        wrapper = cpjit.jit(fresh(_looping), warmup=0)
+        assert wrapper(k) == k
+        assert wrapper.compiled
+        addresses.add(wrapper._code.address)
+        assert _mapping_at(wrapper._code.address).startswith("r-x")
+        del wrapper
+        gc.collect()
+        assert counters()["code_bytes"] == live
+        assert 0 < counters()["pooled_bytes"] <= 4 << 20
+    assert len(addresses) < 40  # blocks were reused
     with open("/proc/self/maps") as maps:
-        starts = {int(line.split("-")[0], 16) for line in maps}
-    assert address not in starts
+        assert not [line for line in maps if line.split()[1].startswith("rwx")]
 
 
 def test_code_is_never_writable_and_executable():

@@ -27,12 +27,15 @@ interpreter redoes the instruction on boxed values.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import itertools
+import operator
 import struct
 
 from . import analysis, stencil_table
+from .analysis import EFFECTS
 from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
 
 I64, F64 = "i64", "f64"
@@ -51,12 +54,14 @@ _GENERIC_FLOAT_OPS = {"_BINARY_OP_ADD": "_ADD_F64", "_BINARY_OP_SUBTRACT": "_SUB
 _LOCAL_USERS = frozenset({"_DELETE_FAST", "_BINARY_OP_INPLACE_ADD_STR", "_MAKE_CELL",
                           "_LOAD_DEREF", "_STORE_DEREF"})
 _LOCAL_ACCESSES = _LOCAL_USERS | {"_LOAD_FAST", "_STORE_FAST"}
+_LABELS = frozenset({LABEL})
 _TRAMPOLINE_LABELS = 1 << 24  # labels made by this pass: above any bytecode offset
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Virtual:
-    """A stack item not in the frame's stack (see the module doc)."""
+    """A stack item not in the frame's stack (see the module doc).  Compared
+    and hashed by identity (in C): the walk's exit-steps cache goes by it."""
 
     how: str  # "raw", "local" or "const"
     kind: str  # I64 or F64
@@ -84,6 +89,26 @@ def _fits(value) -> bool:
     return -(1 << 63) <= value < (1 << 63)
 
 
+_names = operator.attrgetter("name")
+
+
+def _names_of(uops: list[UOp]) -> list[str]:
+    return list(map(_names, uops))
+
+
+def _where(values: list, wanted) -> list[int]:
+    """The indexes of the values in `wanted` (a set or dict), found at C speed
+    (the pass looks for a few uops among many)."""
+    return list(itertools.compress(itertools.count(), map(wanted.__contains__, values)))
+
+
+def _with_exit_steps(uop: UOp, steps: tuple) -> UOp:
+    """A copy of `uop` with these exit steps (the walk copies most uops of a
+    loop with raw locals so: made at once, without UOp.replace's keywords)."""
+    return UOp(uop.name, uop.oparg, uop.operand0, uop.operand1, uop.offset, uop.exit_to,
+               uop.jump_to, uop.comment, uop.exit_after, steps, uop.exit_after_steps)
+
+
 class _Walk:
     """The rewrite.  `stack` is the abstract stack: None for an item boxed in
     the frame's stack, a Virtual for one that is not (a hole in the real
@@ -91,13 +116,15 @@ class _Walk:
     before it runs (its side exit boxes exactly that state, in place); the
     state is updated after."""
 
-    def __init__(self, trace: Trace, states, specs, raw_locals_at):
+    def __init__(self, trace: Trace, states, region_at):
         self.trace = trace
         self.states = states
-        self.specs = specs
+        self.specs = stencil_table.uops()
         self.flags = _uop_flags()
-        self.raw_locals_at = raw_locals_at  # uop index -> {local: kind} of its loop
-        self.nlocals = len(analysis.entry_state(trace).locals)
+        self.deopts = self.flags.deopts
+        self.region_at = region_at  # uop index -> {local: kind} of its loop, or None
+        entry = states[0] if states and states[0] is not None else analysis.entry_state(trace)
+        self.nlocals = len(entry.locals)
         self.nslots = self.nlocals + trace.code.co_stacksize + 1
         self.out: list[UOp] = []
         self.stack: list[Virtual | None] = []
@@ -107,8 +134,9 @@ class _Walk:
         self.used_slots = False
         self.current: UOp | None = None
         self.consumers: dict[int, tuple[int | None, int]] = {}  # (see consumer())
-        # (id(raw), ids of the stack items) -> (raw, items, steps): see exit_steps()
+        # (id(sync_steps), *stack) -> exit steps: see exit_steps()
         self.exit_cache: dict[tuple, tuple] = {}
+        self.interned: dict[tuple, tuple] = {(): ()}  # exit steps -> the one equal tuple
 
     # -- helpers --
 
@@ -118,20 +146,20 @@ class _Walk:
         return self.nlocals + position
 
     def boxed_above(self, position: int) -> int:
-        return sum(1 for item in self.stack[position + 1:] if item is None)
+        return self.stack[position + 1:].count(None)
 
     def emit(self, name: str, oparg: int = 0, operand0=0, operand1=0, *,
              jump_to: int = -1) -> UOp:
         at = self.current
         uop = UOp(name, oparg, operand0, operand1, at.offset, at.exit_to, jump_to, "",
-                  at.exit_after, self.exit_steps() if name in self.flags.deopts else ())
+                  at.exit_after, self.exit_steps() if name in self.deopts else ())
         self.out.append(uop)
         return uop
 
     def keep(self, uop: UOp) -> UOp:
         """Emit an original uop (a copy, if its exits need steps)."""
-        if uop.name in self.flags.deopts and (self.raw or self.has_virtual()):
-            uop = uop.replace(exit_steps=self.exit_steps())
+        if uop.name in self.deopts and (self.raw or self.stack.count(None) != len(self.stack)):
+            uop = _with_exit_steps(uop, self.exit_steps())
         self.out.append(uop)
         return uop
 
@@ -140,15 +168,20 @@ class _Walk:
 
     def exit_steps(self) -> tuple:
         """The exit steps of the abstract state where we are (see
-        _exit_steps).  Most uops that can exit see the state the one before
-        them saw, so the steps are remembered by the identity of the raw
-        locals' region and of the stack items (the cache holds on to them,
-        so no id is reused while it lives): one tuple, made once, shared."""
-        key = (id(self.raw), *map(id, self.stack))
-        cached = self.exit_cache.get(key)
-        if cached is None:
-            cached = self.exit_cache[key] = (self.raw, tuple(self.stack), self._exit_steps())
-        return cached[2]
+        _exit_steps).  With nothing virtual (most often) they are the raw
+        locals' sync steps.  Else most uops that can exit see the state the
+        one before them saw, so the steps are remembered by the stack items
+        (immutable, hashed by identity, kept alive by the key) and the raw
+        locals' sync steps (interned: kept alive, so their id is theirs):
+        one tuple, made once, shared."""
+        stack = self.stack
+        if stack.count(None) == len(stack):
+            return self.sync_steps
+        key = (id(self.sync_steps), *stack)
+        steps = self.exit_cache.get(key)
+        if steps is None:
+            steps = self.exit_cache[key] = self._exit_steps()
+        return steps
 
     def _exit_steps(self) -> tuple:
         """Uops that put the abstract state into the frame: each virtual item
@@ -167,7 +200,12 @@ class _Walk:
         if not steps:
             return self.sync_steps
         steps.reverse()  # deepest first
-        return (*steps, *self.sync_steps)
+        return self.intern((*steps, *self.sync_steps))
+
+    def intern(self, steps: tuple) -> tuple:
+        """The one tuple of these exit steps in this compilation: emit finds
+        exit stubs by (resume, steps), and the same object compares at once."""
+        return self.interned.setdefault(steps, steps)
 
     @staticmethod
     def _insert_uop(item: Virtual) -> tuple[str, object]:
@@ -208,7 +246,7 @@ class _Walk:
             return True
         uop = self.trace.uops[consumer]
         if uop.name == "_STORE_FAST":
-            return uop.oparg in self.raw_locals_at.get(consumer, {})
+            return uop.oparg in (self.region_at[consumer] or ())
         if uop.name in _SUBSCRIPTS:
             return position == 0  # the index (the top item)
         return uop.name in _RAW_CONSUMERS
@@ -239,14 +277,15 @@ class _Walk:
         ordered = sorted(raw.items())
         self.syncs = tuple(("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
                            for local, kind in ordered)
-        self.sync_steps = tuple(ExitStep("sync_" + kind, local) for local, kind in ordered)
+        self.sync_steps = self.intern(tuple(ExitStep("sync_" + kind, local)
+                                            for local, kind in ordered))
 
     def sync_locals(self) -> None:
         """Box the raw locals into the frame (each if it changed).  (emit()'s
         work, done once for all: they see the same state.)"""
         if not self.syncs:
             return
-        at, steps, deopts = self.current, self.exit_steps(), self.flags.deopts
+        at, steps, deopts = self.current, self.exit_steps(), self.deopts
         self.out += [UOp(name, local, 0, 0, at.offset, at.exit_to, -1, "", at.exit_after,
                          steps if name in deopts else ())
                      for name, local in self.syncs]
@@ -322,47 +361,55 @@ class _Walk:
 
     # -- the walk --
 
-    def run(self) -> list[UOp]:
-        uops, states, regions = self.trace.uops, self.states, self.raw_locals_at
-        for index, uop in enumerate(uops):
+    def run(self) -> tuple[list[UOp], list[str]]:
+        """The rewritten uops, and their names."""
+        uops, handlers = self.trace.uops, _HANDLERS
+        for index, uop, state, region in zip(itertools.count(), uops, self.states, self.region_at):
             self.current = uop
-            region = regions.get(index)
             if uop.name == LABEL:
-                self.materialize()
-                if region is None and self.raw:
-                    self.leave_region()  # falling out of a loop into a label after it
-                elif region is not None and region is not self.raw:
-                    if uop.oparg < _TRAMPOLINE_LABELS:  # the loop's header: box -> slots
-                        for local, kind in sorted(region.items()):
-                            self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64",
-                                      local)
-                    self.enter(region)  # (a trampoline is reached from inside the loop)
-                self.out.append(uop)
+                self.label(uop, region)
                 continue
             if region is None and self.raw:
                 self.leave_region()
-            state = states[index]
             if state is None:
                 self.keep(uop)
                 continue
             if len(state.stack) != len(self.stack):
                 self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
-            handler = _HANDLERS.get(uop.name)
+            handler = handlers.get(uop.name)
+            if handler is None:
+                self.generic(uop)
+                continue
             try:
-                if handler is None or not handler(self, uop, index):
+                if not handler(self, uop, index):
                     self.generic(uop)
             except _Skip:
                 self.generic(uop)
         if self.raw:
             self.leave_region()
         out = self.out
-        names = [uop.name for uop in out]  # (the peepholes' uops are looked for at C speed)
+        names = _names_of(out)  # (the peepholes' uops are looked for at C speed)
         if "_GUARD_TYPE" in names:
             out = _without_guards_before_unboxing(out, names)
-            names = [uop.name for uop in out]
+            names = _names_of(out)
         if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
             out = _fused_list_items(out, names)
-        return out
+            names = _names_of(out)
+        return out, names
+
+    def label(self, uop: UOp, region: dict[int, str] | None) -> None:
+        """A jump target: nothing virtual on the stack; where a loop with raw
+        locals starts, they are unboxed (from a trampoline's label on they
+        are raw already: it is reached from inside the loop)."""
+        self.materialize()
+        if region is None and self.raw:
+            self.leave_region()  # falling out of a loop into a label after it
+        elif region is not None and region is not self.raw:
+            if uop.oparg < _TRAMPOLINE_LABELS:  # the loop's header: box -> slots
+                for local, kind in sorted(region.items()):
+                    self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64", local)
+            self.enter(region)
+        self.out.append(uop)
 
     def leave_region(self) -> None:
         last = self.out[-1] if self.out else None
@@ -372,27 +419,46 @@ class _Walk:
         self.enter({})
 
     def generic(self, uop: UOp) -> None:
-        if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
-            uop = uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED")
-        name, flags, stack = uop.name, self.flags, self.stack
-        spec = self.specs[name]
-        pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-        if stack.count(None) != len(stack):  # something virtual: boxed where the uop looks
-            # (all of the stack for a jump target, or a uop reading below its inputs)
-            self.materialize(None if name in flags.sees_whole_stack else pops)
-        if self.raw and name in flags.needs_frame:
+        """A uop on objects.  When nothing is unboxed (most code outside
+        loops) it comes out as it is.  Else the virtual items it looks at are
+        boxed first (all of the stack for a jump target or a uop reading below
+        its inputs), the raw locals are synced before code that needs the
+        frame, and its exits get the steps that box what stays unboxed."""
+        stack, raw = self.stack, self.raw
+        pops, pushes, deopts, exits_after, sees_whole_stack, needs_frame = \
+            _GENERIC[uop.name, uop.oparg]
+        if not raw and stack.count(None) == len(stack):
+            self.out.append(uop)  # (and nothing is unboxed after it either)
+            del stack[len(stack) - pops:]
+            if pushes:
+                stack += [None] * pushes
+            return
+        kept = uop
+        if stack.count(None) != len(stack):
+            self.materialize(None if sees_whole_stack else pops)
+        if raw and needs_frame:
             self.sync_locals()
-        kept = self.keep(uop)
+        if deopts and (raw or stack.count(None) != len(stack)):
+            kept = _with_exit_steps(uop, self.exit_steps())
+        self.out.append(kept)
         del stack[len(stack) - pops:]
         if pushes:
-            stack.extend([None] * pushes)
-        if name in flags.exits_after and (self.raw or self.has_virtual()):
+            stack += [None] * pushes
+        if exits_after and (raw or stack.count(None) != len(stack)):
             # its exit after its effect boxes what is unboxed below its outputs
             if kept is uop:
                 kept = self.out[-1] = uop.replace()
             kept.exit_after_steps = self.exit_steps()
 
     # -- uops that work on virtual items (return True when handled) --
+
+    def on_CHECK_EVAL_BREAKER(self, uop: UOp, index: int) -> bool:
+        """In a loop with raw locals: the variant that syncs them itself, only
+        when it is about to run Python code."""
+        if not self.raw:
+            return False
+        self.generic(uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED"))
+        return True
 
     def on_LOAD_FAST(self, uop: UOp, index: int) -> bool:
         local = uop.oparg
@@ -649,6 +715,24 @@ def _consumer(uops: list[UOp], specs, i: int) -> tuple[int | None, int]:
     return None, 0
 
 
+class _GenericInfo(dict):
+    """(name, oparg) -> what generic() asks about a uop: (pops, pushes,
+    deopts, exits after its effect, sees the whole stack, needs the frame);
+    worked out on first use, then one lookup in C per uop."""
+
+    def __missing__(self, key: tuple[str, int]) -> tuple:
+        name, oparg = key
+        flags = _uop_flags()
+        effect = EFFECTS[key]
+        info = self[key] = (effect.pops, effect.pushes, name in flags.deopts,
+                            name in flags.exits_after, name in flags.sees_whole_stack,
+                            name in flags.needs_frame)
+        return info
+
+
+_GENERIC = _GenericInfo()
+
+
 class _UopFlags:
     """The names of the uops with each flag the walk asks about, gathered
     once (it asks for nearly every uop it keeps or emits)."""
@@ -678,7 +762,7 @@ def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[U
     and unbox: the unboxing checks the same type (and side-exits to the same
     instruction, its exit boxing back what was popped before)."""
     dropped = set()
-    for g in [g for g, name in enumerate(names) if name == "_GUARD_TYPE"]:
+    for g in _where(names, _GUARD_TYPES):
         guard = uops[g]
         if guard.operand0.value not in (int, float):
             continue
@@ -699,6 +783,7 @@ def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[U
     return kept
 
 
+_GUARD_TYPES = frozenset({"_GUARD_TYPE"})
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
 _STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
                 "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
@@ -711,7 +796,7 @@ def _fused_list_items(uops: list[UOp], names: list[str]) -> list[UOp]:
     side-exits (before any effect) as the first of the two would.  (No uop
     is the second of one pair and the first of another: the pairs found are
     fused independently, last first so that the indexes stay right.)"""
-    firsts = [k for k, name in enumerate(names) if name in _FUSED_FIRSTS]
+    firsts = _where(names, _FUSED_FIRSTS)
     out = list(uops)
     for k in reversed(firsts):
         if k + 1 == len(uops):
@@ -735,8 +820,11 @@ class _Skip(Exception):
 
 def _jumps(uops: list[UOp], labels: dict[int, int]) -> list[tuple[int, int]]:
     """(uop index, target uop index) of every jump."""
-    return [(i, labels[uop.jump_to]) for i, uop in enumerate(uops)
-            if uop.jump_to in labels and uop.name != LABEL]
+    return [(i, labels[uops[i].jump_to]) for i in _where(list(map(_jump_to, uops)), labels)
+            if uops[i].name != LABEL]
+
+
+_jump_to = operator.attrgetter("jump_to")
 
 
 def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -751,10 +839,11 @@ def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
-def _raw_locals(trace: Trace, states, start: int, end: int,
-                jumps: list[tuple[int, int]]) -> dict[int, str]:
+def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[int, int]],
+                accesses: list[int]) -> dict[int, str]:
     """Locals of a loop that can live in slots: plain locals whose type is the
-    same int or float wherever the loop reads or writes them."""
+    same int or float wherever the loop reads or writes them.  (`accesses`:
+    the indexes of the trace's uops that touch locals, in order.)"""
     uops = trace.uops
     # Entered only through its header, by falling into it.
     if start == 0 or uops[start - 1].name in _uop_flags().terminates:
@@ -765,8 +854,9 @@ def _raw_locals(trace: Trace, states, start: int, end: int,
     plain = len(code.co_varnames)
     cells = set(code.co_cellvars)
     kinds: dict[int, str | None] = {}
-    for uop, state in zip(uops[start:end + 1], states[start:end + 1]):
-        if uop.name not in _LOCAL_ACCESSES or state is None:
+    for i in accesses[bisect.bisect_left(accesses, start):bisect.bisect_right(accesses, end)]:
+        uop, state = uops[i], states[i]
+        if state is None:
             continue
         if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
             local = uop.oparg
@@ -775,42 +865,46 @@ def _raw_locals(trace: Trace, states, start: int, end: int,
             if kinds.get(local, kind) != kind:
                 kind = None
             kinds[local] = kind
-        elif uop.name in _LOCAL_USERS:
+        else:  # _LOCAL_USERS
             kinds[uop.oparg] = None
     return {local: kind for local, kind in kinds.items() if kind is not None}
 
 
 def unbox(trace: Trace, context) -> list[str]:
     """Rewrite typed arithmetic on ints and floats to raw values; see the module doc."""
-    specs = stencil_table.uops()
     try:
         _, states = context.analyze(trace)
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
-    labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
-    jumps = _jumps(trace.uops, labels)
-    raw_locals_at: dict[int, dict[int, str]] = {}  # uop index -> its loop's raw locals
+    uops = trace.uops
+    names = _names_of(uops)
+    labels = {uops[i].oparg: i for i in _where(names, _LABELS)}
+    jumps = _jumps(uops, labels)
+    loops = _loops(jumps)
+    region_at: list[dict[int, str] | None] = [None] * len(uops)  # uop index -> its loop's raw locals
     regions = []
-    for start, end in _loops(jumps):
-        raw = _raw_locals(trace, states, start, end, jumps)
-        if raw:
-            regions.append(raw)
-            raw_locals_at.update(dict.fromkeys(range(start, end + 1), raw))
+    if loops:
+        accesses = _where(names, _LOCAL_ACCESSES)
+        for start, end in loops:
+            raw = _raw_locals(trace, states, start, end, jumps, accesses)
+            if raw:
+                regions.append(raw)
+                region_at[start:end + 1] = [raw] * (end + 1 - start)
     if regions:
-        trace.uops = _with_exit_trampolines(trace, raw_locals_at, jumps, labels, states)
-    walk = _Walk(trace, states, specs, raw_locals_at)
-    before = [u.name for u in trace.uops]
-    uops = walk.run()
+        trace.uops = _with_exit_trampolines(trace, region_at, jumps, labels, states)
+        names = _names_of(trace.uops)
+    walk = _Walk(trace, states, region_at)
+    out, out_names = walk.run()
     changes = []
     for text in sorted({_describe_region(trace, raw) for raw in regions}):
         changes.append(f"unboxed locals in a loop: {text}")
-    raw_uops = [u for u in uops if u.name in _RAW_UOPS]
+    raw_uops = sum(map(_RAW_UOPS.__contains__, out_names))
     if raw_uops:
-        changes.append(f"{len(raw_uops)} uops on raw ints and floats")
-    if walk.used_slots or raw_locals_at:
+        changes.append(f"{raw_uops} uops on raw ints and floats")
+    if walk.used_slots or regions:
         trace.slots = 2 * walk.nslots  # a value and a dirty flag each
-    trace.uops[:] = uops
-    return changes if [u.name for u in uops] != before else []
+    trace.uops[:] = out
+    return changes if out_names != names else []
 
 
 def _describe_region(trace: Trace, raw: dict[int, str]) -> str:
@@ -828,24 +922,24 @@ _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})
 
 
-def _with_exit_trampolines(trace: Trace, raw_locals_at, jumps, labels, states) -> list[UOp]:
+def _with_exit_trampolines(trace: Trace, region_at, jumps, labels, states) -> list[UOp]:
     """Jumps from inside a loop with raw locals to outside go to a trampoline
     label at the end of the trace instead, which the walk will make box the
     raw locals and then jump on.  The trampoline's label belongs to its loop's
-    region (in raw_locals_at), and both its uops see what the jump's target
+    region (in region_at), and both its uops see what the jump's target
     sees (appended to states: a join that includes the trampoline's own edge:
     sound, and no second analysis)."""
     uops = list(trace.uops)
     fresh = _TRAMPOLINE_LABELS
     for i, target_index in jumps:
-        region = raw_locals_at.get(i)
-        if region is None or raw_locals_at.get(target_index) is region:
+        region = region_at[i]
+        if region is None or region_at[target_index] is region:
             continue
         uop = uops[i]
         fresh += 1
         target = uop.jump_to
         uops[i] = uop.replace(jump_to=fresh)
-        raw_locals_at[len(uops)] = region
+        region_at += [region, None]  # (the jump: leaving the region boxes the locals)
         uops.append(UOp(LABEL, fresh, offset=uop.offset))
         # What boxes the locals here side-exits to where the jump goes.
         resume = trace.instruction_at(target)

@@ -31,7 +31,6 @@ import bisect
 import dataclasses
 import functools
 import itertools
-import operator
 import struct
 
 from . import analysis, stencil_table
@@ -54,7 +53,6 @@ _GENERIC_FLOAT_OPS = {"_BINARY_OP_ADD": "_ADD_F64", "_BINARY_OP_SUBTRACT": "_SUB
 _LOCAL_USERS = frozenset({"_DELETE_FAST", "_BINARY_OP_INPLACE_ADD_STR", "_MAKE_CELL",
                           "_LOAD_DEREF", "_STORE_DEREF"})
 _LOCAL_ACCESSES = _LOCAL_USERS | {"_LOAD_FAST", "_STORE_FAST"}
-_LABELS = frozenset({LABEL})
 _TRAMPOLINE_LABELS = 1 << 24  # labels made by this pass: above any bytecode offset
 
 
@@ -69,6 +67,10 @@ class Virtual:
     local: int = -1  # local: which local
     value: object = None  # const: the constant
     guard: type | None = None  # local: a type guard still to check if it is boxed
+    # The action and value of the exit step that boxes it (see _exit_steps),
+    # made with the item: the walk makes exit steps for many states.
+    exit_action: str = ""
+    exit_value: object = 0
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,30 +78,35 @@ def _raw_item(kind: str, slot: int) -> Virtual:
     """The raw item of `kind` in `slot`.  Items are immutable, so each is one
     shared object: cheap to make, and the same state is the same objects
     (which the walk's exit-steps cache goes by)."""
-    return Virtual("raw", kind, slot=slot)
+    return Virtual("raw", kind, slot=slot, exit_action="box_" + kind, exit_value=slot)
 
 
 @functools.lru_cache(maxsize=None)
 def _local_item(kind: str, local: int) -> Virtual:
     """The pending load of `local` (of `kind`), not yet guarded; shared likewise."""
-    return Virtual("local", kind, local=local)
+    return Virtual("local", kind, local=local, exit_action="local", exit_value=local)
+
+
+def _const_item(value: int | float) -> Virtual:
+    """The pending constant `value`."""
+    return Virtual("const", _KIND[type(value)], value=value, exit_action="const",
+                   exit_value=Obj(value))
 
 
 def _fits(value) -> bool:
     return -(1 << 63) <= value < (1 << 63)
 
 
-_names = operator.attrgetter("name")
+def _is_number(value) -> bool:
+    """A constant that can be raw: a float, or an int that fits in 64 bits."""
+    return type(value) is float or (type(value) is int and _fits(value))
+
+
+_new = tuple.__new__  # (a NamedTuple made without its __new__, a Python function)
 
 
 def _names_of(uops: list[UOp]) -> list[str]:
-    return list(map(_names, uops))
-
-
-def _where(values: list, wanted) -> list[int]:
-    """The indexes of the values in `wanted` (a set or dict), found at C speed
-    (the pass looks for a few uops among many)."""
-    return list(itertools.compress(itertools.count(), map(wanted.__contains__, values)))
+    return [uop.name for uop in uops]
 
 
 def _with_exit_steps(uop: UOp, steps: tuple) -> UOp:
@@ -116,13 +123,13 @@ class _Walk:
     before it runs (its side exit boxes exactly that state, in place); the
     state is updated after."""
 
-    def __init__(self, trace: Trace, states, region_at):
+    def __init__(self, trace: Trace, states, region_at, walked: list[int]):
         self.trace = trace
         self.states = states
-        self.specs = stencil_table.uops()
         self.flags = _uop_flags()
         self.deopts = self.flags.deopts
         self.region_at = region_at  # uop index -> {local: kind} of its loop, or None
+        self.walked = walked  # (see _walked)
         entry = states[0] if states and states[0] is not None else analysis.entry_state(trace)
         self.nlocals = len(entry.locals)
         self.nslots = self.nlocals + trace.code.co_stacksize + 1
@@ -186,20 +193,13 @@ class _Walk:
     def _exit_steps(self) -> tuple:
         """Uops that put the abstract state into the frame: each virtual item
         boxed into its place (deepest first), each changed raw local boxed."""
-        steps = []
-        above = 0  # the boxed items above an item stay above it
-        for item in reversed(self.stack):
-            if item is None:
-                above += 1
-            elif item.how == "raw":
-                steps.append(ExitStep("box_" + item.kind, above, item.slot))
-            elif item.how == "local":
-                steps.append(ExitStep("local", above, item.local))
-            else:
-                steps.append(ExitStep("const", above, Obj(item.value)))
+        stack = self.stack
+        # Deepest first; the boxed items above an item stay above it.
+        steps = [_new(ExitStep, (stack[p].exit_action, stack[p + 1:].count(None),
+                                 stack[p].exit_value))
+                 for p in itertools.compress(range(len(stack)), stack)]  # (the virtual ones)
         if not steps:
             return self.sync_steps
-        steps.reverse()  # deepest first
         return self.intern((*steps, *self.sync_steps))
 
     def intern(self, steps: tuple) -> tuple:
@@ -255,7 +255,7 @@ class _Walk:
         """_consumer(index), remembered (asked for only where a value may go raw)."""
         found = self.consumers.get(index)
         if found is None:
-            found = self.consumers[index] = _consumer(self.trace.uops, self.specs, index)
+            found = self.consumers[index] = _consumer(self.trace.uops, index)
         return found
 
     def raw_result_kind(self, index: int) -> str | None:
@@ -304,25 +304,33 @@ class _Walk:
         their position's slot unless already in a slot) and return the slots.
         Boxed operands are at the top of the real stack: they are popped and
         unboxed, topmost first."""
-        base = len(self.stack) - count
+        stack = self.stack
+        base = len(stack) - count
+        have = []  # the operands' kinds
         for k in range(count):  # check everything before emitting anything
-            item = self.stack[base + k]
-            kind = _KIND.get(self.item_type(index, count - k)) if item is None else item.kind
-            if item is not None and item.how == "const" and kinds[k] == I64 \
-                    and not isinstance(item.value, int):
+            item = stack[base + k]
+            if item is None:
+                kind = _KIND.get(self.item_type(index, count - k))
+            elif item.how == "const" and kinds[k] == I64 and not isinstance(item.value, int):
                 kind = None
+            else:
+                kind = item.kind
             if kind is None or (kind == F64 and kinds[k] == I64):
                 raise _Skip("an operand that is not of the kind needed")
+            have.append(kind)
         for k in reversed(range(count)):
-            if self.stack[base + k] is None:
-                kind = _KIND[self.item_type(index, count - k)]
-                self.emit("_POP_UNBOX_I64" if kind == I64 else "_POP_UNBOX_F64",
-                          self.temp(base + k))
-                self.stack[base + k] = _raw_item(kind, self.temp(base + k))
+            if stack[base + k] is None:
+                slot = self.temp(base + k)
+                self.emit("_POP_UNBOX_I64" if have[k] == I64 else "_POP_UNBOX_F64", slot)
+                stack[base + k] = _raw_item(have[k], slot)
         slots = []
         for k in range(count):
-            slot = self.convert(self.stack[base + k], kinds[k], base + k)
-            self.stack[base + k] = _raw_item(kinds[k], slot)
+            item = stack[base + k]
+            if item.how == "raw" and item.kind == kinds[k]:
+                slots.append(item.slot)  # (there already)
+                continue
+            slot = self.convert(item, kinds[k], base + k)
+            stack[base + k] = _raw_item(kinds[k], slot)
             slots.append(slot)
         return slots
 
@@ -349,7 +357,7 @@ class _Walk:
         return temp
 
     def binary(self, raw_name: str, kinds: list[str], result: str, index: int) -> None:
-        if raw_name != "_POW_F64" and any(item is None for item in self.stack[-2:]) \
+        if raw_name != "_POW_F64" and None in self.stack[-2:] \
                 and not self.feeds_raw(index):
             # An operand that is an object costs an unboxing, and the result
             # would be boxed again at once: the typed uop on objects is cheaper.
@@ -363,14 +371,51 @@ class _Walk:
 
     def run(self) -> tuple[list[UOp], list[str]]:
         """The rewritten uops, and their names."""
-        uops, handlers = self.trace.uops, _HANDLERS
-        for index, uop, state, region in zip(itertools.count(), uops, self.states, self.region_at):
+        index, end = 0, len(self.trace.uops)
+        while index < end:
+            index = self.walk(self.copy_plain(index))
+        if self.raw:
+            self.leave_region()
+        out = self.out
+        names = _names_of(out)  # (the peepholes' uops are looked for at C speed)
+        if "_GUARD_TYPE" in names:
+            out = _without_guards_before_unboxing(out, names)
+            names = _names_of(out)
+        if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
+            out = _fused_list_items(out, names)
+            names = _names_of(out)
+        return out, names
+
+    def copy_plain(self, index: int) -> int:
+        """Where nothing is unboxed (no raw locals, nothing virtual), the uops
+        before the next one that could unbox something (see _walked) come out
+        as they are, at once (most code outside loops).  Returns that uop's
+        index."""
+        uops, walked = self.trace.uops, self.walked
+        found = bisect.bisect_left(walked, index)
+        following = walked[found] if found < len(walked) else len(uops)
+        if following > index:
+            self.out += uops[index:following]
+            state = self.states[following] if following < len(uops) else None
+            self.stack = [None] * len(state.stack) if state is not None else []
+        return following
+
+    def walk(self, start: int) -> int:
+        """Uop by uop from `start` until nothing is unboxed after one; returns
+        the index where it stopped."""
+        uops, states, region_at, handlers = self.trace.uops, self.states, self.region_at, _HANDLERS
+        for index in range(start, len(uops)):
+            if not self.raw and index > start and self.stack.count(None) == len(self.stack):
+                return index
+            uop = uops[index]
             self.current = uop
+            region = region_at[index]
             if uop.name == LABEL:
                 self.label(uop, region)
                 continue
             if region is None and self.raw:
                 self.leave_region()
+            state = states[index]
             if state is None:
                 self.keep(uop)
                 continue
@@ -385,17 +430,7 @@ class _Walk:
                     self.generic(uop)
             except _Skip:
                 self.generic(uop)
-        if self.raw:
-            self.leave_region()
-        out = self.out
-        names = _names_of(out)  # (the peepholes' uops are looked for at C speed)
-        if "_GUARD_TYPE" in names:
-            out = _without_guards_before_unboxing(out, names)
-            names = _names_of(out)
-        if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
-            out = _fused_list_items(out, names)
-            names = _names_of(out)
-        return out, names
+        return len(uops)
 
     def label(self, uop: UOp, region: dict[int, str] | None) -> None:
         """A jump target: nothing virtual on the stack; where a loop with raw
@@ -474,8 +509,8 @@ class _Walk:
 
     def on_LOAD_CONST(self, uop: UOp, index: int) -> bool:
         value = uop.operand0.value
-        if type(value) is float or (type(value) is int and _fits(value)):
-            self.stack.append(Virtual("const", _KIND[type(value)], value=value))
+        if _is_number(value):
+            self.stack.append(_const_item(value))
             return True
         return False
 
@@ -673,6 +708,11 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
     setattr(_Walk, "on" + _name, _Walk._subscript)
 # uop name -> its _Walk.on_<name> method (one dict lookup per uop in run)
 _HANDLERS = {name[2:]: method for name, method in vars(_Walk).items() if name.startswith("on_")}
+# Handled uops that unbox nothing where nothing is unboxed yet (no raw
+# locals, nothing virtual): they come out as they are (or as an equal copy).
+_PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_POP_TOP", "_GUARD_TYPE", "_STORE_FAST",
+                               "_COPY", "_SWAP", *_RAW_SUBSCRIPTS})
+_MAY_UNBOX = frozenset(_HANDLERS) - _PLAIN_WHEN_BOXED
 
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
 _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
@@ -688,30 +728,30 @@ _RAW_CONSUMERS = frozenset({*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLO
                             "_UNARY_NEGATIVE_INT", "_UNARY_NEGATIVE_FLOAT", "_BINARY_OP"})
 
 
-def _consumer(uops: list[UOp], specs, i: int) -> tuple[int | None, int]:
+def _consumer(uops: list[UOp], i: int) -> tuple[int | None, int]:
     """For a uop that pushes one value: the uop that pops it and where the
     value is among that uop's inputs (0: the top), when straight-line code
     leads there (not past a label, a branch or a uop reading below its inputs
     other than a type guard); else (None, 0)."""
     uop = uops[i]
-    if uop.name == LABEL or specs[uop.name].pushes(uop.oparg) != 1:
+    if uop.name == LABEL or EFFECTS[uop.name, uop.oparg].pushes != 1:
         return None, 0
+    peeks = _uop_flags().peeks
     above = 0  # items pushed over the value since
-    for j in range(i + 1, min(i + 40, len(uops))):
-        later = uops[j]
-        if later.name == LABEL:
+    for j, later in enumerate(itertools.islice(uops, i + 1, i + 40), i + 1):
+        name = later.name
+        if name == LABEL:
             break
-        if later.name == "_GUARD_TYPE":
+        if name == "_GUARD_TYPE":
             continue  # checks an item where it is (virtual ones too)
-        spec = specs[later.name]
-        if "PEEKS" in spec.flags:
+        if name in peeks:
             break
-        pops = spec.pops(later.oparg)
+        pops, pushes, _, jumps, _ = EFFECTS[name, later.oparg]
         if pops > above:
             return j, above
-        if spec.jumps:
+        if jumps:
             break
-        above += spec.pushes(later.oparg) - pops
+        above += pushes - pops
     return None, 0
 
 
@@ -745,6 +785,7 @@ class _UopFlags:
         self.deopts = having("DEOPTS")  # exits: needs exit steps
         self.exits_after = having("EXITS_AFTER")  # and after its effect
         self.terminates = having("TERMINATES")
+        self.peeks = having("PEEKS")  # reads below its inputs
         self.sees_whole_stack = having("JUMPS", "PEEKS")  # a jump target, or reads below its inputs
         self.needs_frame = having("ESCAPES", "ERRORS", "LEAVES")  # raw locals synced first
 
@@ -762,7 +803,7 @@ def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[U
     and unbox: the unboxing checks the same type (and side-exits to the same
     instruction, its exit boxing back what was popped before)."""
     dropped = set()
-    for g in _where(names, _GUARD_TYPES):
+    for g in [g for g, name in enumerate(names) if name == "_GUARD_TYPE"]:
         guard = uops[g]
         if guard.operand0.value not in (int, float):
             continue
@@ -783,7 +824,6 @@ def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[U
     return kept
 
 
-_GUARD_TYPES = frozenset({"_GUARD_TYPE"})
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
 _STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
                 "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
@@ -796,7 +836,7 @@ def _fused_list_items(uops: list[UOp], names: list[str]) -> list[UOp]:
     side-exits (before any effect) as the first of the two would.  (No uop
     is the second of one pair and the first of another: the pairs found are
     fused independently, last first so that the indexes stay right.)"""
-    firsts = _where(names, _FUSED_FIRSTS)
+    firsts = [k for k, name in enumerate(names) if name in _FUSED_FIRSTS]
     out = list(uops)
     for k in reversed(firsts):
         if k + 1 == len(uops):
@@ -820,11 +860,8 @@ class _Skip(Exception):
 
 def _jumps(uops: list[UOp], labels: dict[int, int]) -> list[tuple[int, int]]:
     """(uop index, target uop index) of every jump."""
-    return [(i, labels[uops[i].jump_to]) for i in _where(list(map(_jump_to, uops)), labels)
-            if uops[i].name != LABEL]
-
-
-_jump_to = operator.attrgetter("jump_to")
+    return [(i, labels[uop.jump_to]) for i, uop in enumerate(uops)
+            if uop.jump_to in labels and uop.name != LABEL]
 
 
 def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -851,22 +888,25 @@ def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[in
     if any(start <= target <= end and not start <= i <= end for i, target in jumps):
         return {}
     code = trace.code
-    plain = len(code.co_varnames)
     cells = set(code.co_cellvars)
+    # Plain locals: not cells (nor free variables, numbered after them).
+    plain = {local for local, name in enumerate(code.co_varnames) if name not in cells}
     kinds: dict[int, str | None] = {}
     for i in accesses[bisect.bisect_left(accesses, start):bisect.bisect_right(accesses, end)]:
-        uop, state = uops[i], states[i]
+        state = states[i]
         if state is None:
             continue
-        if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
-            local = uop.oparg
-            t = state.locals[local] if uop.name == "_LOAD_FAST" else state.stack[-1].type
-            kind = _KIND.get(t) if local < plain and code.co_varnames[local] not in cells else None
-            if kinds.get(local, kind) != kind:
-                kind = None
-            kinds[local] = kind
+        uop = uops[i]
+        local, name = uop.oparg, uop.name
+        if name == "_LOAD_FAST":
+            kind = _KIND.get(state.locals[local])
+        elif name == "_STORE_FAST":
+            kind = _KIND.get(state.stack[-1].type)
         else:  # _LOCAL_USERS
-            kinds[uop.oparg] = None
+            kind = None
+        if local not in plain or kinds.get(local, kind) != kind:
+            kind = None
+        kinds[local] = kind
     return {local: kind for local, kind in kinds.items() if kind is not None}
 
 
@@ -878,13 +918,13 @@ def unbox(trace: Trace, context) -> list[str]:
         return [f"skipped: {error}"]
     uops = trace.uops
     names = _names_of(uops)
-    labels = {uops[i].oparg: i for i in _where(names, _LABELS)}
+    labels = {uop.oparg: i for i, uop in enumerate(uops) if uop.name == LABEL}
     jumps = _jumps(uops, labels)
     loops = _loops(jumps)
     region_at: list[dict[int, str] | None] = [None] * len(uops)  # uop index -> its loop's raw locals
     regions = []
     if loops:
-        accesses = _where(names, _LOCAL_ACCESSES)
+        accesses = [i for i, name in enumerate(names) if name in _LOCAL_ACCESSES]
         for start, end in loops:
             raw = _raw_locals(trace, states, start, end, jumps, accesses)
             if raw:
@@ -893,7 +933,7 @@ def unbox(trace: Trace, context) -> list[str]:
     if regions:
         trace.uops = _with_exit_trampolines(trace, region_at, jumps, labels, states)
         names = _names_of(trace.uops)
-    walk = _Walk(trace, states, region_at)
+    walk = _Walk(trace, states, region_at, _walked(trace.uops, names, states, region_at))
     out, out_names = walk.run()
     changes = []
     for text in sorted({_describe_region(trace, raw) for raw in regions}):
@@ -905,6 +945,27 @@ def unbox(trace: Trace, context) -> list[str]:
         trace.slots = 2 * walk.nslots  # a value and a dirty flag each
     trace.uops[:] = out
     return changes if out_names != names else []
+
+
+def _walked(uops: list[UOp], names: list[str], states, region_at) -> list[int]:
+    """The indexes of the uops that must be walked even where nothing is
+    unboxed (see _Walk.copy_plain): those that can start unboxing (a load of
+    an int or float local or constant, typed arithmetic on boxed operands,
+    range iteration) and the labels of loops with raw locals."""
+    walked = [i for i, name in enumerate(names)
+              if name in _MAY_UNBOX and _may_unbox(uops[i], states[i])]
+    starts = [i for i, region in enumerate(region_at)
+              if region is not None and (i == 0 or region_at[i - 1] is not region)]
+    return sorted(walked + starts) if starts else walked
+
+
+def _may_unbox(uop: UOp, state) -> bool:
+    """Whether the walk may unbox something at `uop` where nothing is unboxed."""
+    if uop.name == "_LOAD_FAST":
+        return state is not None and _KIND.get(state.locals[uop.oparg]) is not None
+    if uop.name == "_LOAD_CONST":
+        return _is_number(uop.operand0.value)
+    return True
 
 
 def _describe_region(trace: Trace, raw: dict[int, str]) -> str:

@@ -105,10 +105,6 @@ def _is_number(value) -> bool:
 _new = tuple.__new__  # (a NamedTuple made without its __new__, a Python function)
 
 
-def _names_of(uops: list[UOp]) -> list[str]:
-    return [uop.name for uop in uops]
-
-
 def _with_exit_steps(uop: UOp, steps: tuple) -> UOp:
     """A copy of `uop` with these exit steps (the walk copies most uops of a
     loop with raw locals so: made at once, without UOp.replace's keywords)."""
@@ -124,19 +120,24 @@ class _Walk:
     state is updated after."""
 
     def __init__(self, trace: Trace, states, region_at, walked: list[int]):
+        """`walked`: the indexes of the uops to walk even where nothing is
+        unboxed (see copy_plain): those that may start unboxing (a load of an
+        int or float local or constant, typed arithmetic on boxed operands,
+        range iteration) and where each loop with raw locals starts."""
         self.trace = trace
         self.states = states
         self.flags = _uop_flags()
         self.deopts = self.flags.deopts
         self.region_at = region_at  # uop index -> {local: kind} of its loop, or None
-        self.walked = walked  # (see _walked)
+        self.walked = walked
         entry = states[0] if states and states[0] is not None else analysis.entry_state(trace)
         self.nlocals = len(entry.locals)
         self.nslots = self.nlocals + trace.code.co_stacksize + 1
         self.out: list[UOp] = []
         self.stack: list[Virtual | None] = []
         self.raw: dict[int, str] = {}  # raw locals where we are (see enter())
-        self.syncs: tuple[tuple[str, int], ...] = ()  # their sync uops (name, local)
+        self.raw_items: dict[int, Virtual] = {}  # and their items (each in its slot)
+        self.syncs: tuple[tuple[str, int, bool], ...] = ()  # their sync uops (name, local, deopts)
         self.sync_steps: tuple[ExitStep, ...] = ()  # and exit steps
         self.used_slots = False
         self.current: UOp | None = None
@@ -274,21 +275,29 @@ class _Walk:
         """Where the raw locals are `raw` from here on (a loop's region, or none):
         what boxes them, made once per region instead of at every sync or exit."""
         self.raw = raw
+        self.raw_items = {local: _raw_item(kind, local) for local, kind in raw.items()}
+        if raw:
+            self.used_slots = True
         ordered = sorted(raw.items())
-        self.syncs = tuple(("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
-                           for local, kind in ordered)
+        names = [("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
+                 for local, kind in ordered]
+        self.syncs = tuple((name, local, name in self.deopts) for name, local in names)
         self.sync_steps = self.intern(tuple(ExitStep("sync_" + kind, local)
                                             for local, kind in ordered))
 
-    def sync_locals(self) -> None:
+    def sync_locals(self, steps: tuple | None = None) -> None:
         """Box the raw locals into the frame (each if it changed).  (emit()'s
-        work, done once for all: they see the same state.)"""
+        work, done once for all: they see the same state, whose exit steps
+        the caller may have at hand.)"""
         if not self.syncs:
             return
-        at, steps, deopts = self.current, self.exit_steps(), self.deopts
-        self.out += [UOp(name, local, 0, 0, at.offset, at.exit_to, -1, "", at.exit_after,
-                         steps if name in deopts else ())
-                     for name, local in self.syncs]
+        if steps is None:
+            steps = self.exit_steps()
+        at = self.current
+        offset, exit_to, exit_after = at.offset, at.exit_to, at.exit_after
+        self.out += [UOp(name, local, 0, 0, offset, exit_to, -1, "", exit_after,
+                         steps if deopts else ())
+                     for name, local, deopts in self.syncs]
 
     def item_type(self, index: int, from_top: int):
         state = self.states[index]
@@ -306,31 +315,32 @@ class _Walk:
         unboxed, topmost first."""
         stack = self.stack
         base = len(stack) - count
+        operands = stack[base:]
         have = []  # the operands' kinds
-        for k in range(count):  # check everything before emitting anything
-            item = stack[base + k]
+        for k, (item, want) in enumerate(zip(operands, kinds)):  # check all before emitting
             if item is None:
                 kind = _KIND.get(self.item_type(index, count - k))
-            elif item.how == "const" and kinds[k] == I64 and not isinstance(item.value, int):
+            elif item.how == "const" and want == I64 and not isinstance(item.value, int):
                 kind = None
             else:
                 kind = item.kind
-            if kind is None or (kind == F64 and kinds[k] == I64):
+            if kind is None or (kind == F64 and want == I64):
                 raise _Skip("an operand that is not of the kind needed")
             have.append(kind)
-        for k in reversed(range(count)):
-            if stack[base + k] is None:
-                slot = self.temp(base + k)
-                self.emit("_POP_UNBOX_I64" if have[k] == I64 else "_POP_UNBOX_F64", slot)
-                stack[base + k] = _raw_item(have[k], slot)
+        if None in operands:
+            for k in reversed(range(count)):
+                if operands[k] is None:
+                    slot = self.temp(base + k)
+                    self.emit("_POP_UNBOX_I64" if have[k] == I64 else "_POP_UNBOX_F64", slot)
+                    stack[base + k] = _raw_item(have[k], slot)
         slots = []
-        for k in range(count):
-            item = stack[base + k]
-            if item.how == "raw" and item.kind == kinds[k]:
+        for position, want in enumerate(kinds, base):
+            item = stack[position]
+            if item.how == "raw" and item.kind == want:
                 slots.append(item.slot)  # (there already)
                 continue
-            slot = self.convert(item, kinds[k], base + k)
-            stack[base + k] = _raw_item(kinds[k], slot)
+            slot = self.convert(item, want, position)
+            stack[position] = _raw_item(want, slot)
             slots.append(slot)
         return slots
 
@@ -377,18 +387,16 @@ class _Walk:
         if self.raw:
             self.leave_region()
         out = self.out
-        names = _names_of(out)  # (the peepholes' uops are looked for at C speed)
+        names = [uop.name for uop in out]  # (the peepholes' uops are looked for at C speed)
         if "_GUARD_TYPE" in names:
-            out = _without_guards_before_unboxing(out, names)
-            names = _names_of(out)
+            out, names = _without_guards_before_unboxing(out, names)
         if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
-            out = _fused_list_items(out, names)
-            names = _names_of(out)
+            out, names = _fused_list_items(out, names)
         return out, names
 
     def copy_plain(self, index: int) -> int:
         """Where nothing is unboxed (no raw locals, nothing virtual), the uops
-        before the next one that could unbox something (see _walked) come out
+        before the next one that could unbox something (self.walked) come out
         as they are, at once (most code outside loops).  Returns that uop's
         index."""
         uops, walked = self.trace.uops, self.walked
@@ -403,19 +411,19 @@ class _Walk:
     def walk(self, start: int) -> int:
         """Uop by uop from `start` until nothing is unboxed after one; returns
         the index where it stopped."""
-        uops, states, region_at, handlers = self.trace.uops, self.states, self.region_at, _HANDLERS
-        for index in range(start, len(uops)):
+        uops, handlers = self.trace.uops, _HANDLERS
+        islice = itertools.islice
+        for index, uop, state, region in zip(itertools.count(start), islice(uops, start, None),
+                                             islice(self.states, start, None),
+                                             islice(self.region_at, start, None)):
             if not self.raw and index > start and self.stack.count(None) == len(self.stack):
                 return index
-            uop = uops[index]
             self.current = uop
-            region = region_at[index]
             if uop.name == LABEL:
                 self.label(uop, region)
                 continue
             if region is None and self.raw:
                 self.leave_region()
-            state = states[index]
             if state is None:
                 self.keep(uop)
                 continue
@@ -465,19 +473,23 @@ class _Walk:
         if not raw and stack.count(None) == len(stack):
             self.out.append(uop)  # (and nothing is unboxed after it either)
             del stack[len(stack) - pops:]
-            if pushes:
+            if pushes == 1:
+                stack.append(None)
+            elif pushes:
                 stack += [None] * pushes
             return
-        kept = uop
         if stack.count(None) != len(stack):
             self.materialize(None if sees_whole_stack else pops)
+        steps = self.sync_steps if stack.count(None) == len(stack) else self.exit_steps()
         if raw and needs_frame:
-            self.sync_locals()
-        if deopts and (raw or stack.count(None) != len(stack)):
-            kept = _with_exit_steps(uop, self.exit_steps())
+            self.sync_locals(steps)
+        # (without raw locals, steps are empty when nothing is virtual)
+        kept = _with_exit_steps(uop, steps) if deopts and (raw or steps) else uop
         self.out.append(kept)
         del stack[len(stack) - pops:]
-        if pushes:
+        if pushes == 1:
+            stack.append(None)
+        elif pushes:
             stack += [None] * pushes
         if exits_after and (raw or stack.count(None) != len(stack)):
             # its exit after its effect boxes what is unboxed below its outputs
@@ -497,9 +509,9 @@ class _Walk:
 
     def on_LOAD_FAST(self, uop: UOp, index: int) -> bool:
         local = uop.oparg
-        if local in self.raw:
-            self.used_slots = True
-            self.stack.append(_raw_item(self.raw[local], local))
+        item = self.raw_items.get(local)
+        if item is not None:  # a raw local: its slot
+            self.stack.append(item)
             return True
         kind = _KIND.get(self.states[index].locals[local])
         if kind is None:
@@ -713,6 +725,7 @@ _HANDLERS = {name[2:]: method for name, method in vars(_Walk).items() if name.st
 _PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_POP_TOP", "_GUARD_TYPE", "_STORE_FAST",
                                "_COPY", "_SWAP", *_RAW_SUBSCRIPTS})
 _MAY_UNBOX = frozenset(_HANDLERS) - _PLAIN_WHEN_BOXED
+_MARKED = _MAY_UNBOX | _LOCAL_ACCESSES
 
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
 _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
@@ -798,12 +811,14 @@ def _uop_flags() -> _UopFlags:
 _UNBOX_CHECKS = {"_POP_UNBOX_I64": int, "_POP_UNBOX_F64": float}
 
 
-def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[UOp]:
+def _without_guards_before_unboxing(uops: list[UOp], names: list[str]
+                                    ) -> tuple[list[UOp], list[str]]:
     """Drop a _GUARD_TYPE of int or float whose item the following uops pop
     and unbox: the unboxing checks the same type (and side-exits to the same
-    instruction, its exit boxing back what was popped before)."""
+    instruction, its exit boxing back what was popped before).  (The uops
+    and their names.)"""
     dropped = set()
-    for g in [g for g, name in enumerate(names) if name == "_GUARD_TYPE"]:
+    for g in _positions(names, "_GUARD_TYPE"):
         guard = uops[g]
         if guard.operand0.value not in (int, float):
             continue
@@ -818,10 +833,10 @@ def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[U
                     dropped.add(g)
                 break
             depth -= 1
-    kept = list(uops)
+    kept, kept_names = list(uops), list(names)
     for g in sorted(dropped, reverse=True):
-        del kept[g]
-    return kept
+        del kept[g], kept_names[g]
+    return kept, kept_names
 
 
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
@@ -829,29 +844,49 @@ _STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
                 "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
 
 
-def _fused_list_items(uops: list[UOp], names: list[str]) -> list[UOp]:
+def _fused_list_items(uops: list[UOp], names: list[str]) -> tuple[list[UOp], list[str]]:
     """list[k] read straight into a slot, or stored straight from one (k a
     constant): _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_*
     under one item + _STORE_SUBSCR_LIST_CONST become one uop each, which
     side-exits (before any effect) as the first of the two would.  (No uop
     is the second of one pair and the first of another: the pairs found are
-    fused independently, last first so that the indexes stay right.)"""
-    firsts = [k for k, name in enumerate(names) if name in _FUSED_FIRSTS]
-    out = list(uops)
+    fused independently, last first so that the indexes stay right.  The
+    uops and their names.)"""
+    firsts = _positions(names, *_FUSED_FIRSTS)
+    out, out_names = list(uops), list(names)
     for k in reversed(firsts):
         if k + 1 == len(uops):
             continue
         uop, following = uops[k], uops[k + 1]
         if uop.name == "_BINARY_SUBSCR_LIST_CONST" and following.name in _POP_ITEMS:
-            out[k:k + 2] = [uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg)]
+            fused = uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg)
         elif uop.name in _STORE_ITEMS and uop.oparg == 1 \
                 and following.name == "_STORE_SUBSCR_LIST_CONST":
-            out[k:k + 2] = [uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
-                                        operand0=following.operand0)]
-    return out
+            fused = uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
+                                operand0=following.operand0)
+        else:
+            continue
+        out[k:k + 2] = [fused]
+        out_names[k:k + 2] = [fused.name]
+    return out, out_names
 
 
-_FUSED_FIRSTS = frozenset({"_BINARY_SUBSCR_LIST_CONST", *_STORE_ITEMS})
+_FUSED_FIRSTS = ("_BINARY_SUBSCR_LIST_CONST", *_STORE_ITEMS)
+
+
+def _positions(names: list[str], *wanted: str) -> list[int]:
+    """The indexes of the wanted names, in order (found by list.index, in C:
+    the pass looks for a few uops among many)."""
+    found = []
+    for name in wanted:
+        at = -1
+        try:
+            while True:
+                at = names.index(name, at + 1)
+                found.append(at)
+        except ValueError:
+            pass
+    return sorted(found) if len(wanted) > 1 else found
 
 
 class _Skip(Exception):
@@ -877,10 +912,10 @@ def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[int, int]],
-                accesses: list[int]) -> dict[int, str]:
+                marked: list[int]) -> dict[int, str]:
     """Locals of a loop that can live in slots: plain locals whose type is the
-    same int or float wherever the loop reads or writes them.  (`accesses`:
-    the indexes of the trace's uops that touch locals, in order.)"""
+    same int or float wherever the loop reads or writes them.  (`marked`: the
+    indexes of the trace's uops that touch locals, and of others, in order.)"""
     uops = trace.uops
     # Entered only through its header, by falling into it.
     if start == 0 or uops[start - 1].name in _uop_flags().terminates:
@@ -892,12 +927,11 @@ def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[in
     # Plain locals: not cells (nor free variables, numbered after them).
     plain = {local for local, name in enumerate(code.co_varnames) if name not in cells}
     kinds: dict[int, str | None] = {}
-    for i in accesses[bisect.bisect_left(accesses, start):bisect.bisect_right(accesses, end)]:
-        state = states[i]
-        if state is None:
-            continue
-        uop = uops[i]
+    for i in marked[bisect.bisect_left(marked, start):bisect.bisect_right(marked, end)]:
+        uop, state = uops[i], states[i]
         local, name = uop.oparg, uop.name
+        if state is None or name not in _LOCAL_ACCESSES:
+            continue
         if name == "_LOAD_FAST":
             kind = _KIND.get(state.locals[local])
         elif name == "_STORE_FAST":
@@ -917,23 +951,31 @@ def unbox(trace: Trace, context) -> list[str]:
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
     uops = trace.uops
-    names = _names_of(uops)
-    labels = {uop.oparg: i for i, uop in enumerate(uops) if uop.name == LABEL}
+    names = [uop.name for uop in uops]
+    labels = {uops[i].oparg: i for i in _positions(names, LABEL)}
     jumps = _jumps(uops, labels)
     loops = _loops(jumps)
-    region_at: list[dict[int, str] | None] = [None] * len(uops)  # uop index -> its loop's raw locals
-    regions = []
-    if loops:
-        accesses = [i for i, name in enumerate(names) if name in _LOCAL_ACCESSES]
-        for start, end in loops:
-            raw = _raw_locals(trace, states, start, end, jumps, accesses)
-            if raw:
-                regions.append(raw)
-                region_at[start:end + 1] = [raw] * (end + 1 - start)
+    # The uops that touch locals or may unbox something: the few the scans look at.
+    marked = [i for i, name in enumerate(names) if name in _MARKED]
+    region_at: list[dict[int, str] | None] = [None] * len(uops)  # index -> its loop's raw locals
+    regions, spans = [], []  # (and the uops each spans)
+    for start, end in loops:
+        raw = _raw_locals(trace, states, start, end, jumps, marked)
+        if raw:
+            regions.append(raw)
+            spans.append((start, end))
+            region_at[start:end + 1] = [raw] * (end + 1 - start)
+    # Walked even where nothing is unboxed: the uops outside the regions that
+    # may unbox something, and where each region starts (see _Walk.copy_plain).
+    walked = [i for i in _outside(marked, spans)
+              if names[i] in _MAY_UNBOX and _may_unbox(uops[i], states[i])]
     if regions:
-        trace.uops = _with_exit_trampolines(trace, region_at, jumps, labels, states)
-        names = _names_of(trace.uops)
-    walk = _Walk(trace, states, region_at, _walked(trace.uops, names, states, region_at))
+        before = len(uops)
+        uops = trace.uops = _with_exit_trampolines(trace, region_at, jumps, labels, states)
+        names += [uop.name for uop in uops[before:]]
+        walked = sorted([*walked, *(start for start, _ in spans),
+                         *(i for i in range(before, len(uops)) if region_at[i] is not None)])
+    walk = _Walk(trace, states, region_at, walked)
     out, out_names = walk.run()
     changes = []
     for text in sorted({_describe_region(trace, raw) for raw in regions}):
@@ -947,16 +989,13 @@ def unbox(trace: Trace, context) -> list[str]:
     return changes if out_names != names else []
 
 
-def _walked(uops: list[UOp], names: list[str], states, region_at) -> list[int]:
-    """The indexes of the uops that must be walked even where nothing is
-    unboxed (see _Walk.copy_plain): those that can start unboxing (a load of
-    an int or float local or constant, typed arithmetic on boxed operands,
-    range iteration) and the labels of loops with raw locals."""
-    walked = [i for i, name in enumerate(names)
-              if name in _MAY_UNBOX and _may_unbox(uops[i], states[i])]
-    starts = [i for i, region in enumerate(region_at)
-              if region is not None and (i == 0 or region_at[i - 1] is not region)]
-    return sorted(walked + starts) if starts else walked
+def _outside(indexes: list[int], spans: list[tuple[int, int]]) -> list[int]:
+    """The (sorted) indexes outside the (sorted, disjoint) [start, end] spans."""
+    found, low = [], 0
+    for start, end in spans:
+        found += indexes[low:bisect.bisect_left(indexes, start)]
+        low = bisect.bisect_right(indexes, end)
+    return found + indexes[low:]
 
 
 def _may_unbox(uop: UOp, state) -> bool:

@@ -930,8 +930,8 @@ def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[in
     for i in marked[bisect.bisect_left(marked, start):bisect.bisect_right(marked, end)]:
         uop, state = uops[i], states[i]
         local, name = uop.oparg, uop.name
-        if state is None or name not in _LOCAL_ACCESSES:
-            continue
+        if state is None or name not in _LOCAL_ACCESSES or kinds.get(local, "") is None:
+            continue  # (nothing to learn: not an access, or a local known not to be raw)
         if name == "_LOAD_FAST":
             kind = _KIND.get(state.locals[local])
         elif name == "_STORE_FAST":

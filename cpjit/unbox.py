@@ -27,12 +27,14 @@ interpreter redoes the instruction on boxed values.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import itertools
 import struct
 
 from . import analysis, stencil_table
+from .analysis import EFFECTS
 from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
 
 I64, F64 = "i64", "f64"
@@ -54,9 +56,10 @@ _LOCAL_ACCESSES = _LOCAL_USERS | {"_LOAD_FAST", "_STORE_FAST"}
 _TRAMPOLINE_LABELS = 1 << 24  # labels made by this pass: above any bytecode offset
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Virtual:
-    """A stack item not in the frame's stack (see the module doc)."""
+    """A stack item not in the frame's stack (see the module doc).  Compared
+    and hashed by identity (in C): the walk's exit-steps cache goes by it."""
 
     how: str  # "raw", "local" or "const"
     kind: str  # I64 or F64
@@ -64,6 +67,10 @@ class Virtual:
     local: int = -1  # local: which local
     value: object = None  # const: the constant
     guard: type | None = None  # local: a type guard still to check if it is boxed
+    # The action and value of the exit step that boxes it (see _exit_steps),
+    # made with the item: the walk makes exit steps for many states.
+    exit_action: str = ""
+    exit_value: object = 0
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,17 +78,38 @@ def _raw_item(kind: str, slot: int) -> Virtual:
     """The raw item of `kind` in `slot`.  Items are immutable, so each is one
     shared object: cheap to make, and the same state is the same objects
     (which the walk's exit-steps cache goes by)."""
-    return Virtual("raw", kind, slot=slot)
+    return Virtual("raw", kind, slot=slot, exit_action="box_" + kind, exit_value=slot)
 
 
 @functools.lru_cache(maxsize=None)
 def _local_item(kind: str, local: int) -> Virtual:
     """The pending load of `local` (of `kind`), not yet guarded; shared likewise."""
-    return Virtual("local", kind, local=local)
+    return Virtual("local", kind, local=local, exit_action="local", exit_value=local)
+
+
+def _const_item(value: int | float) -> Virtual:
+    """The pending constant `value`."""
+    return Virtual("const", _KIND[type(value)], value=value, exit_action="const",
+                   exit_value=Obj(value))
 
 
 def _fits(value) -> bool:
     return -(1 << 63) <= value < (1 << 63)
+
+
+def _is_number(value) -> bool:
+    """A constant that can be raw: a float, or an int that fits in 64 bits."""
+    return type(value) is float or (type(value) is int and _fits(value))
+
+
+_new = tuple.__new__  # (a NamedTuple made without its __new__, a Python function)
+
+
+def _with_exit_steps(uop: UOp, steps: tuple) -> UOp:
+    """A copy of `uop` with these exit steps (the walk copies most uops of a
+    loop with raw locals so: made at once, without UOp.replace's keywords)."""
+    return UOp(uop.name, uop.oparg, uop.operand0, uop.operand1, uop.offset, uop.exit_to,
+               uop.jump_to, uop.comment, uop.exit_after, steps, uop.exit_after_steps)
 
 
 class _Walk:
@@ -91,24 +119,32 @@ class _Walk:
     before it runs (its side exit boxes exactly that state, in place); the
     state is updated after."""
 
-    def __init__(self, trace: Trace, states, specs, raw_locals_at):
+    def __init__(self, trace: Trace, states, region_at, walked: list[int]):
+        """`walked`: the indexes of the uops to walk even where nothing is
+        unboxed (see copy_plain): those that may start unboxing (a load of an
+        int or float local or constant, typed arithmetic on boxed operands,
+        range iteration) and where each loop with raw locals starts."""
         self.trace = trace
         self.states = states
-        self.specs = specs
         self.flags = _uop_flags()
-        self.raw_locals_at = raw_locals_at  # uop index -> {local: kind} of its loop
-        self.nlocals = len(analysis.entry_state(trace).locals)
+        self.deopts = self.flags.deopts
+        self.region_at = region_at  # uop index -> {local: kind} of its loop, or None
+        self.walked = walked
+        entry = states[0] if states and states[0] is not None else analysis.entry_state(trace)
+        self.nlocals = len(entry.locals)
         self.nslots = self.nlocals + trace.code.co_stacksize + 1
         self.out: list[UOp] = []
         self.stack: list[Virtual | None] = []
         self.raw: dict[int, str] = {}  # raw locals where we are (see enter())
-        self.syncs: tuple[tuple[str, int], ...] = ()  # their sync uops (name, local)
+        self.raw_items: dict[int, Virtual] = {}  # and their items (each in its slot)
+        self.syncs: tuple[tuple[str, int, bool], ...] = ()  # their sync uops (name, local, deopts)
         self.sync_steps: tuple[ExitStep, ...] = ()  # and exit steps
         self.used_slots = False
         self.current: UOp | None = None
         self.consumers: dict[int, tuple[int | None, int]] = {}  # (see consumer())
-        # (id(raw), ids of the stack items) -> (raw, items, steps): see exit_steps()
+        # (id(sync_steps), *stack) -> exit steps: see exit_steps()
         self.exit_cache: dict[tuple, tuple] = {}
+        self.interned: dict[tuple, tuple] = {(): ()}  # exit steps -> the one equal tuple
 
     # -- helpers --
 
@@ -118,20 +154,20 @@ class _Walk:
         return self.nlocals + position
 
     def boxed_above(self, position: int) -> int:
-        return sum(1 for item in self.stack[position + 1:] if item is None)
+        return self.stack[position + 1:].count(None)
 
     def emit(self, name: str, oparg: int = 0, operand0=0, operand1=0, *,
              jump_to: int = -1) -> UOp:
         at = self.current
         uop = UOp(name, oparg, operand0, operand1, at.offset, at.exit_to, jump_to, "",
-                  at.exit_after, self.exit_steps() if name in self.flags.deopts else ())
+                  at.exit_after, self.exit_steps() if name in self.deopts else ())
         self.out.append(uop)
         return uop
 
     def keep(self, uop: UOp) -> UOp:
         """Emit an original uop (a copy, if its exits need steps)."""
-        if uop.name in self.flags.deopts and (self.raw or self.has_virtual()):
-            uop = uop.replace(exit_steps=self.exit_steps())
+        if uop.name in self.deopts and (self.raw or self.stack.count(None) != len(self.stack)):
+            uop = _with_exit_steps(uop, self.exit_steps())
         self.out.append(uop)
         return uop
 
@@ -140,34 +176,37 @@ class _Walk:
 
     def exit_steps(self) -> tuple:
         """The exit steps of the abstract state where we are (see
-        _exit_steps).  Most uops that can exit see the state the one before
-        them saw, so the steps are remembered by the identity of the raw
-        locals' region and of the stack items (the cache holds on to them,
-        so no id is reused while it lives): one tuple, made once, shared."""
-        key = (id(self.raw), *map(id, self.stack))
-        cached = self.exit_cache.get(key)
-        if cached is None:
-            cached = self.exit_cache[key] = (self.raw, tuple(self.stack), self._exit_steps())
-        return cached[2]
+        _exit_steps).  With nothing virtual (most often) they are the raw
+        locals' sync steps.  Else most uops that can exit see the state the
+        one before them saw, so the steps are remembered by the stack items
+        (immutable, hashed by identity, kept alive by the key) and the raw
+        locals' sync steps (interned: kept alive, so their id is theirs):
+        one tuple, made once, shared."""
+        stack = self.stack
+        if stack.count(None) == len(stack):
+            return self.sync_steps
+        key = (id(self.sync_steps), *stack)
+        steps = self.exit_cache.get(key)
+        if steps is None:
+            steps = self.exit_cache[key] = self._exit_steps()
+        return steps
 
     def _exit_steps(self) -> tuple:
         """Uops that put the abstract state into the frame: each virtual item
         boxed into its place (deepest first), each changed raw local boxed."""
-        steps = []
-        above = 0  # the boxed items above an item stay above it
-        for item in reversed(self.stack):
-            if item is None:
-                above += 1
-            elif item.how == "raw":
-                steps.append(ExitStep("box_" + item.kind, above, item.slot))
-            elif item.how == "local":
-                steps.append(ExitStep("local", above, item.local))
-            else:
-                steps.append(ExitStep("const", above, Obj(item.value)))
+        stack = self.stack
+        # Deepest first; the boxed items above an item stay above it.
+        steps = [_new(ExitStep, (stack[p].exit_action, stack[p + 1:].count(None),
+                                 stack[p].exit_value))
+                 for p in itertools.compress(range(len(stack)), stack)]  # (the virtual ones)
         if not steps:
             return self.sync_steps
-        steps.reverse()  # deepest first
-        return (*steps, *self.sync_steps)
+        return self.intern((*steps, *self.sync_steps))
+
+    def intern(self, steps: tuple) -> tuple:
+        """The one tuple of these exit steps in this compilation: emit finds
+        exit stubs by (resume, steps), and the same object compares at once."""
+        return self.interned.setdefault(steps, steps)
 
     @staticmethod
     def _insert_uop(item: Virtual) -> tuple[str, object]:
@@ -208,7 +247,7 @@ class _Walk:
             return True
         uop = self.trace.uops[consumer]
         if uop.name == "_STORE_FAST":
-            return uop.oparg in self.raw_locals_at.get(consumer, {})
+            return uop.oparg in (self.region_at[consumer] or ())
         if uop.name in _SUBSCRIPTS:
             return position == 0  # the index (the top item)
         return uop.name in _RAW_CONSUMERS
@@ -217,7 +256,7 @@ class _Walk:
         """_consumer(index), remembered (asked for only where a value may go raw)."""
         found = self.consumers.get(index)
         if found is None:
-            found = self.consumers[index] = _consumer(self.trace.uops, self.specs, index)
+            found = self.consumers[index] = _consumer(self.trace.uops, index)
         return found
 
     def raw_result_kind(self, index: int) -> str | None:
@@ -236,20 +275,29 @@ class _Walk:
         """Where the raw locals are `raw` from here on (a loop's region, or none):
         what boxes them, made once per region instead of at every sync or exit."""
         self.raw = raw
+        self.raw_items = {local: _raw_item(kind, local) for local, kind in raw.items()}
+        if raw:
+            self.used_slots = True
         ordered = sorted(raw.items())
-        self.syncs = tuple(("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
-                           for local, kind in ordered)
-        self.sync_steps = tuple(ExitStep("sync_" + kind, local) for local, kind in ordered)
+        names = [("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
+                 for local, kind in ordered]
+        self.syncs = tuple((name, local, name in self.deopts) for name, local in names)
+        self.sync_steps = self.intern(tuple(ExitStep("sync_" + kind, local)
+                                            for local, kind in ordered))
 
-    def sync_locals(self) -> None:
+    def sync_locals(self, steps: tuple | None = None) -> None:
         """Box the raw locals into the frame (each if it changed).  (emit()'s
-        work, done once for all: they see the same state.)"""
+        work, done once for all: they see the same state, whose exit steps
+        the caller may have at hand.)"""
         if not self.syncs:
             return
-        at, steps, deopts = self.current, self.exit_steps(), self.flags.deopts
-        self.out += [UOp(name, local, 0, 0, at.offset, at.exit_to, -1, "", at.exit_after,
-                         steps if name in deopts else ())
-                     for name, local in self.syncs]
+        if steps is None:
+            steps = self.exit_steps()
+        at = self.current
+        offset, exit_to, exit_after = at.offset, at.exit_to, at.exit_after
+        self.out += [UOp(name, local, 0, 0, offset, exit_to, -1, "", exit_after,
+                         steps if deopts else ())
+                     for name, local, deopts in self.syncs]
 
     def item_type(self, index: int, from_top: int):
         state = self.states[index]
@@ -265,25 +313,34 @@ class _Walk:
         their position's slot unless already in a slot) and return the slots.
         Boxed operands are at the top of the real stack: they are popped and
         unboxed, topmost first."""
-        base = len(self.stack) - count
-        for k in range(count):  # check everything before emitting anything
-            item = self.stack[base + k]
-            kind = _KIND.get(self.item_type(index, count - k)) if item is None else item.kind
-            if item is not None and item.how == "const" and kinds[k] == I64 \
-                    and not isinstance(item.value, int):
+        stack = self.stack
+        base = len(stack) - count
+        operands = stack[base:]
+        have = []  # the operands' kinds
+        for k, (item, want) in enumerate(zip(operands, kinds)):  # check all before emitting
+            if item is None:
+                kind = _KIND.get(self.item_type(index, count - k))
+            elif item.how == "const" and want == I64 and not isinstance(item.value, int):
                 kind = None
-            if kind is None or (kind == F64 and kinds[k] == I64):
+            else:
+                kind = item.kind
+            if kind is None or (kind == F64 and want == I64):
                 raise _Skip("an operand that is not of the kind needed")
-        for k in reversed(range(count)):
-            if self.stack[base + k] is None:
-                kind = _KIND[self.item_type(index, count - k)]
-                self.emit("_POP_UNBOX_I64" if kind == I64 else "_POP_UNBOX_F64",
-                          self.temp(base + k))
-                self.stack[base + k] = _raw_item(kind, self.temp(base + k))
+            have.append(kind)
+        if None in operands:
+            for k in reversed(range(count)):
+                if operands[k] is None:
+                    slot = self.temp(base + k)
+                    self.emit("_POP_UNBOX_I64" if have[k] == I64 else "_POP_UNBOX_F64", slot)
+                    stack[base + k] = _raw_item(have[k], slot)
         slots = []
-        for k in range(count):
-            slot = self.convert(self.stack[base + k], kinds[k], base + k)
-            self.stack[base + k] = _raw_item(kinds[k], slot)
+        for position, want in enumerate(kinds, base):
+            item = stack[position]
+            if item.how == "raw" and item.kind == want:
+                slots.append(item.slot)  # (there already)
+                continue
+            slot = self.convert(item, want, position)
+            stack[position] = _raw_item(want, slot)
             slots.append(slot)
         return slots
 
@@ -310,7 +367,7 @@ class _Walk:
         return temp
 
     def binary(self, raw_name: str, kinds: list[str], result: str, index: int) -> None:
-        if raw_name != "_POW_F64" and any(item is None for item in self.stack[-2:]) \
+        if raw_name != "_POW_F64" and None in self.stack[-2:] \
                 and not self.feeds_raw(index):
             # An operand that is an object costs an unboxing, and the result
             # would be boxed again at once: the typed uop on objects is cheaper.
@@ -322,47 +379,80 @@ class _Walk:
 
     # -- the walk --
 
-    def run(self) -> list[UOp]:
-        uops, states, regions = self.trace.uops, self.states, self.raw_locals_at
-        for index, uop in enumerate(uops):
-            self.current = uop
-            region = regions.get(index)
-            if uop.name == LABEL:
-                self.materialize()
-                if region is None and self.raw:
-                    self.leave_region()  # falling out of a loop into a label after it
-                elif region is not None and region is not self.raw:
-                    if uop.oparg < _TRAMPOLINE_LABELS:  # the loop's header: box -> slots
-                        for local, kind in sorted(region.items()):
-                            self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64",
-                                      local)
-                    self.enter(region)  # (a trampoline is reached from inside the loop)
-                self.out.append(uop)
-                continue
-            if region is None and self.raw:
-                self.leave_region()
-            state = states[index]
-            if state is None:
-                self.keep(uop)
-                continue
-            if len(state.stack) != len(self.stack):
-                self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
-            handler = _HANDLERS.get(uop.name)
-            try:
-                if handler is None or not handler(self, uop, index):
-                    self.generic(uop)
-            except _Skip:
-                self.generic(uop)
+    def run(self) -> tuple[list[UOp], list[str]]:
+        """The rewritten uops, and their names."""
+        index, end = 0, len(self.trace.uops)
+        while index < end:
+            index = self.walk(self.copy_plain(index))
         if self.raw:
             self.leave_region()
         out = self.out
         names = [uop.name for uop in out]  # (the peepholes' uops are looked for at C speed)
         if "_GUARD_TYPE" in names:
-            out = _without_guards_before_unboxing(out, names)
-            names = [uop.name for uop in out]
+            out, names = _without_guards_before_unboxing(out, names)
         if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
-            out = _fused_list_items(out, names)
-        return out
+            out, names = _fused_list_items(out, names)
+        return out, names
+
+    def copy_plain(self, index: int) -> int:
+        """Where nothing is unboxed (no raw locals, nothing virtual), the uops
+        before the next one that could unbox something (self.walked) come out
+        as they are, at once (most code outside loops).  Returns that uop's
+        index."""
+        uops, walked = self.trace.uops, self.walked
+        found = bisect.bisect_left(walked, index)
+        following = walked[found] if found < len(walked) else len(uops)
+        if following > index:
+            self.out += uops[index:following]
+            state = self.states[following] if following < len(uops) else None
+            self.stack = [None] * len(state.stack) if state is not None else []
+        return following
+
+    def walk(self, start: int) -> int:
+        """Uop by uop from `start` until nothing is unboxed after one; returns
+        the index where it stopped."""
+        uops, handlers = self.trace.uops, _HANDLERS
+        islice = itertools.islice
+        for index, uop, state, region in zip(itertools.count(start), islice(uops, start, None),
+                                             islice(self.states, start, None),
+                                             islice(self.region_at, start, None)):
+            if not self.raw and index > start and self.stack.count(None) == len(self.stack):
+                return index
+            self.current = uop
+            if uop.name == LABEL:
+                self.label(uop, region)
+                continue
+            if region is None and self.raw:
+                self.leave_region()
+            if state is None:
+                self.keep(uop)
+                continue
+            if len(state.stack) != len(self.stack):
+                self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
+            handler = handlers.get(uop.name)
+            if handler is None:
+                self.generic(uop)
+                continue
+            try:
+                if not handler(self, uop, index):
+                    self.generic(uop)
+            except _Skip:
+                self.generic(uop)
+        return len(uops)
+
+    def label(self, uop: UOp, region: dict[int, str] | None) -> None:
+        """A jump target: nothing virtual on the stack; where a loop with raw
+        locals starts, they are unboxed (from a trampoline's label on they
+        are raw already: it is reached from inside the loop)."""
+        self.materialize()
+        if region is None and self.raw:
+            self.leave_region()  # falling out of a loop into a label after it
+        elif region is not None and region is not self.raw:
+            if uop.oparg < _TRAMPOLINE_LABELS:  # the loop's header: box -> slots
+                for local, kind in sorted(region.items()):
+                    self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64", local)
+            self.enter(region)
+        self.out.append(uop)
 
     def leave_region(self) -> None:
         last = self.out[-1] if self.out else None
@@ -372,21 +462,36 @@ class _Walk:
         self.enter({})
 
     def generic(self, uop: UOp) -> None:
-        if self.raw and uop.name == "_CHECK_EVAL_BREAKER":
-            uop = uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED")
-        name, flags, stack = uop.name, self.flags, self.stack
-        spec = self.specs[name]
-        pops, pushes = spec.pops(uop.oparg), spec.pushes(uop.oparg)
-        if stack.count(None) != len(stack):  # something virtual: boxed where the uop looks
-            # (all of the stack for a jump target, or a uop reading below its inputs)
-            self.materialize(None if name in flags.sees_whole_stack else pops)
-        if self.raw and name in flags.needs_frame:
-            self.sync_locals()
-        kept = self.keep(uop)
+        """A uop on objects.  When nothing is unboxed (most code outside
+        loops) it comes out as it is.  Else the virtual items it looks at are
+        boxed first (all of the stack for a jump target or a uop reading below
+        its inputs), the raw locals are synced before code that needs the
+        frame, and its exits get the steps that box what stays unboxed."""
+        stack, raw = self.stack, self.raw
+        pops, pushes, deopts, exits_after, sees_whole_stack, needs_frame = \
+            _GENERIC[uop.name, uop.oparg]
+        if not raw and stack.count(None) == len(stack):
+            self.out.append(uop)  # (and nothing is unboxed after it either)
+            del stack[len(stack) - pops:]
+            if pushes == 1:
+                stack.append(None)
+            elif pushes:
+                stack += [None] * pushes
+            return
+        if stack.count(None) != len(stack):
+            self.materialize(None if sees_whole_stack else pops)
+        steps = self.sync_steps if stack.count(None) == len(stack) else self.exit_steps()
+        if raw and needs_frame:
+            self.sync_locals(steps)
+        # (without raw locals, steps are empty when nothing is virtual)
+        kept = _with_exit_steps(uop, steps) if deopts and (raw or steps) else uop
+        self.out.append(kept)
         del stack[len(stack) - pops:]
-        if pushes:
-            stack.extend([None] * pushes)
-        if name in flags.exits_after and (self.raw or self.has_virtual()):
+        if pushes == 1:
+            stack.append(None)
+        elif pushes:
+            stack += [None] * pushes
+        if exits_after and (raw or stack.count(None) != len(stack)):
             # its exit after its effect boxes what is unboxed below its outputs
             if kept is uop:
                 kept = self.out[-1] = uop.replace()
@@ -394,11 +499,19 @@ class _Walk:
 
     # -- uops that work on virtual items (return True when handled) --
 
+    def on_CHECK_EVAL_BREAKER(self, uop: UOp, index: int) -> bool:
+        """In a loop with raw locals: the variant that syncs them itself, only
+        when it is about to run Python code."""
+        if not self.raw:
+            return False
+        self.generic(uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED"))
+        return True
+
     def on_LOAD_FAST(self, uop: UOp, index: int) -> bool:
         local = uop.oparg
-        if local in self.raw:
-            self.used_slots = True
-            self.stack.append(_raw_item(self.raw[local], local))
+        item = self.raw_items.get(local)
+        if item is not None:  # a raw local: its slot
+            self.stack.append(item)
             return True
         kind = _KIND.get(self.states[index].locals[local])
         if kind is None:
@@ -408,8 +521,8 @@ class _Walk:
 
     def on_LOAD_CONST(self, uop: UOp, index: int) -> bool:
         value = uop.operand0.value
-        if type(value) is float or (type(value) is int and _fits(value)):
-            self.stack.append(Virtual("const", _KIND[type(value)], value=value))
+        if _is_number(value):
+            self.stack.append(_const_item(value))
             return True
         return False
 
@@ -607,6 +720,12 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
     setattr(_Walk, "on" + _name, _Walk._subscript)
 # uop name -> its _Walk.on_<name> method (one dict lookup per uop in run)
 _HANDLERS = {name[2:]: method for name, method in vars(_Walk).items() if name.startswith("on_")}
+# Handled uops that unbox nothing where nothing is unboxed yet (no raw
+# locals, nothing virtual): they come out as they are (or as an equal copy).
+_PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_POP_TOP", "_GUARD_TYPE", "_STORE_FAST",
+                               "_COPY", "_SWAP", *_RAW_SUBSCRIPTS})
+_MAY_UNBOX = frozenset(_HANDLERS) - _PLAIN_WHEN_BOXED
+_MARKED = _MAY_UNBOX | _LOCAL_ACCESSES
 
 # Raw uops whose oparg is the slot they write (the store peephole retargets it).
 _WRITES_DESTINATION = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64",
@@ -622,31 +741,49 @@ _RAW_CONSUMERS = frozenset({*_INT_OPS, "_BINARY_OP_BITWISE_INT", "_BINARY_OP_FLO
                             "_UNARY_NEGATIVE_INT", "_UNARY_NEGATIVE_FLOAT", "_BINARY_OP"})
 
 
-def _consumer(uops: list[UOp], specs, i: int) -> tuple[int | None, int]:
+def _consumer(uops: list[UOp], i: int) -> tuple[int | None, int]:
     """For a uop that pushes one value: the uop that pops it and where the
     value is among that uop's inputs (0: the top), when straight-line code
     leads there (not past a label, a branch or a uop reading below its inputs
     other than a type guard); else (None, 0)."""
     uop = uops[i]
-    if uop.name == LABEL or specs[uop.name].pushes(uop.oparg) != 1:
+    if uop.name == LABEL or EFFECTS[uop.name, uop.oparg].pushes != 1:
         return None, 0
+    peeks = _uop_flags().peeks
     above = 0  # items pushed over the value since
-    for j in range(i + 1, min(i + 40, len(uops))):
-        later = uops[j]
-        if later.name == LABEL:
+    for j, later in enumerate(itertools.islice(uops, i + 1, i + 40), i + 1):
+        name = later.name
+        if name == LABEL:
             break
-        if later.name == "_GUARD_TYPE":
+        if name == "_GUARD_TYPE":
             continue  # checks an item where it is (virtual ones too)
-        spec = specs[later.name]
-        if "PEEKS" in spec.flags:
+        if name in peeks:
             break
-        pops = spec.pops(later.oparg)
+        pops, pushes, _, jumps, _ = EFFECTS[name, later.oparg]
         if pops > above:
             return j, above
-        if spec.jumps:
+        if jumps:
             break
-        above += spec.pushes(later.oparg) - pops
+        above += pushes - pops
     return None, 0
+
+
+class _GenericInfo(dict):
+    """(name, oparg) -> what generic() asks about a uop: (pops, pushes,
+    deopts, exits after its effect, sees the whole stack, needs the frame);
+    worked out on first use, then one lookup in C per uop."""
+
+    def __missing__(self, key: tuple[str, int]) -> tuple:
+        name, oparg = key
+        flags = _uop_flags()
+        effect = EFFECTS[key]
+        info = self[key] = (effect.pops, effect.pushes, name in flags.deopts,
+                            name in flags.exits_after, name in flags.sees_whole_stack,
+                            name in flags.needs_frame)
+        return info
+
+
+_GENERIC = _GenericInfo()
 
 
 class _UopFlags:
@@ -661,6 +798,7 @@ class _UopFlags:
         self.deopts = having("DEOPTS")  # exits: needs exit steps
         self.exits_after = having("EXITS_AFTER")  # and after its effect
         self.terminates = having("TERMINATES")
+        self.peeks = having("PEEKS")  # reads below its inputs
         self.sees_whole_stack = having("JUMPS", "PEEKS")  # a jump target, or reads below its inputs
         self.needs_frame = having("ESCAPES", "ERRORS", "LEAVES")  # raw locals synced first
 
@@ -673,12 +811,14 @@ def _uop_flags() -> _UopFlags:
 _UNBOX_CHECKS = {"_POP_UNBOX_I64": int, "_POP_UNBOX_F64": float}
 
 
-def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[UOp]:
+def _without_guards_before_unboxing(uops: list[UOp], names: list[str]
+                                    ) -> tuple[list[UOp], list[str]]:
     """Drop a _GUARD_TYPE of int or float whose item the following uops pop
     and unbox: the unboxing checks the same type (and side-exits to the same
-    instruction, its exit boxing back what was popped before)."""
+    instruction, its exit boxing back what was popped before).  (The uops
+    and their names.)"""
     dropped = set()
-    for g in [g for g, name in enumerate(names) if name == "_GUARD_TYPE"]:
+    for g in _positions(names, "_GUARD_TYPE"):
         guard = uops[g]
         if guard.operand0.value not in (int, float):
             continue
@@ -693,10 +833,10 @@ def _without_guards_before_unboxing(uops: list[UOp], names: list[str]) -> list[U
                     dropped.add(g)
                 break
             depth -= 1
-    kept = list(uops)
+    kept, kept_names = list(uops), list(names)
     for g in sorted(dropped, reverse=True):
-        del kept[g]
-    return kept
+        del kept[g], kept_names[g]
+    return kept, kept_names
 
 
 _POP_ITEMS = {"_POP_UNBOX_F64": "_POP_LIST_ITEM_F64", "_POP_UNBOX_I64": "_POP_LIST_ITEM_I64"}
@@ -704,29 +844,49 @@ _STORE_ITEMS = {"_BOX_INSERT_F64": "_STORE_LIST_ITEM_F64",
                 "_BOX_INSERT_I64": "_STORE_LIST_ITEM_I64"}
 
 
-def _fused_list_items(uops: list[UOp], names: list[str]) -> list[UOp]:
+def _fused_list_items(uops: list[UOp], names: list[str]) -> tuple[list[UOp], list[str]]:
     """list[k] read straight into a slot, or stored straight from one (k a
     constant): _BINARY_SUBSCR_LIST_CONST + _POP_UNBOX_* and _BOX_INSERT_*
     under one item + _STORE_SUBSCR_LIST_CONST become one uop each, which
     side-exits (before any effect) as the first of the two would.  (No uop
     is the second of one pair and the first of another: the pairs found are
-    fused independently, last first so that the indexes stay right.)"""
-    firsts = [k for k, name in enumerate(names) if name in _FUSED_FIRSTS]
-    out = list(uops)
+    fused independently, last first so that the indexes stay right.  The
+    uops and their names.)"""
+    firsts = _positions(names, *_FUSED_FIRSTS)
+    out, out_names = list(uops), list(names)
     for k in reversed(firsts):
         if k + 1 == len(uops):
             continue
         uop, following = uops[k], uops[k + 1]
         if uop.name == "_BINARY_SUBSCR_LIST_CONST" and following.name in _POP_ITEMS:
-            out[k:k + 2] = [uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg)]
+            fused = uop.replace(name=_POP_ITEMS[following.name], oparg=following.oparg)
         elif uop.name in _STORE_ITEMS and uop.oparg == 1 \
                 and following.name == "_STORE_SUBSCR_LIST_CONST":
-            out[k:k + 2] = [uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
-                                        operand0=following.operand0)]
-    return out
+            fused = uop.replace(name=_STORE_ITEMS[uop.name], oparg=uop.operand0,
+                                operand0=following.operand0)
+        else:
+            continue
+        out[k:k + 2] = [fused]
+        out_names[k:k + 2] = [fused.name]
+    return out, out_names
 
 
-_FUSED_FIRSTS = frozenset({"_BINARY_SUBSCR_LIST_CONST", *_STORE_ITEMS})
+_FUSED_FIRSTS = ("_BINARY_SUBSCR_LIST_CONST", *_STORE_ITEMS)
+
+
+def _positions(names: list[str], *wanted: str) -> list[int]:
+    """The indexes of the wanted names, in order (found by list.index, in C:
+    the pass looks for a few uops among many)."""
+    found = []
+    for name in wanted:
+        at = -1
+        try:
+            while True:
+                at = names.index(name, at + 1)
+                found.append(at)
+        except ValueError:
+            pass
+    return sorted(found) if len(wanted) > 1 else found
 
 
 class _Skip(Exception):
@@ -751,10 +911,11 @@ def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(s, e) for s, e in merged]
 
 
-def _raw_locals(trace: Trace, states, start: int, end: int,
-                jumps: list[tuple[int, int]]) -> dict[int, str]:
+def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[int, int]],
+                marked: list[int]) -> dict[int, str]:
     """Locals of a loop that can live in slots: plain locals whose type is the
-    same int or float wherever the loop reads or writes them."""
+    same int or float wherever the loop reads or writes them.  (`marked`: the
+    indexes of the trace's uops that touch locals, and of others, in order.)"""
     uops = trace.uops
     # Entered only through its header, by falling into it.
     if start == 0 or uops[start - 1].name in _uop_flags().terminates:
@@ -762,55 +923,88 @@ def _raw_locals(trace: Trace, states, start: int, end: int,
     if any(start <= target <= end and not start <= i <= end for i, target in jumps):
         return {}
     code = trace.code
-    plain = len(code.co_varnames)
     cells = set(code.co_cellvars)
+    # Plain locals: not cells (nor free variables, numbered after them).
+    plain = {local for local, name in enumerate(code.co_varnames) if name not in cells}
     kinds: dict[int, str | None] = {}
-    for uop, state in zip(uops[start:end + 1], states[start:end + 1]):
-        if uop.name not in _LOCAL_ACCESSES or state is None:
-            continue
-        if uop.name in ("_LOAD_FAST", "_STORE_FAST"):
-            local = uop.oparg
-            t = state.locals[local] if uop.name == "_LOAD_FAST" else state.stack[-1].type
-            kind = _KIND.get(t) if local < plain and code.co_varnames[local] not in cells else None
-            if kinds.get(local, kind) != kind:
-                kind = None
-            kinds[local] = kind
-        elif uop.name in _LOCAL_USERS:
-            kinds[uop.oparg] = None
+    for i in marked[bisect.bisect_left(marked, start):bisect.bisect_right(marked, end)]:
+        uop, state = uops[i], states[i]
+        local, name = uop.oparg, uop.name
+        if state is None or name not in _LOCAL_ACCESSES or kinds.get(local, "") is None:
+            continue  # (nothing to learn: not an access, or a local known not to be raw)
+        if name == "_LOAD_FAST":
+            kind = _KIND.get(state.locals[local])
+        elif name == "_STORE_FAST":
+            kind = _KIND.get(state.stack[-1].type)
+        else:  # _LOCAL_USERS
+            kind = None
+        if local not in plain or kinds.get(local, kind) != kind:
+            kind = None
+        kinds[local] = kind
     return {local: kind for local, kind in kinds.items() if kind is not None}
 
 
 def unbox(trace: Trace, context) -> list[str]:
     """Rewrite typed arithmetic on ints and floats to raw values; see the module doc."""
-    specs = stencil_table.uops()
     try:
         _, states = context.analyze(trace)
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
-    labels = {u.oparg: i for i, u in enumerate(trace.uops) if u.name == LABEL}
-    jumps = _jumps(trace.uops, labels)
-    raw_locals_at: dict[int, dict[int, str]] = {}  # uop index -> its loop's raw locals
-    regions = []
-    for start, end in _loops(jumps):
-        raw = _raw_locals(trace, states, start, end, jumps)
+    uops = trace.uops
+    names = [uop.name for uop in uops]
+    labels = {uops[i].oparg: i for i in _positions(names, LABEL)}
+    jumps = _jumps(uops, labels)
+    loops = _loops(jumps)
+    # The uops that touch locals or may unbox something: the few the scans look at.
+    marked = [i for i, name in enumerate(names) if name in _MARKED]
+    region_at: list[dict[int, str] | None] = [None] * len(uops)  # index -> its loop's raw locals
+    regions, spans = [], []  # (and the uops each spans)
+    for start, end in loops:
+        raw = _raw_locals(trace, states, start, end, jumps, marked)
         if raw:
             regions.append(raw)
-            raw_locals_at.update(dict.fromkeys(range(start, end + 1), raw))
+            spans.append((start, end))
+            region_at[start:end + 1] = [raw] * (end + 1 - start)
+    # Walked even where nothing is unboxed: the uops outside the regions that
+    # may unbox something, and where each region starts (see _Walk.copy_plain).
+    walked = [i for i in _outside(marked, spans)
+              if names[i] in _MAY_UNBOX and _may_unbox(uops[i], states[i])]
     if regions:
-        trace.uops = _with_exit_trampolines(trace, raw_locals_at, jumps, labels, states)
-    walk = _Walk(trace, states, specs, raw_locals_at)
-    before = [u.name for u in trace.uops]
-    uops = walk.run()
+        before = len(uops)
+        uops = trace.uops = _with_exit_trampolines(trace, region_at, jumps, labels, states)
+        names += [uop.name for uop in uops[before:]]
+        walked = sorted([*walked, *(start for start, _ in spans),
+                         *(i for i in range(before, len(uops)) if region_at[i] is not None)])
+    walk = _Walk(trace, states, region_at, walked)
+    out, out_names = walk.run()
     changes = []
     for text in sorted({_describe_region(trace, raw) for raw in regions}):
         changes.append(f"unboxed locals in a loop: {text}")
-    raw_uops = [u for u in uops if u.name in _RAW_UOPS]
+    raw_uops = sum(map(_RAW_UOPS.__contains__, out_names))
     if raw_uops:
-        changes.append(f"{len(raw_uops)} uops on raw ints and floats")
-    if walk.used_slots or raw_locals_at:
+        changes.append(f"{raw_uops} uops on raw ints and floats")
+    if walk.used_slots or regions:
         trace.slots = 2 * walk.nslots  # a value and a dirty flag each
-    trace.uops[:] = uops
-    return changes if [u.name for u in uops] != before else []
+    trace.uops[:] = out
+    return changes if out_names != names else []
+
+
+def _outside(indexes: list[int], spans: list[tuple[int, int]]) -> list[int]:
+    """The (sorted) indexes outside the (sorted, disjoint) [start, end] spans."""
+    found, low = [], 0
+    for start, end in spans:
+        found += indexes[low:bisect.bisect_left(indexes, start)]
+        low = bisect.bisect_right(indexes, end)
+    return found + indexes[low:]
+
+
+def _may_unbox(uop: UOp, state) -> bool:
+    """Whether the walk may unbox something at `uop` where nothing is unboxed."""
+    if uop.name == "_LOAD_FAST":
+        return state is not None and _KIND.get(state.locals[uop.oparg]) is not None
+    if uop.name == "_LOAD_CONST":
+        return _is_number(uop.operand0.value)
+    return True
 
 
 def _describe_region(trace: Trace, raw: dict[int, str]) -> str:
@@ -828,24 +1022,24 @@ _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})
 
 
-def _with_exit_trampolines(trace: Trace, raw_locals_at, jumps, labels, states) -> list[UOp]:
+def _with_exit_trampolines(trace: Trace, region_at, jumps, labels, states) -> list[UOp]:
     """Jumps from inside a loop with raw locals to outside go to a trampoline
     label at the end of the trace instead, which the walk will make box the
     raw locals and then jump on.  The trampoline's label belongs to its loop's
-    region (in raw_locals_at), and both its uops see what the jump's target
+    region (in region_at), and both its uops see what the jump's target
     sees (appended to states: a join that includes the trampoline's own edge:
     sound, and no second analysis)."""
     uops = list(trace.uops)
     fresh = _TRAMPOLINE_LABELS
     for i, target_index in jumps:
-        region = raw_locals_at.get(i)
-        if region is None or raw_locals_at.get(target_index) is region:
+        region = region_at[i]
+        if region is None or region_at[target_index] is region:
             continue
         uop = uops[i]
         fresh += 1
         target = uop.jump_to
         uops[i] = uop.replace(jump_to=fresh)
-        raw_locals_at[len(uops)] = region
+        region_at += [region, None]  # (the jump: leaving the region boxes the locals)
         uops.append(UOp(LABEL, fresh, offset=uop.offset))
         # What boxes the locals here side-exits to where the jump goes.
         resume = trace.instruction_at(target)

@@ -13,6 +13,7 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 from __future__ import annotations
 
 import heapq
+import itertools
 import operator
 from typing import Callable, NamedTuple
 
@@ -268,18 +269,21 @@ def keep(trace: Trace, states: list[State | None], altered: bytearray) -> None:
     trace.analysis = _Analysis(list(trace.uops), states, altered)
 
 
-def fuse_uops(trace: Trace, uops: list[UOp], sources: list[int]) -> None:
-    """Replace the trace's uops by `uops`, each of which does what the old
-    uops from `sources[k]` up to the next source did, with the same outcome
-    from any state: the analysis is kept (each new uop's state is its first
-    old uop's), since an analysis of the new uops makes the same visits with
-    the same states.  (The old uops dropped must not be jump targets.)"""
+def fuse_pairs(trace: Trace, fused: dict[int, UOp]) -> None:
+    """Replace each pair of uops `index`, `index + 1` of the trace by
+    `fused[index]`, which does what the pair did, with the same outcome from
+    any state: the analysis is kept (each fused uop's state is its first
+    uop's), since an analysis of the new uops makes the same visits with the
+    same states.  (The second uops must not be jump targets.)  In place,
+    the kept analysis too: only the pairs change."""
     cached = _current(trace)
-    trace.uops[:] = uops
-    trace.analysis = None
-    if cached is not None:
-        states, altered = cached.states, cached.altered
-        keep(trace, [states[i] for i in sources], bytearray([altered[i] for i in sources]))
+    uops = trace.uops
+    for index in sorted(fused, reverse=True):
+        uops[index] = fused[index]
+        del uops[index + 1]
+        if cached is not None:
+            cached.uops[index] = fused[index]
+            del cached.uops[index + 1], cached.states[index + 1], cached.altered[index + 1]
 
 
 def remove_uops(trace: Trace, indices: set[int]) -> None:
@@ -366,65 +370,156 @@ def _analyze(trace: Trace, transfer: Transfer) -> _Analysis:
     return _Analysis(list(uops), states, altered)
 
 
+class _Flow(NamedTuple):
+    """How a uop that jumps or does not fall through goes on (see _STEPS)."""
+
+    falls_through: bool
+    jumps: bool
+    jump_pops: int | None
+
+
+class _Steps(dict):
+    """What the stack walk needs of a uop, by (name, oparg), worked out on
+    first use: (pops, pushes - pops, its _Flow or None when it just falls
+    through, its side exits (exit_target, exit_after) or None), so that
+    most uops take a short path."""
+
+    def __missing__(self, key: tuple[str, int]) -> tuple:
+        pops, pushes, falls_through, jumps, jump_pops = EFFECTS[key]
+        flow = _Flow(falls_through, jumps, jump_pops) if jumps or not falls_through else None
+        exits = _side_exits(key[0])
+        known = self[key] = (pops, pushes - pops, flow, exits if any(exits) else None)
+        return known
+
+
+class _OpargFreeSteps(dict):
+    """_STEPS by uop name alone, for the uops whose stack effect does not
+    depend on their oparg (no run of items); None for the others, which
+    _STEPS has by (name, oparg).  (A lookup by a name is faster than by a
+    (name, oparg) tuple, which is made and hashed each time.)"""
+
+    def __missing__(self, name: str) -> tuple | None:
+        spec = stencil_table.uops()[name]
+        known = None
+        if not any("[" in item for item in spec.inputs + spec.outputs):
+            known = _STEPS[name, 0]
+        self[name] = known
+        return known
+
+
+_STEPS = _Steps()
+_OPARG_FREE_STEPS = _OpargFreeSteps()
+
+
 def stack_depths(trace: Trace) -> list[int | None]:
     """The real stack depth before each uop (None: unreachable), following
     every branch with its own stack effect.  Raises AnalysisError where paths
     disagree, where a uop pops more than there is, or where the stack would
     outgrow the frame's (co_stacksize)."""
+    return _walk(trace, None)
+
+
+def _walk(trace: Trace, entry_depths: dict[int, int] | None) -> list[int | None]:
+    """stack_depths, and with `entry_depths` check_stack's side-exit check
+    on the same walk.  The walk goes in code order, a run of uops at a time:
+    from the entry, and from each label once a branch reaches it, up to a
+    uop that does not fall through (or a label already walked), so each
+    reachable uop is visited once, with its depth.  (Every check looks at
+    one uop or one edge, so which order finds a broken trace's first error
+    is the only thing the order decides.)  A wrong side exit is reported
+    after the walk, the first by index: the walk's own errors come first."""
     uops = trace.uops
-    limit = trace.code.co_stacksize
-    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     depths: list[int | None] = [None] * len(uops)
     if not uops:
         return depths
+    limit = trace.code.co_stacksize
+    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    steps, oparg_free_steps = _STEPS, _OPARG_FREE_STEPS
+    check_exits = entry_depths is not None
+    wrong: tuple | None = None  # (index, uop, resume, real) of the first wrong side exit
+    pushed: dict[int, int] = {}  # (see _pushes)
+    last_steps, last_pushed = (), 0
     depths[0] = 0
-    last = len(uops) - 1
-    work = [0]
-    while work:
-        index = work.pop()
-        # Depth first, as with every successor put on the work stack (a
-        # branch's target is taken before the uop after the branch), but
-        # without queueing the successor taken next anyway.
-        while index is not None:
-            uop, depth = uops[index], depths[index]
-            if uop.name == LABEL:
-                after, branch = depth, None
-            else:
-                pops, pushes, falls_through, jumps, jump_pops = EFFECTS[uop.name, uop.oparg]
-                if pops > depth:
-                    raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} "
-                                        "items")
-                after = depth - pops + pushes
-                if after > limit:
-                    raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
-                                        f"(the frame has room for {limit})")
-                branch = None
-                if jumps:
-                    if uop.jump_to not in labels:
-                        raise AnalysisError(f"uop {index} {uop.describe()}: no label")
-                    branch = after if jump_pops is None else depth - jump_pops
-                if not falls_through:
-                    after = None
-            following = None
-            if after is not None and index < last:
-                known = depths[index + 1]
-                if known is None:
-                    depths[index + 1] = after
-                    following = index + 1
-                elif known != after:
-                    raise AnalysisError(f"stack depth {after} or {known} at uop {index + 1}")
-            if branch is not None:
-                target = labels[uop.jump_to]
+    pending = [0]  # where runs start (the entry, labels reached by a branch): a heap
+    walked: set[int] = set()  # the labels runs went through
+    while pending:
+        start = heapq.heappop(pending)
+        if start in walked:
+            continue  # (a run before it fell through into it)
+        depth = depths[start]
+        for index, uop in enumerate(itertools.islice(uops, start, None), start):
+            name = uop.name
+            if name == LABEL:
+                if index != start:  # falling through into it
+                    known = depths[index]
+                    if known is None:
+                        depths[index] = depth
+                    elif known != depth:
+                        raise AnalysisError(f"stack depth {depth} or {known} at uop {index}")
+                    if index in walked:
+                        break
+                walked.add(index)
+                continue
+            depths[index] = depth
+            pops, delta, flow, exits = oparg_free_steps[name] or steps[name, uop.oparg]
+            after = depth + delta
+            if pops > depth or after > limit:
+                _raise_overflow(index, uop, depth, pops, after, limit)
+            if exits is not None and check_exits:
+                # (Exit steps come in runs of uops sharing them: the last
+                # count is at hand.)
+                to_target, to_after = exits
+                if to_target:
+                    real = depth
+                    exit_steps = uop.exit_steps
+                    if exit_steps:
+                        if exit_steps is not last_steps:
+                            last_steps, last_pushed = exit_steps, _pushes(exit_steps, pushed)
+                        real += last_pushed
+                    if entry_depths.get(uop.exit_to, real) != real \
+                            and (wrong is None or index < wrong[0]):
+                        wrong = (index, uop, uop.exit_to, real)
+                if to_after:
+                    real = after
+                    exit_steps = uop.exit_after_steps
+                    if exit_steps:
+                        if exit_steps is not last_steps:
+                            last_steps, last_pushed = exit_steps, _pushes(exit_steps, pushed)
+                        real += last_pushed
+                    if entry_depths.get(uop.exit_after, real) != real \
+                            and (wrong is None or index < wrong[0]):
+                        wrong = (index, uop, uop.exit_after, real)
+            if flow is None:  # (most uops)
+                depth = after
+                continue
+            falls_through, jumps, jump_pops = flow
+            if jumps:
+                target = labels.get(uop.jump_to)
+                if target is None:
+                    raise AnalysisError(f"uop {index} {uop.describe()}: no label")
+                branch = after if jump_pops is None else depth - jump_pops
                 known = depths[target]
                 if known is None:
                     depths[target] = branch
-                    if following is not None:
-                        work.append(following)
-                    following = target
+                    heapq.heappush(pending, target)
                 elif known != branch:
                     raise AnalysisError(f"stack depth {branch} or {known} at uop {target}")
-            index = following
+            if not falls_through:
+                break
+            depth = after
+    if wrong is not None:
+        index, uop, resume, real = wrong
+        raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
+                            f"with {real} stack items; the interpreter expects "
+                            f"{entry_depths[resume]}")
     return depths
+
+
+def _raise_overflow(index: int, uop: UOp, depth: int, pops: int, after: int, limit: int):
+    if pops > depth:
+        raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} items")
+    raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
+                        f"(the frame has room for {limit})")
 
 
 def instruction_depths(trace: Trace) -> dict[int, int]:
@@ -445,23 +540,14 @@ def instruction_depths(trace: Trace) -> dict[int, int]:
     return result
 
 
-_SIDE_EXITS: dict[str, tuple[bool, bool]] = {}
-_NO_EXITS = (False, False)
-
-
 def _side_exits(name: str) -> tuple[bool, bool]:
     """Whether uop `name` side-exits to redo its instruction (exit_target)
-    and after its effect (exit_after); _NO_EXITS for labels and uops that
-    do not deopt."""
-    known = _SIDE_EXITS.get(name)
-    if known is None:
-        holes = ()
-        if name != LABEL and stencil_table.uops()[name].deopts:
-            stencil = stencil_table.stencils()[name]
-            holes = {hole.value.value for hole in stencil.holes + stencil.cold_holes}
-        known = ("exit_target" in holes, "exit_after" in holes)
-        _SIDE_EXITS[name] = _NO_EXITS if known == _NO_EXITS else known
-    return _SIDE_EXITS[name]
+    and after its effect (exit_after)."""
+    holes = ()
+    if stencil_table.uops()[name].deopts:
+        stencil = stencil_table.stencils()[name]
+        holes = {hole.value.value for hole in stencil.holes + stencil.cold_holes}
+    return "exit_target" in holes, "exit_after" in holes
 
 
 def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> None:
@@ -471,39 +557,14 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     still on the stack plus those its exit steps box.  A rewrite that leaves
     items behind, pops too many or exits with the wrong stack is a bug, caught
     here before any code is emitted (raises AnalysisError)."""
-    depths = stack_depths(trace)
-    if entry_depths is None:
-        return
-    uops = trace.uops
-    side_exits = _SIDE_EXITS
-    boxed: dict[tuple, int] = {}  # items exit steps push, by the steps (uops share them)
-    for index, depth in enumerate(depths):
-        if depth is None:
-            continue
-        uop = uops[index]
-        exits = side_exits.get(uop.name) or _side_exits(uop.name)
-        if exits is _NO_EXITS:  # (labels and uops that do not deopt)
-            continue
-        to_target, to_after = exits
-        if to_target:
-            real = depth + (_boxed(uop.exit_steps, boxed) if uop.exit_steps else 0)
-            if entry_depths.get(uop.exit_to, real) != real:
-                _wrong_exit(index, uop, uop.exit_to, real, entry_depths)
-        if to_after:
-            effect = EFFECTS[uop.name, uop.oparg]
-            real = depth - effect.pops + effect.pushes + _boxed(uop.exit_after_steps, boxed)
-            if entry_depths.get(uop.exit_after, real) != real:
-                _wrong_exit(index, uop, uop.exit_after, real, entry_depths)
+    _walk(trace, entry_depths)
 
 
-def _boxed(steps: tuple, known: dict[tuple, int]) -> int:
-    count = known.get(steps)
+def _pushes(steps: tuple, known: dict[int, int]) -> int:
+    """How many items exit `steps` push, remembered in `known` by the steps'
+    id (for one walk, while the uops hold them: a tuple of steps is slow to
+    hash, and uops share their steps)."""
+    count = known.get(id(steps))
     if count is None:
-        count = known[steps] = sum(step.pushes for step in steps)
+        count = known[id(steps)] = sum(step.pushes for step in steps)
     return count
-
-
-def _wrong_exit(index: int, uop: UOp, resume: int, real: int, entry_depths: dict[int, int]):
-    raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
-                        f"with {real} stack items; the interpreter expects "
-                        f"{entry_depths[resume]}")

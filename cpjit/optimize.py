@@ -44,31 +44,21 @@ _FUSED_BRANCHES = {"_COMPARE_OP_INT": "_COMPARE_INT_AND_BRANCH",
 
 def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
     """A typed compare followed by a jump on its bool jumps on the comparison
-    itself (no bool object).  The analysis is kept (analysis.fuse_uops): the
+    itself (no bool object).  The analysis is kept (analysis.fuse_pairs): the
     fused uop pops the operands and jumps with what is left, as the pair did."""
-    changes = []
     uops = trace.uops
-    out = []
-    sources = []  # the index of each uop of `out` in `uops`
-    i = 0
-    while i < len(uops):
-        uop = uops[i]
-        following = uops[i + 1] if i + 1 < len(uops) else None
-        if (uop.name in _FUSED_BRANCHES and following is not None
-                and following.name == "_POP_JUMP_IF_BOOL"):
-            fused = uop.replace(name=_FUSED_BRANCHES[uop.name],
-                                        operand0=following.operand0, jump_to=following.jump_to,
-                                        exit_after=following.exit_after)
-            out.append(fused)
-            sources.append(i)
-            changes.append(f"@{2 * uop.offset} {uop.name} + _POP_JUMP_IF_BOOL -> {fused.name}")
-            i += 2
-            continue
-        out.append(uop)
-        sources.append(i)
-        i += 1
-    if changes:
-        analysis.fuse_uops(trace, out, sources)
+    last = len(uops) - 1
+    fused = {}
+    changes = []
+    for i in [i for i, uop in enumerate(uops) if uop.name in _FUSED_BRANCHES]:
+        if i < last and uops[i + 1].name == "_POP_JUMP_IF_BOOL":
+            uop, following = uops[i], uops[i + 1]
+            fused[i] = uop.replace(name=_FUSED_BRANCHES[uop.name], operand0=following.operand0,
+                                   jump_to=following.jump_to, exit_after=following.exit_after)
+            changes.append(f"@{2 * uop.offset} {uop.name} + _POP_JUMP_IF_BOOL -> "
+                           f"{fused[i].name}")
+    if fused:
+        analysis.fuse_pairs(trace, fused)
     return changes
 
 

@@ -339,15 +339,12 @@ def emit(trace: Trace) -> Emitted:
     keepalive: list = []
     uops = tuple(trace.uops)
     try:
-        (code, patches, words, exit_keys, error_offsets, geometry, records, data, got,
+        (jit_code, patches, words, exit_keys, error_offsets, geometry, records, data, got,
          data_start, got_offset) = _runtime.emit_trace(
-            uops, UOp, LABEL, units, _runtime.SLOTS_OFFSET, EXIT_ACTIONS, _encode_operand,
-            _step_value, keepalive)
+            uops, UOp, LABEL, trace.code, units, trace.cache_words, trace.slots,
+            _runtime.SLOTS_OFFSET, EXIT_ACTIONS, _encode_operand, _step_value, keepalive)
     except (ValueError, OverflowError) as error:
         raise EmitError(str(error)) from None
-    jit_code = _runtime.JitCode(code, patches, entry=0,
-                                rwdata_words=COUNTERS + len(exit_keys) + trace.cache_words,
-                                nslots=trace.slots, co=trace.code, keepalive=tuple(keepalive))
     made = _Made(uops, words, exit_keys, error_offsets, geometry, records, data, got, units,
                  _stencil_names, _symbol_names)
     data_offset = int.from_bytes(data[8:16], "little", signed=True) if data else data_start

@@ -25,6 +25,14 @@ typedef struct {
 extern PyTypeObject JitCode_Type;
 #define JitCode_Check(op) Py_IS_TYPE((op), &JitCode_Type)
 
+/* A JitCode (entry at offset 0) whose memory is mapped read+write and zeroed
+ * for `code_size` bytes of code, for the caller to write; NULL with an error. */
+JitCode *cpjit_jitcode_alloc(Py_ssize_t code_size, Py_ssize_t rwdata_words, Py_ssize_t nslots,
+                             PyObject *co, PyObject *keepalive);
+/* Apply `count` patch records to a JitCode from cpjit_jitcode_alloc (each
+ * checked) and make its memory read+exec: 0, or -1 with an error (drop it then). */
+int cpjit_jitcode_seal(JitCode *self, const unsigned char *patches, Py_ssize_t count);
+
 typedef PyObject *(*jit_entry_fn)(_PyInterpreterFrame *frame, PyObject **stack_pointer,
                                   PyThreadState *tstate, JitState *state);
 
@@ -119,8 +127,8 @@ PyObject *cpjit_resolve_patches(PyObject *module, PyObject *args);
 
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 
-/* emit_trace(uops, uop_type, label, units, slots_offset, exit_actions,
- * encode_operand, step_value, keepalive): see layout.c. */
+/* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,
+ * exit_actions, encode_operand, step_value, keepalive): see layout.c. */
 PyObject *cpjit_emit_trace(PyObject *module, PyObject *args);
 
 /* ---- wrapper.c: the decorated callable ---- */

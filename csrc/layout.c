@@ -514,7 +514,7 @@ static int
 walk(Walk *w, Layout *l, PyObject *uops, PyObject **exits)
 {
     Py_ssize_t nuops = PyTuple_GET_SIZE(uops);
-    if (nuops >= PLACEMENT_LIMIT) {
+    if (nuops >= PLACEMENT_LIMIT / 4) {   /* (the stubs come on top: 2 exits a uop at most) */
         PyErr_SetString(PyExc_ValueError, "cpjit: too many uops");
         return -1;
     }
@@ -582,10 +582,11 @@ walk(Walk *w, Layout *l, PyObject *uops, PyObject **exits)
 }
 
 /* The words of one exit step (action, argument, value): the value is an int
- * or what step_value(value, keepalive) makes of it (an object's address). */
+ * or what step_value(value, keepalive) makes of it (an object's address; then
+ * *called is set). */
 static int
 read_step(PyObject *step, PyObject *actions, PyObject *step_value, PyObject *keepalive,
-          int64_t *out)
+          int64_t *out, int *called)
 {
     if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) < 3) {
         PyErr_SetString(PyExc_ValueError, "cpjit: an exit step must be a 3-tuple");
@@ -606,6 +607,7 @@ read_step(PyObject *step, PyObject *actions, PyObject *step_value, PyObject *kee
     if (PyLong_Check(value)) {
         return as_int64(value, &out[2]);
     }
+    *called = 1;
     PyObject *call[2] = {value, keepalive};
     PyObject *address = PyObject_Vectorcall(step_value, call, 2, NULL);
     if (address == NULL) {
@@ -616,65 +618,77 @@ read_step(PyObject *step, PyObject *actions, PyObject *step_value, PyObject *kee
     return err;
 }
 
-/* The exit records (csrc/runtime.h, cpjit_side_exit) of the exit stubs, from
- * their keys (resume offset, steps): counter word, resume, steps, 3 words a step. */
+/* The exit records (csrc/runtime.h, cpjit_side_exit) of the exit stubs the
+ * walk made: counter word, resume offset, steps, 3 words a step.  Exit stubs
+ * with the same steps (the same token) copy the words of the first one's,
+ * unless it called step_value (to add the objects to keepalive again). */
 static int
-read_exits(Layout *l, PyObject *exits, PyObject *actions, PyObject *step_value,
+read_exits(Layout *l, const Walk *w, PyObject *actions, PyObject *step_value,
            PyObject *keepalive)
 {
-    l->nexits = PyTuple_GET_SIZE(exits);
-    if (l->nexits > PLACEMENT_LIMIT) {
-        PyErr_SetString(PyExc_ValueError, "cpjit: too many exit stubs");
-        return -1;
-    }
+    Py_ssize_t ntokens = PyList_GET_SIZE(w->token_steps);
     l->record_start = PyMem_Calloc((size_t)l->nexits + 1, sizeof(Py_ssize_t));
-    if (l->record_start == NULL) {
+    int64_t *first = new_words(ntokens);   /* per token: an exit to copy its steps from */
+    if (l->record_start == NULL || first == NULL) {
+        PyMem_Free(first);
         PyErr_NoMemory();
         return -1;
     }
     Py_ssize_t words = 0;
     for (Py_ssize_t k = 0; k < l->nexits; k++) {
-        PyObject *key = PyTuple_GET_ITEM(exits, k);
-        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2
-            || !PyTuple_Check(PyTuple_GET_ITEM(key, 1))
-            || PyTuple_GET_SIZE(PyTuple_GET_ITEM(key, 1)) > STEP_LIMIT) {
-            PyErr_Format(PyExc_ValueError, "cpjit: exit %zd: bad key", k);
-            return -1;
+        PyObject *steps = PyList_GET_ITEM(w->token_steps, w->exit_token[k]);
+        if (PyTuple_GET_SIZE(steps) > STEP_LIMIT) {
+            PyErr_Format(PyExc_ValueError, "cpjit: exit %zd: too many steps", k);
+            goto error;
         }
         l->record_start[k] = words;
-        words += 3 + 3 * PyTuple_GET_SIZE(PyTuple_GET_ITEM(key, 1));
+        words += 3 + 3 * PyTuple_GET_SIZE(steps);
         if (words > CODE_LIMIT / 8) {
             PyErr_SetString(PyExc_ValueError, "cpjit: exit records too large");
-            return -1;
+            goto error;
         }
     }
     l->record_start[l->nexits] = words;
     if ((l->records = new_words(words)) == NULL) {
-        return -1;
+        goto error;
     }
-    /* The exits tuple and its tuples cannot change while step_value runs. */
+    for (Py_ssize_t t = 0; t < ntokens; t++) {
+        first[t] = -1;
+    }
+    /* The walk's token_steps and its tuples cannot change while step_value runs. */
     for (Py_ssize_t k = 0; k < l->nexits; k++) {
-        PyObject *key = PyTuple_GET_ITEM(exits, k);
-        PyObject *steps = PyTuple_GET_ITEM(key, 1);
+        int64_t token = w->exit_token[k];
+        PyObject *steps = PyList_GET_ITEM(w->token_steps, token);
         int64_t *record = l->records + l->record_start[k];
         record[0] = RW_COUNTERS + k;
-        if (as_int64(PyTuple_GET_ITEM(key, 0), &record[1]) < 0) {
-            return -1;
-        }
+        record[1] = w->exit_resume[k];
+        record[2] = PyTuple_GET_SIZE(steps);
         if (record[1] < 0) {
             PyErr_Format(PyExc_ValueError,
                          "cpjit: a uop can side-exit but has no resume offset (exit %zd)", k);
-            return -1;
+            goto error;
         }
-        record[2] = PyTuple_GET_SIZE(steps);
+        if (first[token] >= 0) {
+            memcpy(record + 3, l->records + l->record_start[first[token]] + 3,
+                   (size_t)record[2] * 3 * sizeof(int64_t));
+            continue;
+        }
+        int called = 0;
         for (Py_ssize_t s = 0; s < record[2]; s++) {
             if (read_step(PyTuple_GET_ITEM(steps, s), actions, step_value, keepalive,
-                          record + 3 + 3 * s) < 0) {
-                return -1;
+                          record + 3 + 3 * s, &called) < 0) {
+                goto error;
             }
         }
+        if (!called) {
+            first[token] = k;
+        }
     }
+    PyMem_Free(first);
     return 0;
+error:
+    PyMem_Free(first);
+    return -1;
 }
 
 static const cpjit_stencil *
@@ -873,15 +887,10 @@ describe(Layout *l)
     return 0;
 }
 
-static PyObject *
-write_code(const Layout *l)
+/* The code's bytes, at `out` (zeroed, l->size bytes). */
+static void
+write_code(const Layout *l, unsigned char *out)
 {
-    PyObject *code = PyBytes_FromStringAndSize(NULL, l->size);
-    if (code == NULL) {
-        return NULL;
-    }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(code);
-    memset(out, 0, (size_t)l->size);
     for (Py_ssize_t i = 0; i < l->n; i++) {
         const int64_t *row = l->p + i * CPJIT_PLACEMENT_WORDS;
         const cpjit_stencil *stencil = stencil_of(l, i);
@@ -901,7 +910,34 @@ write_code(const Layout *l)
         memcpy(out + l->record_at[k], l->records + l->record_start[k],
                8 * (size_t)(l->record_start[k + 1] - l->record_start[k]));
     }
-    return code;
+}
+
+/* The JitCode of the laid-out code: its memory written, patched, made executable. */
+static PyObject *
+make_code(const Layout *l, PyObject *patches, Py_ssize_t cache_words, Py_ssize_t nslots,
+          PyObject *co, PyObject *keepalive)
+{
+    if (cache_words < 0 || cache_words > CACHE_WORDS_LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: bad number of cache words");
+        return NULL;
+    }
+    PyObject *kept = PyList_AsTuple(keepalive);
+    if (kept == NULL) {
+        return NULL;
+    }
+    JitCode *code = cpjit_jitcode_alloc(l->size, RW_COUNTERS + l->nexits + cache_words, nslots,
+                                        co, kept);
+    Py_DECREF(kept);
+    if (code == NULL) {
+        return NULL;
+    }
+    write_code(l, code->memory);
+    if (cpjit_jitcode_seal(code, (const unsigned char *)PyBytes_AS_STRING(patches),
+                           PyBytes_GET_SIZE(patches) / CPJIT_PATCH_RECORD_BYTES) < 0) {
+        Py_DECREF(code);
+        return NULL;
+    }
+    return (PyObject *)code;
 }
 
 static int
@@ -1026,19 +1062,21 @@ words_tuple(const int64_t *words, Py_ssize_t count)
     return tuple;
 }
 
-/* emit_trace(uops, uop_type, label, units, slots_offset, exit_actions,
- *            encode_operand, step_value, keepalive)
+/* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,
+ *            exit_actions, encode_operand, step_value, keepalive)
  *
  * uops: a tuple of uop_type instances (exactly that type: cpjit.ir.UOp),
- * label pseudo-uops (named `label`) included; units: the address of the code
- * units; exit_actions: exit step action name -> code;
+ * label pseudo-uops (named `label`) included; co: the code object compiled;
+ * units: the address of its code units; cache_words, nslots: the read-write
+ * cache words and the JitState slots the uops use; exit_actions: exit step
+ * action name -> code;
  * encode_operand(operand, units, keepalive): (base, value) of an operand that
  * is not an int; step_value(value, keepalive): the word of an exit step
  * value that is not an int.  Both add to keepalive the objects whose
  * addresses they give.
  *
  * Returns (code, patches, words, exits, errors, geometry, exit_records,
- * data, got, data_start, got_offset): the code bytes and patch records; the
+ * data, got, data_start, got_offset): the JitCode and its patch records; the
  * U_WORDS int64 words of the shim and each uop; the exit stubs' keys
  * (resume offset, steps); the error stubs' instruction offsets; then int64
  * words: per placement its hot offset and size and cold offset (-1: none)
@@ -1047,11 +1085,13 @@ words_tuple(const int64_t *words, Py_ssize_t count)
 PyObject *
 cpjit_emit_trace(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *uops, *uop_type, *label, *units, *actions, *encode, *step_value, *keepalive;
+    PyObject *uops, *uop_type, *label, *co, *units, *actions, *encode, *step_value, *keepalive;
+    Py_ssize_t cache_words, nslots;
     long long slots_offset;
-    if (!PyArg_ParseTuple(args, "O!OUO!LO!OOO!:emit_trace", &PyTuple_Type, &uops, &uop_type,
-                          &label, &PyLong_Type, &units, &slots_offset, &PyDict_Type, &actions,
-                          &encode, &step_value, &PyList_Type, &keepalive)) {
+    if (!PyArg_ParseTuple(args, "O!OUO!O!nnLO!OOO!:emit_trace", &PyTuple_Type, &uops, &uop_type,
+                          &label, &PyCode_Type, &co, &PyLong_Type, &units, &cache_words,
+                          &nslots, &slots_offset, &PyDict_Type, &actions, &encode, &step_value,
+                          &PyList_Type, &keepalive)) {
         return NULL;
     }
     Layout l = {0};
@@ -1065,7 +1105,7 @@ cpjit_emit_trace(PyObject *Py_UNUSED(module), PyObject *args)
     }
     w.type = (PyTypeObject *)uop_type;
     if (walk(&w, &l, uops, &exits) < 0
-        || read_exits(&l, exits, actions, step_value, keepalive) < 0) {
+        || read_exits(&l, &w, actions, step_value, keepalive) < 0) {
         goto done;
     }
     /* No Python code runs from here on (encode_operand and step_value did,
@@ -1096,8 +1136,9 @@ cpjit_emit_trace(PyObject *Py_UNUSED(module), PyObject *args)
             i < l.count ? l.uops[i * U_WORDS + U_STENCIL]
             : i < l.count + l.nexits ? exit_stub : error_stub;
     }
-    if (place(&l) < 0 || describe(&l) < 0 || (code = write_code(&l)) == NULL
+    if (place(&l) < 0 || describe(&l) < 0
         || (patches = write_patches(&l, slots_offset)) == NULL
+        || (code = make_code(&l, patches, cache_words, nslots, co, keepalive)) == NULL
         || (words = words_bytes(l.uops, l.count, U_WORDS, U_WORDS)) == NULL
         || (errors = words_tuple(l.error_offsets, l.nerrors)) == NULL
         || (geometry = words_bytes(l.p + CPJIT_P_HOT, l.n, 4, CPJIT_PLACEMENT_WORDS)) == NULL

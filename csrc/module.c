@@ -94,9 +94,10 @@ static PyMethodDef module_methods[] = {
      "resolve_patches(placements, got_offsets, slots_offset)\n--\n\nThe patch records of "
      "placements described by the caller (see csrc/resolve.c)."},
     {"emit_trace", cpjit_emit_trace, METH_VARARGS,
-     "emit_trace(uops, uop_type, label, units, slots_offset, exit_actions, encode_operand, "
-     "step_value, keepalive)\n--\n\nLay out a trace's stencils, copy their bytes and "
-     "resolve their holes (see csrc/layout.c and cpjit/emit.py)."},
+     "emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset, "
+     "exit_actions, encode_operand, step_value, keepalive)\n--\n\nLay out a trace's "
+     "stencils, copy their bytes, resolve their holes and make the JitCode (see "
+     "csrc/layout.c and cpjit/emit.py)."},
     {NULL, NULL, 0, NULL},
 };
 

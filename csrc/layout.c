@@ -287,7 +287,13 @@ int_field(const Walk *w, PyObject *uop, Py_ssize_t index, int f, int64_t *out)
                      field_names[f], Py_TYPE(value)->tp_name);
         return -1;
     }
-    *out = PyLong_AsLongLong(value);
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow) {
+        PyErr_Format(PyExc_OverflowError, "cpjit: uop %zd: %s does not fit 64 bits", index,
+                     field_names[f]);
+        return -1;
+    }
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 

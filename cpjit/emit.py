@@ -20,14 +20,17 @@ cpjit_side_exit() carries out (exits are rare: data beats code there).
 Error stubs are shared per instruction.  External functions are called
 through a GOT of absolute addresses after the code.
 
-Compilation speed matters here, so the work is split: emit() walks the trace
-once and describes each uop in a few words (which stencil, which jump target
-and stubs, its oparg and operands); the C runtime, which has every stencil's
-bytes and holes registered once per stencil table, lays them out, copies the
-bytes and resolves the holes (csrc/layout.c, csrc/resolve.c; the range
-checks are there and in csrc/jitcode.c).  What dumps show of the result (the
-placements, each patch with its meaning) is only made when asked for, and
-the patches are then explained by _patch_all, the same resolution in Python.
+Compilation speed matters here, so the work is done in C: the runtime, which
+has every stencil's bytes and holes registered once per stencil table, walks
+the trace's uops (reading their fields from their slots), describes each in a
+few words (which stencil, which jump target and stubs, its oparg and
+operands), lays them out, copies the bytes and resolves the holes
+(csrc/layout.c, csrc/resolve.c; the range checks are there and in
+csrc/jitcode.c).  Python is only called back for operands that are not ints
+(_encode_operand) and exit step values that are not ints (_step_value).
+What dumps show of the result (the placements, each patch with its meaning)
+is only made when asked for, and the patches are then explained by
+_patch_all, the same resolution in Python.
 """
 
 from __future__ import annotations
@@ -222,14 +225,11 @@ def _value_code(hole) -> int:
 @dataclasses.dataclass(slots=True)
 class _Plan:
     """A stencil's holes as tuples (offset, width, kind, value code, addend,
-    symbol, hole), for _patch_all, and which stubs it needs."""
+    symbol, hole), for _patch_all."""
 
     stencil: Stencil
     hot: tuple
     cold: tuple
-    exits: bool = False  # has an EXIT_TARGET hole
-    exits_after: bool = False  # has an EXIT_AFTER hole
-    errors: bool = False  # has an ERROR_TARGET hole
 
 
 _plans: dict[str, _Plan] = {}
@@ -252,12 +252,8 @@ def _plan(name: str) -> _Plan:
         stencil = stencil_table.stencils().get(name)
         if stencil is None:
             raise EmitError(f"no stencil for uop {name}")
-        values = {h.value for h in stencil.holes + stencil.cold_holes}
         plan = _plans[name] = _Plan(stencil, _plan_holes(stencil.holes),
-                                    _plan_holes(stencil.cold_holes),
-                                    HoleValue.EXIT_TARGET in values,
-                                    HoleValue.EXIT_AFTER in values,
-                                    HoleValue.ERROR_TARGET in values)
+                                    _plan_holes(stencil.cold_holes))
     return plan
 
 
@@ -270,10 +266,6 @@ _stencil_ids: dict[str, int] = {}
 _stencil_names: list[str] = []  # by stencil id
 _symbol_ids: dict[str, int] = {}
 _symbol_names: list[str] = []  # by symbol id
-# What emit() needs of a uop's stencil, by uop name: its id, and whether it
-# needs an exit stub, an exit-after stub, an error stub (flag bits below).
-_uop_stencils: dict[str, tuple[int, int]] = {}
-_EXITS, _EXITS_AFTER, _ERRORS = 1, 2, 4
 
 
 def _pack_holes(parts, symbols: dict[str, int]) -> bytes:
@@ -311,36 +303,33 @@ def _register() -> None:
     if EXIT_STUB not in ids or ERROR_STUB not in ids or SHIM not in ids:
         raise EmitError("the stencil table has no shim or stubs")
     _runtime.register_stencils(entries, struct.pack(f"<{len(addresses)}q", *addresses),
-                               ids[EXIT_STUB], ids[ERROR_STUB])
+                               ids[SHIM], ids[EXIT_STUB], ids[ERROR_STUB])
     _stencil_ids.clear()
     _stencil_ids.update(ids)
     _stencil_names = names
     _symbol_ids.clear()
     _symbol_ids.update(symbols)
     _symbol_names = list(symbols)
-    _uop_stencils.clear()
     _registered_digest = digest
-
-
-def _uop_stencil(name: str) -> tuple[int, int]:
-    """(stencil id, flags) of uop `name` (cached in _uop_stencils)."""
-    plan = _plan(name)
-    flags = ((_EXITS if plan.exits else 0) | (_EXITS_AFTER if plan.exits_after else 0)
-             | (_ERRORS if plan.errors else 0))
-    entry = _uop_stencils[name] = (_stencil_ids[name], flags)
-    return entry
 
 
 # -- the emitter --
 
-# The words describing the shim or a uop to the runtime (csrc/layout.c U_*):
-# stencil, jump target (placement index), exit stub, exit-after stub, error
-# stub (numbers among the stubs), oparg, operand 0 (base, value), operand 1,
-# the offset of its instruction (code units; the runtime makes it an
-# address); -1 for what it has not.
+# The words describing the shim or a uop, as the runtime made them (csrc/layout.c
+# U_*): stencil, jump target (placement index), exit stub, exit-after stub,
+# error stub (numbers among the stubs), oparg, operand 0 (base, value),
+# operand 1, the offset of its instruction (code units); -1 for what it has not.
 (U_STENCIL, U_JUMP, U_EXIT, U_EXIT_AFTER, U_ERROR, U_OPARG, U_BASE0, U_VALUE0, U_BASE1,
  U_VALUE1, U_INSTR) = range(11)
 U_WORDS = 11
+
+
+def _step_value(value, keepalive: list) -> int:
+    """The word of an exit step's value that is not an int (an Obj)."""
+    if not isinstance(value, Obj):
+        raise EmitError(f"exit step value {value!r}")
+    keepalive.append(value.value)
+    return id(value.value)
 
 
 def emit(trace: Trace) -> Emitted:
@@ -348,89 +337,16 @@ def emit(trace: Trace) -> Emitted:
     _register()
     units = _runtime.code_units_address(trace.code)
     keepalive: list = []
-    words = [_stencil_ids[SHIM], -1, -1, -1, -1, 0, BASE_ABSOLUTE, 0, BASE_ABSOLUTE, 0, 0]
-    labels: dict[int, int] = {}  # instruction offset -> index of the placement there
-    jumps: list[tuple[int, int]] = []  # (index of a U_JUMP word, instruction offset)
-    # Exit stubs by (resume offset, token of the steps): uops share their
-    # steps tuples, and hashing a tuple of steps for each uop would cost more
-    # than the rest of the walk; each tuple is hashed once, for its token (the
-    # trace keeps the tuples alive meanwhile, so their ids stay theirs).
-    exits: dict[tuple[int, int], int] = {}  # (resume offset, token) -> exit stub number
-    tokens: dict[tuple, int] = {}  # steps -> token: their number among distinct steps
-    token_of_id: dict[int, int] = {}  # id(steps) -> token
-    errors: list[tuple[int, int]] = []  # (index of a U_ERROR word, instruction offset)
-    last_resume, last_steps, last_exit = -1, None, -1  # the last uop's exit stub
-    known = _uop_stencils
-    count = 1  # placements so far
-    # The one walk over the trace: this loop is most of emit's Python time.
-    for uop in trace.uops:
-        name = uop.name
-        if name == LABEL:
-            labels[uop.oparg] = count  # the next uop's placement
-            continue
-        stencil, flags = known.get(name) or _uop_stencil(name)
-        exit_ = exit_after = -1
-        if flags:
-            if flags & _EXITS:
-                # (Often the previous uop's exit: the uops of one instruction.)
-                if uop.exit_to != last_resume or uop.exit_steps is not last_steps:
-                    last_resume, steps = uop.exit_to, uop.exit_steps
-                    token = token_of_id.get(id(steps))
-                    if token is None:
-                        token = token_of_id[id(steps)] = tokens.setdefault(steps, len(tokens))
-                    last_exit = exits.setdefault((last_resume, token), len(exits))
-                    last_steps = steps
-                exit_ = last_exit
-            if flags & _EXITS_AFTER:
-                steps = uop.exit_after_steps
-                token = token_of_id.get(id(steps))
-                if token is None:
-                    token = token_of_id[id(steps)] = tokens.setdefault(steps, len(tokens))
-                exit_after = exits.setdefault((uop.exit_after, token), len(exits))
-            if flags & _ERRORS:
-                errors.append((count * U_WORDS + U_ERROR, uop.offset))
-        if uop.jump_to >= 0:
-            jumps.append((count * U_WORDS + U_JUMP, uop.jump_to))
-        operand0, operand1 = uop.operand0, uop.operand1
-        base0 = base1 = BASE_ABSOLUTE
-        if type(operand0) is not int:
-            base0, operand0 = _encode_operand(operand0, units, keepalive)
-        if type(operand1) is not int:
-            base1, operand1 = _encode_operand(operand1, units, keepalive)
-        words += (stencil, -1, exit_, exit_after, -1, uop.oparg, base0, operand0, base1,
-                  operand1, uop.offset)
-        count += 1
-    if count in labels.values():
-        raise EmitError(f"labels {[k for k, v in labels.items() if v == count]} "
-                        "at the end of the trace")
-    for at, offset in jumps:
-        words[at] = labels.get(offset, -1)
-    error_offsets = tuple(sorted({offset for _, offset in errors}))  # one stub each
-    if errors:
-        numbers = {offset: k for k, offset in enumerate(error_offsets)}
-        for at, offset in errors:
-            words[at] = numbers[offset]
-    steps_of = list(tokens)  # by token
-    exit_keys = tuple([(resume, steps_of[token]) for resume, token in exits])
-
-    def step_value(value) -> int:
-        """The word of an exit step's value that is not an int (an Obj)."""
-        if not isinstance(value, Obj):
-            raise EmitError(f"exit step value {value!r}")
-        keepalive.append(value.value)
-        return id(value.value)
-
+    uops = tuple(trace.uops)
     try:
-        code, patches, geometry, records, data, got, data_start, got_offset = \
-            _runtime.emit_code(words, exit_keys, error_offsets, units, _runtime.SLOTS_OFFSET,
-                               EXIT_ACTIONS, step_value)
+        (jit_code, patches, words, exit_keys, error_offsets, geometry, records, data, got,
+         data_start, got_offset) = _runtime.emit_trace(
+            uops, UOp, LABEL, trace.code, units, trace.cache_words, trace.slots,
+            _runtime.SLOTS_OFFSET, EXIT_ACTIONS, _encode_operand, _step_value, keepalive)
     except (ValueError, OverflowError) as error:
         raise EmitError(str(error)) from None
-    jit_code = _runtime.JitCode(code, patches, entry=0,
-                                rwdata_words=COUNTERS + len(exit_keys) + trace.cache_words,
-                                nslots=trace.slots, co=trace.code, keepalive=tuple(keepalive))
-    made = _Made(tuple(trace.uops), words, labels, exit_keys, error_offsets, geometry, records,
-                 data, got, units, _stencil_names, _symbol_names)
+    made = _Made(uops, words, exit_keys, error_offsets, geometry, records, data, got, units,
+                 _stencil_names, _symbol_names)
     data_offset = int.from_bytes(data[8:16], "little", signed=True) if data else data_start
     return Emitted(jit_code, [resume for resume, _ in exit_keys], data_offset, got_offset,
                    patches, made)
@@ -441,8 +357,7 @@ class _Made:
     """What emit() gave the runtime and got back, to make what dumps read."""
 
     uops: tuple  # the trace's uops, labels included
-    words: list  # U_WORDS for the shim and each uop
-    labels: dict[int, int]
+    words: bytes  # int64: U_WORDS for the shim and each uop
     exits: tuple  # the exit stubs' keys (resume offset, steps)
     errors: tuple  # the error stubs' instruction offsets
     geometry: bytes  # int64 per placement: hot offset and size, cold offset and size
@@ -456,7 +371,17 @@ class _Made:
     @property
     def count(self) -> int:
         """The number of placements before the stubs: the shim and the uops."""
-        return len(self.words) // U_WORDS
+        return len(self.words) // (8 * U_WORDS)
+
+    def labels(self) -> dict[int, int]:
+        """Instruction offset -> index of the placement there (the uop after its label)."""
+        labels, count = {}, 1
+        for uop in self.uops:
+            if uop.name == LABEL:
+                labels[uop.oparg] = count
+            else:
+                count += 1
+        return labels
 
     def record_offsets(self) -> list[int]:
         return list(memoryview(self.records).cast("q"))
@@ -484,8 +409,9 @@ class _Made:
 
         placements = [place(0, "shim", SHIM, None, falls_through=True)]
         uops = [uop for uop in self.uops if uop.name != LABEL]
+        all_words = memoryview(self.words).cast("q")
         for index, uop in enumerate(uops, 1):
-            words = self.words[index * U_WORDS:(index + 1) * U_WORDS]
+            words = all_words[index * U_WORDS:(index + 1) * U_WORDS]
             placements.append(place(index, "uop", uop.name, uop,
                                     falls_through=index < count - 1,
                                     exit_stub=stub(words[U_EXIT], first_exit),
@@ -506,7 +432,7 @@ class _Made:
         """The layout as _patch_all reads it."""
         first_exit = self.count
         first_error = first_exit + len(self.exits)
-        return _Layout(placements, [_plan(p.stencil) for p in placements], self.labels,
+        return _Layout(placements, [_plan(p.stencil) for p in placements], self.labels(),
                        {key: first_exit + k for k, key in enumerate(self.exits)},
                        {offset: first_error + k for k, offset in enumerate(self.errors)},
                        self.data_offsets(), self.got_offsets(), self.units,

@@ -25,6 +25,14 @@ typedef struct {
 extern PyTypeObject JitCode_Type;
 #define JitCode_Check(op) Py_IS_TYPE((op), &JitCode_Type)
 
+/* A JitCode (entry at offset 0) whose memory is mapped read+write and zeroed
+ * for `code_size` bytes of code, for the caller to write; NULL with an error. */
+JitCode *cpjit_jitcode_alloc(Py_ssize_t code_size, Py_ssize_t rwdata_words, Py_ssize_t nslots,
+                             PyObject *co, PyObject *keepalive);
+/* Apply `count` patch records to a JitCode from cpjit_jitcode_alloc (each
+ * checked) and make its memory read+exec: 0, or -1 with an error (drop it then). */
+int cpjit_jitcode_seal(JitCode *self, const unsigned char *patches, Py_ssize_t count);
+
 typedef PyObject *(*jit_entry_fn)(_PyInterpreterFrame *frame, PyObject **stack_pointer,
                                   PyThreadState *tstate, JitState *state);
 
@@ -54,6 +62,9 @@ typedef struct {
     int64_t addend;
 } cpjit_hole;
 
+/* What a stencil's holes need of a uop's placement (cpjit_stencil.needs). */
+enum { CPJIT_NEEDS_EXIT = 1, CPJIT_NEEDS_EXIT_AFTER = 2, CPJIT_NEEDS_ERROR = 4 };
+
 /* A stencil as registered by cpjit/emit.py (once per stencil table). */
 typedef struct {
     PyObject *name;         /* str, for error messages */
@@ -63,6 +74,7 @@ typedef struct {
     Py_ssize_t body_size;   /* the hot size when the next stencil follows it */
     Py_ssize_t data_align;  /* at least 1 */
     int continues;          /* has a CONTINUE hole: it must fall through */
+    int needs;              /* CPJIT_NEEDS_*: the stubs its holes jump to */
     Py_ssize_t nholes;      /* hot holes, then cold holes */
     cpjit_hole *holes;
     Py_ssize_t ndata_holes;
@@ -73,7 +85,13 @@ typedef struct {
 
 /* Registered stencil `id`, or NULL with a ValueError. */
 const cpjit_stencil *cpjit_stencil_at(int64_t id);
-/* The stencils of exit stubs and error stubs (registered with the table). */
+/* The stencil named `name` (an exact str): 1 with its id and needs, 0 if
+ * there is none, -1 with an error. */
+int cpjit_uop_stencil(PyObject *name, int64_t *id, int *needs);
+/* The stencils of the shim, exit stubs and error stubs (registered with the table). */
+int64_t cpjit_shim_stencil(void);
+/* Changes with every registration (a stencil id is only good for one). */
+uint64_t cpjit_registry_generation(void);
 int64_t cpjit_exit_stub_stencil(void);
 int64_t cpjit_error_stub_stencil(void);
 /* The address of registered symbol `symbol`, or 0 if the interpreter has none. */
@@ -102,16 +120,16 @@ int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64
                         Py_ssize_t ngot, int64_t slots_offset, unsigned char *out,
                         Py_ssize_t *written);
 
-/* register_stencils(stencils, symbol_addresses, exit_stub, error_stub) and
+/* register_stencils(stencils, symbol_addresses, shim, exit_stub, error_stub) and
  * resolve_patches(placements, got_offsets, slots_offset): see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
 PyObject *cpjit_resolve_patches(PyObject *module, PyObject *args);
 
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 
-/* emit_code(uops, exits, errors, units, slots_offset, exit_actions, step_value):
- * see layout.c. */
-PyObject *cpjit_emit_code(PyObject *module, PyObject *args);
+/* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,
+ * exit_actions, encode_operand, step_value, keepalive): see layout.c. */
+PyObject *cpjit_emit_trace(PyObject *module, PyObject *args);
 
 /* ---- wrapper.c: the decorated callable ---- */
 

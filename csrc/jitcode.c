@@ -1,10 +1,11 @@
 /* jitcode.c: executable memory for one compiled function.
  *
- * The emitter (cpjit/emit.py) hands over the laid-out machine code and a list
- * of patches; this file maps memory read+write, copies the code, writes every
- * patch after checking that it lands inside the code and fits its width, and
- * only then makes the memory read+exec.  Memory is never writable and
- * executable at once.
+ * The emitter (csrc/layout.c) gets memory mapped read+write from
+ * cpjit_jitcode_alloc and writes the laid-out machine code there (JitCode()
+ * copies the code it is given); cpjit_jitcode_seal then writes every patch
+ * after checking that it lands inside the code and fits its width, and only
+ * then makes the memory read+exec.  Memory is never writable and executable
+ * at once.
  *
  * Freed mappings are kept in a small pool, read+write (no longer executable),
  * for the next compiled function that fits: compiling a function again (with
@@ -158,6 +159,66 @@ apply_patches(JitCode *self, const unsigned char *patches, Py_ssize_t count)
     return 0;
 }
 
+JitCode *
+cpjit_jitcode_alloc(Py_ssize_t code_size, Py_ssize_t rwdata_words, Py_ssize_t nslots,
+                    PyObject *co, PyObject *keepalive)
+{
+    if (code_size <= 0 || code_size > ((Py_ssize_t)1 << 30) || rwdata_words < 0
+        || rwdata_words > (1 << 24) || nslots < 0 || nslots > (1 << 16) || !PyCode_Check(co)
+        || !PyTuple_Check(keepalive)) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: invalid JitCode arguments");
+        return NULL;
+    }
+    JitCode *self = (JitCode *)JitCode_Type.tp_alloc(&JitCode_Type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->code_size = (size_t)code_size;
+    self->nslots = nslots;
+    self->rwdata_words = rwdata_words;
+    self->co = Py_NewRef(co);
+    {
+        PyCodeObject *c = (PyCodeObject *)co;
+        int simple = !(c->co_flags & (CO_VARARGS | CO_VARKEYWORDS)) && c->co_kwonlyargcount == 0;
+        self->fast_argcount = simple ? c->co_argcount : -1;
+    }
+    self->keepalive = Py_NewRef(keepalive);
+    self->rwdata = PyMem_Calloc((size_t)(rwdata_words ? rwdata_words : 1), sizeof(int64_t));
+    if (self->rwdata == NULL) {
+        PyErr_NoMemory();
+        Py_DECREF(self);
+        return NULL;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    size_t needed = ((size_t)code_size + (size_t)page - 1) & ~((size_t)page - 1);
+    size_t mapped;
+    unsigned char *memory = code_memory(needed, &mapped);
+    if (memory == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->memory = memory;
+    self->mapped_size = mapped;
+    /* (A pooled mapping holds old code: the whole mapping is zeroed, as a fresh one is.) */
+    memset(memory, 0, mapped);
+    return self;
+}
+
+int
+cpjit_jitcode_seal(JitCode *self, const unsigned char *patches, Py_ssize_t count)
+{
+    if (apply_patches(self, patches, count) < 0) {
+        return -1;
+    }
+    /* Do NOT ever leave the memory writable: from here on it is read+exec. */
+    if (mprotect(self->memory, self->mapped_size, PROT_READ | PROT_EXEC) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    __builtin___clear_cache((char *)self->memory, (char *)self->memory + self->mapped_size);
+    return 0;
+}
+
 static PyObject *
 jitcode_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -172,55 +233,19 @@ jitcode_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     JitCode *self = NULL;
-    if (code.len <= 0 || patches.len % PATCH_RECORD_SIZE != 0 || entry < 0 || entry >= code.len
-        || rwdata_words < 0 || rwdata_words > (1 << 24) || nslots < 0 || nslots > (1 << 16)) {
+    if (patches.len % PATCH_RECORD_SIZE != 0 || entry < 0 || entry >= code.len) {
         PyErr_SetString(PyExc_ValueError, "cpjit: invalid JitCode arguments");
         goto done;
     }
-    self = (JitCode *)type->tp_alloc(type, 0);
+    self = cpjit_jitcode_alloc(code.len, rwdata_words, nslots, co, keepalive);
     if (self == NULL) {
         goto done;
     }
-    self->code_size = (size_t)code.len;
     self->entry_offset = (size_t)entry;
-    self->nslots = nslots;
-    self->rwdata_words = rwdata_words;
-    self->co = Py_NewRef(co);
-    {
-        PyCodeObject *c = (PyCodeObject *)co;
-        int simple = !(c->co_flags & (CO_VARARGS | CO_VARKEYWORDS)) && c->co_kwonlyargcount == 0;
-        self->fast_argcount = simple ? c->co_argcount : -1;
-    }
-    self->keepalive = Py_NewRef(keepalive);
-    self->rwdata = PyMem_Calloc((size_t)(rwdata_words ? rwdata_words : 1), sizeof(int64_t));
-    if (self->rwdata == NULL) {
-        PyErr_NoMemory();
+    memcpy(self->memory, code.buf, (size_t)code.len);
+    if (cpjit_jitcode_seal(self, patches.buf, patches.len / PATCH_RECORD_SIZE) < 0) {
         Py_CLEAR(self);
-        goto done;
     }
-    long page = sysconf(_SC_PAGESIZE);
-    size_t needed = ((size_t)code.len + (size_t)page - 1) & ~((size_t)page - 1);
-    size_t mapped;
-    unsigned char *memory = code_memory(needed, &mapped);
-    if (memory == NULL) {
-        Py_CLEAR(self);
-        goto done;
-    }
-    self->memory = memory;
-    self->mapped_size = mapped;
-    memcpy(memory, code.buf, (size_t)code.len);
-    memset(memory + code.len, 0, mapped - (size_t)code.len);
-    if (apply_patches(self, patches.buf, patches.len / PATCH_RECORD_SIZE) < 0) {
-        Py_CLEAR(self);
-        goto done;
-    }
-    /* Do NOT ever leave the memory writable: from here on it is read+exec. */
-    if (mprotect(memory, mapped, PROT_READ | PROT_EXEC) != 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_CLEAR(self);
-        goto done;
-    }
-    __builtin___clear_cache((char *)memory, (char *)memory + mapped);
 done:
     PyBuffer_Release(&code);
     PyBuffer_Release(&patches);

@@ -1,25 +1,33 @@
 /* layout.c: one function's code laid out, its bytes copied, its holes resolved.
  *
- * The body of cpjit/emit.py's emit(), which walks the trace once and
- * describes each uop in U_WORDS words (U_* below).  This file places the
- * shim, the uops, the side-exit stubs and the error stubs, then their cold
- * parts, the stencils' read-only data, the exit records and the GOT:
+ * The body of cpjit/emit.py's emit().  emit_trace() walks the trace's uops
+ * once, reading the UOp objects' fields straight from their slots, and
+ * describes each in U_WORDS words (U_* below): its stencil, its jump target,
+ * the exit and error stubs it needs (shared by the uops that resume at the
+ * same instruction with the same exit steps, or raise at the same
+ * instruction), its oparg and operands.  Python is called back only for
+ * operands that are not ints and exit step values that are not ints.  Then
+ * this file places the shim, the uops, the side-exit stubs and the error
+ * stubs, then their cold parts, the stencils' read-only data, the exit
+ * records and the GOT:
  *
  *     [shim][uops][exit stubs][error stubs][cold code][data][exit records][GOT]
  *
  * copies the bytes and resolves every hole (resolve.c) into the patch records
- * jitcode.c applies.  Everything that comes from Python is checked: stencil
- * and stub numbers, bases, sizes (the code may not exceed CODE_LIMIT bytes).
+ * jitcode.c applies.  Everything that comes from Python is checked: the uops'
+ * types and fields, stencil and stub numbers, bases, sizes (the code may not
+ * exceed CODE_LIMIT bytes).
  */
 #include "cpjit.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "cpjit writes little-endian exit records"
 #endif
 
-/* A placement of the shim or a uop, as emit.py describes it: its stencil,
+/* A placement of the shim or a uop, as the walk describes it: its stencil,
  * the placement its jump goes to, its exit, exit-after and error stubs (their
  * numbers among the exit / error stubs), its oparg, its operands (base and
  * value) and the offset of its instruction in code units (code_unit() makes
@@ -28,7 +36,7 @@ enum {
     U_STENCIL, U_JUMP, U_EXIT, U_EXIT_AFTER, U_ERROR, U_OPARG, U_BASE0, U_VALUE0, U_BASE1,
     U_VALUE1, U_INSTR, U_WORDS,
 };
-/* An operand base only emit.py hands in: a cache word (emit.BASE_CACHE), an
+/* An operand base only emit._encode_operand gives: a cache word (emit.BASE_CACHE), an
  * index among the trace's cache words, which start after the exit counters. */
 enum { BASE_CACHE = 3, CACHE_WORDS_LIMIT = 1 << 24 };
 /* The read-write word of exit stub 0 (csrc/runtime.h: word CPJIT_RW_EXITS
@@ -37,7 +45,7 @@ enum { RW_COUNTERS = CPJIT_RW_EXITS + 1 };
 enum { CODE_LIMIT = 1 << 30, PLACEMENT_LIMIT = 1 << 22, STEP_LIMIT = 1 << 16 };
 
 typedef struct {
-    /* from Python */
+    /* from the walk */
     int64_t *uops;              /* U_WORDS for each of the `count` main placements */
     Py_ssize_t count, nexits, nerrors, n;
     int64_t *records;           /* the exit records, one after the other */
@@ -95,40 +103,496 @@ as_int64(PyObject *object, int64_t *out)
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* The main placements' words.  Operand values are taken modulo 2**64 (an
- * operand is any 64-bit pattern); every other word must fit an int64. */
+/* ---- the walk over the trace's uops ---- */
+
+/* A small hash map from a pair of int64 to a value >= 0 (-1: an empty
+ * entry), sized once for everything the walk can put in it: it never grows,
+ * so a pointer to a value stays valid while Python code runs. */
+typedef struct {
+    int64_t a, b, value;
+} MapEntry;
+
+typedef struct {
+    MapEntry *entries;
+    size_t mask;
+} Map;
+
 static int
-read_uops(Layout *l, PyObject *uops)
+map_init(Map *m, Py_ssize_t most)
 {
-    Py_ssize_t size = PyList_GET_SIZE(uops);
-    l->count = size / U_WORDS;
-    if (size % U_WORDS != 0 || l->count < 1 || l->count > PLACEMENT_LIMIT) {
-        PyErr_SetString(PyExc_ValueError, "cpjit: bad uop records");
+    size_t capacity = 8;
+    while (capacity < 2 * (size_t)most) {
+        capacity *= 2;
+    }
+    m->entries = PyMem_Malloc(capacity * sizeof(MapEntry));
+    if (m->entries == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
-    if ((l->uops = new_words(size)) == NULL) {
-        return -1;
+    for (size_t i = 0; i < capacity; i++) {
+        m->entries[i].value = -1;
     }
-    for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *item = PyList_GET_ITEM(uops, i);
-        Py_ssize_t word = i % U_WORDS;
-        if ((word == U_VALUE0 || word == U_VALUE1) && PyLong_Check(item)) {
-            l->uops[i] = (int64_t)PyLong_AsUnsignedLongLongMask(item);
-            if (l->uops[i] == -1 && PyErr_Occurred()) {
-                return -1;
-            }
+    m->mask = capacity - 1;
+    return 0;
+}
+
+/* The value of (a, b): found, or a new entry's (-1: the caller sets it).
+ * The map has room: at most `most` keys go in (map_init). */
+static int64_t *
+map_value(Map *m, int64_t a, int64_t b)
+{
+    uint64_t hash = ((uint64_t)a * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)b * 0xC2B2AE3D27D4EB4Full);
+    for (size_t i = (size_t)(hash ^ (hash >> 31)) & m->mask;; i = (i + 1) & m->mask) {
+        MapEntry *entry = &m->entries[i];
+        if (entry->value < 0) {
+            entry->a = a;
+            entry->b = b;
+            return &entry->value;
         }
-        else if (as_int64(item, &l->uops[i]) < 0) {
+        if (entry->a == a && entry->b == b) {
+            return &entry->value;
+        }
+    }
+}
+
+/* The UOp fields the walk reads (cpjit/ir.py UOp: a dataclass with slots). */
+enum {
+    F_NAME, F_OPARG, F_OPERAND0, F_OPERAND1, F_OFFSET, F_EXIT_TO, F_JUMP_TO, F_EXIT_AFTER,
+    F_EXIT_STEPS, F_EXIT_AFTER_STEPS, F_COUNT,
+};
+static const char *const field_names[F_COUNT] = {
+    "name", "oparg", "operand0", "operand1", "offset", "exit_to", "jump_to", "exit_after",
+    "exit_steps", "exit_after_steps",
+};
+
+#ifndef Py_T_OBJECT_EX
+#include <structmember.h>   /* 3.11: T_OBJECT_EX */
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#endif
+
+/* Where each field's slot is in an instance of `type`, so the walk reads
+ * them with no attribute lookup: from the type's own member descriptors,
+ * each checked to be an object slot inside an instance of that very type
+ * (the walk reads only instances of exactly `type`).  0, or -1 with a TypeError. */
+static int
+find_fields(PyObject *type, Py_ssize_t offsets[F_COUNT])
+{
+    static PyObject *names[F_COUNT];   /* interned, made once */
+    if (!PyType_Check(type) || ((PyTypeObject *)type)->tp_dict == NULL) {
+        PyErr_SetString(PyExc_TypeError, "cpjit: the uop type must be a ready type");
+        return -1;
+    }
+    PyTypeObject *t = (PyTypeObject *)type;
+    for (int f = 0; f < F_COUNT; f++) {
+        if (names[f] == NULL && (names[f] = PyUnicode_InternFromString(field_names[f])) == NULL) {
             return -1;
+        }
+        /* (An exact str key: the lookup runs no Python code.) */
+        PyObject *descr = PyDict_GetItemWithError(t->tp_dict, names[f]);
+        if (descr == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        PyMemberDef *member = descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                              && PyDescr_TYPE(descr) == t
+                              ? ((PyMemberDescrObject *)descr)->d_member : NULL;
+        if (member == NULL || member->type != Py_T_OBJECT_EX
+            || member->offset < (Py_ssize_t)sizeof(PyObject)
+            || member->offset > t->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+            PyErr_Format(PyExc_TypeError, "cpjit: %.100s.%s is not a slot the emitter can read",
+                         t->tp_name, field_names[f]);
+            return -1;
+        }
+        offsets[f] = member->offset;
+    }
+    return 0;
+}
+
+/* What the walk keeps track of besides the layout's words. */
+typedef struct {
+    PyTypeObject *type;             /* the uop type (exactly) */
+    Py_ssize_t offsets[F_COUNT];    /* its fields' slots */
+    PyObject *label;                /* the name of label pseudo-uops */
+    PyObject *units;                /* int: the address of the code units */
+    PyObject *encode;               /* encode_operand(operand, units, keepalive) */
+    PyObject *keepalive;            /* list: objects the code holds the address of */
+    Map labels;                     /* instruction offset -> placement after the label */
+    Map step_tokens;                /* address of an exit steps tuple -> its token */
+    Map exit_numbers;               /* (resume offset, token) -> exit stub number */
+    PyObject *held;                 /* list: the tuples in step_tokens (addresses stay theirs) */
+    PyObject *tokens;               /* dict: steps -> token: equal steps, one token */
+    PyObject *token_steps;          /* list: the first steps of each token */
+    int64_t *exit_resume;           /* per exit stub: its resume offset */
+    int64_t *exit_token;            /* per exit stub: the token of its steps */
+    int64_t *jump_to;               /* per main placement: the instruction it jumps to, or -1 */
+    char *raises;                   /* per main placement: whether it needs an error stub */
+} Walk;
+
+static int
+walk_init(Walk *w, Py_ssize_t nuops)
+{
+    Py_ssize_t most = nuops + 1;
+    if (map_init(&w->labels, most) < 0 || map_init(&w->step_tokens, 2 * most) < 0
+        || map_init(&w->exit_numbers, 2 * most) < 0
+        || (w->held = PyList_New(0)) == NULL || (w->tokens = PyDict_New()) == NULL
+        || (w->token_steps = PyList_New(0)) == NULL
+        || (w->exit_resume = new_words(2 * most)) == NULL
+        || (w->exit_token = new_words(2 * most)) == NULL
+        || (w->jump_to = new_words(most)) == NULL) {
+        return -1;
+    }
+    if ((w->raises = PyMem_Calloc((size_t)most, 1)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+walk_free(Walk *w)
+{
+    PyMem_Free(w->labels.entries);
+    PyMem_Free(w->step_tokens.entries);
+    PyMem_Free(w->exit_numbers.entries);
+    Py_XDECREF(w->held);
+    Py_XDECREF(w->tokens);
+    Py_XDECREF(w->token_steps);
+    PyMem_Free(w->exit_resume);
+    PyMem_Free(w->exit_token);
+    PyMem_Free(w->jump_to);
+    PyMem_Free(w->raises);
+}
+
+/* Field `f` of uop `index` (borrowed), or NULL with a TypeError if unset. */
+static PyObject *
+field(const Walk *w, PyObject *uop, Py_ssize_t index, int f)
+{
+    PyObject *value = *(PyObject **)((char *)uop + w->offsets[f]);
+    if (value == NULL) {
+        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd has no %s", index, field_names[f]);
+    }
+    return value;
+}
+
+/* Int field `f` of uop `index` as an int64 (an int subclass is read as an
+ * int: no Python code runs). */
+static int
+int_field(const Walk *w, PyObject *uop, Py_ssize_t index, int f, int64_t *out)
+{
+    PyObject *value = field(w, uop, index, f);
+    if (value == NULL) {
+        return -1;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd: %s must be an int, not %.100s", index,
+                     field_names[f], Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow) {
+        PyErr_Format(PyExc_OverflowError, "cpjit: uop %zd: %s does not fit 64 bits", index,
+                     field_names[f]);
+        return -1;
+    }
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The token of an exit steps tuple: tuples equal to one seen before share
+ * its token.  Uops share their steps tuples, and hashing one per uop would
+ * cost more than the rest of the walk: each tuple is hashed once (that may
+ * run Python code: the steps hold Obj values). */
+static int
+steps_token(Walk *w, PyObject *steps, Py_ssize_t index, int64_t *token)
+{
+    if (!PyTuple_Check(steps)) {
+        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd: exit steps must be a tuple, not %.100s",
+                     index, Py_TYPE(steps)->tp_name);
+        return -1;
+    }
+    int64_t *known = map_value(&w->step_tokens, (int64_t)(intptr_t)steps, 0);
+    if (*known >= 0) {
+        *token = *known;
+        return 0;
+    }
+    if (PyList_Append(w->held, steps) < 0) {
+        return -1;
+    }
+    PyObject *fresh = PyLong_FromSsize_t(PyList_GET_SIZE(w->token_steps));
+    if (fresh == NULL) {
+        return -1;
+    }
+    PyObject *found = PyDict_SetDefault(w->tokens, steps, fresh);   /* borrowed */
+    int err = found == NULL || (found == fresh && PyList_Append(w->token_steps, steps) < 0)
+              || as_int64(found, token) < 0;
+    Py_DECREF(fresh);
+    if (err) {
+        return -1;
+    }
+    *known = *token;
+    return 0;
+}
+
+/* The number of the exit stub for (resume, steps): a new one for a new pair. */
+static int
+exit_stub(Walk *w, Layout *l, int64_t resume, PyObject *steps, Py_ssize_t index,
+          int64_t *number)
+{
+    int64_t token;
+    if (steps_token(w, steps, index, &token) < 0) {
+        return -1;
+    }
+    int64_t *known = map_value(&w->exit_numbers, resume, token);
+    if (*known < 0) {
+        *known = l->nexits;
+        w->exit_resume[l->nexits] = resume;
+        w->exit_token[l->nexits] = token;
+        l->nexits++;
+    }
+    *number = *known;
+    return 0;
+}
+
+/* (base, value) of an operand: an int is itself (modulo 2**64: any 64-bit
+ * pattern); anything else is what encode_operand(operand, units, keepalive)
+ * makes of it. */
+static int
+encode_operand(Walk *w, PyObject *operand, int64_t *base, int64_t *value)
+{
+    if (PyLong_CheckExact(operand)) {
+        *base = CPJIT_BASE_ABSOLUTE;
+        *value = (int64_t)PyLong_AsUnsignedLongLongMask(operand);
+        return *value == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *call[3] = {operand, w->units, w->keepalive};
+    PyObject *pair = PyObject_Vectorcall(w->encode, call, 3, NULL);
+    if (pair == NULL) {
+        return -1;
+    }
+    int err = 0;
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+        || !PyLong_Check(PyTuple_GET_ITEM(pair, 1))) {
+        PyErr_SetString(PyExc_TypeError, "cpjit: encode_operand must return (base, value) ints");
+        err = -1;
+    }
+    else if (as_int64(PyTuple_GET_ITEM(pair, 0), base) < 0) {
+        err = -1;
+    }
+    else {
+        *value = (int64_t)PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(pair, 1));
+        err = *value == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    Py_DECREF(pair);
+    return err;
+}
+
+/* The words of uop `index`, placement l->count (not a label); its operands
+ * and exit steps are held while Python code may run (it could change the uop). */
+static int
+describe_uop(Walk *w, Layout *l, PyObject *uop, Py_ssize_t index, int64_t stencil, int needs,
+             int64_t *last_resume, PyObject **last_steps, int64_t *last_exit)
+{
+    int64_t *u = l->uops + l->count * U_WORDS;
+    u[U_STENCIL] = stencil;
+    u[U_JUMP] = u[U_EXIT] = u[U_EXIT_AFTER] = u[U_ERROR] = -1;
+    int64_t exit_to = -1, exit_after = -1;
+    PyObject *operand0, *operand1, *steps = NULL, *after_steps = NULL;
+    if (int_field(w, uop, index, F_OPARG, &u[U_OPARG]) < 0
+        || int_field(w, uop, index, F_OFFSET, &u[U_INSTR]) < 0
+        || int_field(w, uop, index, F_JUMP_TO, &w->jump_to[l->count]) < 0
+        || (needs & CPJIT_NEEDS_EXIT
+            && (int_field(w, uop, index, F_EXIT_TO, &exit_to) < 0
+                || (steps = field(w, uop, index, F_EXIT_STEPS)) == NULL))
+        || (needs & CPJIT_NEEDS_EXIT_AFTER
+            && (int_field(w, uop, index, F_EXIT_AFTER, &exit_after) < 0
+                || (after_steps = field(w, uop, index, F_EXIT_AFTER_STEPS)) == NULL))
+        || (operand0 = field(w, uop, index, F_OPERAND0)) == NULL
+        || (operand1 = field(w, uop, index, F_OPERAND1)) == NULL) {
+        return -1;
+    }
+    Py_INCREF(operand0);
+    Py_INCREF(operand1);
+    Py_XINCREF(steps);
+    Py_XINCREF(after_steps);
+    int err = 0;
+    if (needs & CPJIT_NEEDS_EXIT) {
+        /* (Often the previous uop's exit stub: the uops of one instruction.) */
+        if (exit_to != *last_resume || steps != *last_steps) {
+            err = exit_stub(w, l, exit_to, steps, index, last_exit);
+            *last_resume = exit_to;
+            *last_steps = steps;   /* (w->held keeps it alive) */
+        }
+        u[U_EXIT] = *last_exit;
+    }
+    if (!err && needs & CPJIT_NEEDS_EXIT_AFTER) {
+        err = exit_stub(w, l, exit_after, after_steps, index, &u[U_EXIT_AFTER]);
+    }
+    w->raises[l->count] = (needs & CPJIT_NEEDS_ERROR) != 0;
+    err = err || encode_operand(w, operand0, &u[U_BASE0], &u[U_VALUE0]) < 0
+          || encode_operand(w, operand1, &u[U_BASE1], &u[U_VALUE1]) < 0;
+    Py_DECREF(operand0);
+    Py_DECREF(operand1);
+    Py_XDECREF(steps);
+    Py_XDECREF(after_steps);
+    return err ? -1 : 0;
+}
+
+/* The shim's words: it jumps, exits and raises nowhere. */
+static void
+describe_shim(Layout *l)
+{
+    int64_t *u = l->uops;
+    for (int k = 0; k < U_WORDS; k++) {
+        u[k] = -1;
+    }
+    u[U_STENCIL] = cpjit_shim_stencil();
+    u[U_OPARG] = u[U_BASE0] = u[U_VALUE0] = u[U_BASE1] = u[U_VALUE1] = u[U_INSTR] = 0;
+}
+
+/* A ValueError naming the labels with no uop after them. */
+static int
+fail_labels_at_end(const Walk *w, const Layout *l)
+{
+    PyObject *offsets = PyList_New(0);
+    for (size_t i = 0; offsets != NULL && i <= w->labels.mask; i++) {
+        const MapEntry *entry = &w->labels.entries[i];
+        if (entry->value == l->count) {
+            PyObject *offset = PyLong_FromLongLong(entry->a);
+            if (offset == NULL || PyList_Append(offsets, offset) < 0) {
+                Py_CLEAR(offsets);
+            }
+            Py_XDECREF(offset);
+        }
+    }
+    if (offsets != NULL && PyList_Sort(offsets) == 0) {
+        PyErr_Format(PyExc_ValueError, "cpjit: labels %R at the end of the trace", offsets);
+    }
+    Py_XDECREF(offsets);
+    return -1;
+}
+
+static int
+compare_words(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* After the walk: each jump's target placement (-1 if no label is there)
+ * and each error stub, one per instruction that can raise, in order of
+ * instruction offsets. */
+static int
+resolve_jumps_and_errors(Walk *w, Layout *l)
+{
+    if ((l->error_offsets = new_words(l->count)) == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 1; i < l->count; i++) {
+        if (w->jump_to[i] >= 0) {
+            int64_t *label = map_value(&w->labels, w->jump_to[i], 0);
+            l->uops[i * U_WORDS + U_JUMP] = *label;   /* (-1: none, a probe's empty entry) */
+        }
+        if (w->raises[i]) {
+            l->error_offsets[l->nerrors++] = l->uops[i * U_WORDS + U_INSTR];
+        }
+    }
+    qsort(l->error_offsets, (size_t)l->nerrors, sizeof(int64_t), compare_words);
+    Py_ssize_t distinct = 0;
+    for (Py_ssize_t k = 0; k < l->nerrors; k++) {
+        if (distinct == 0 || l->error_offsets[distinct - 1] != l->error_offsets[k]) {
+            l->error_offsets[distinct++] = l->error_offsets[k];
+        }
+    }
+    l->nerrors = distinct;
+    for (Py_ssize_t i = 1; i < l->count; i++) {
+        if (w->raises[i]) {
+            int64_t offset = l->uops[i * U_WORDS + U_INSTR];
+            int64_t *at = bsearch(&offset, l->error_offsets, (size_t)l->nerrors,
+                                  sizeof(int64_t), compare_words);
+            l->uops[i * U_WORDS + U_ERROR] = at - l->error_offsets;
         }
     }
     return 0;
 }
 
-/* The words of one exit step (action, argument, value): the value is an int
- * or what step_value(value) makes of it (an object's address). */
+/* The walk: the words of the shim and of each uop, labels taken out; the
+ * exit stubs' keys (resume offset, steps) in *exits. */
 static int
-read_step(PyObject *step, PyObject *actions, PyObject *step_value, int64_t *out)
+walk(Walk *w, Layout *l, PyObject *uops, PyObject **exits)
+{
+    Py_ssize_t nuops = PyTuple_GET_SIZE(uops);
+    if (nuops >= PLACEMENT_LIMIT / 4) {   /* (the stubs come on top: 2 exits a uop at most) */
+        PyErr_SetString(PyExc_ValueError, "cpjit: too many uops");
+        return -1;
+    }
+    if (walk_init(w, nuops) < 0 || (l->uops = new_words((nuops + 1) * U_WORDS)) == NULL) {
+        return -1;
+    }
+    describe_shim(l);
+    l->count = 1;
+    int64_t last_resume = -1, last_exit = -1;
+    PyObject *last_steps = NULL;
+    for (Py_ssize_t index = 0; index < nuops; index++) {
+        PyObject *uop = PyTuple_GET_ITEM(uops, index);
+        if (!Py_IS_TYPE(uop, w->type)) {
+            PyErr_Format(PyExc_TypeError, "cpjit: uop %zd is a %.100s, not a %.100s", index,
+                         Py_TYPE(uop)->tp_name, w->type->tp_name);
+            return -1;
+        }
+        PyObject *name = field(w, uop, index, F_NAME);
+        if (name == NULL) {
+            return -1;
+        }
+        if (!PyUnicode_CheckExact(name)) {
+            PyErr_Format(PyExc_TypeError, "cpjit: uop %zd: its name must be a str", index);
+            return -1;
+        }
+        if (name == w->label || PyUnicode_Compare(name, w->label) == 0) {
+            int64_t offset;
+            if (int_field(w, uop, index, F_OPARG, &offset) < 0) {
+                return -1;
+            }
+            *map_value(&w->labels, offset, 0) = l->count;   /* the next uop's placement */
+            continue;
+        }
+        int64_t stencil;
+        int needs, found = cpjit_uop_stencil(name, &stencil, &needs);
+        if (found <= 0) {
+            if (found == 0) {
+                PyErr_Format(PyExc_ValueError, "cpjit: no stencil for uop %U", name);
+            }
+            return -1;
+        }
+        if (describe_uop(w, l, uop, index, stencil, needs, &last_resume, &last_steps,
+                         &last_exit) < 0) {
+            return -1;
+        }
+        l->count++;
+    }
+    for (size_t i = 0; i <= w->labels.mask; i++) {
+        if (w->labels.entries[i].value == l->count) {
+            return fail_labels_at_end(w, l);
+        }
+    }
+    if (resolve_jumps_and_errors(w, l) < 0 || (*exits = PyTuple_New(l->nexits)) == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < l->nexits; k++) {
+        PyObject *key = Py_BuildValue("(LO)", (long long)w->exit_resume[k],
+                                      PyList_GET_ITEM(w->token_steps, w->exit_token[k]));
+        if (key == NULL) {
+            return -1;
+        }
+        PyTuple_SET_ITEM(*exits, k, key);
+    }
+    return 0;
+}
+
+/* The words of one exit step (action, argument, value): the value is an int
+ * or what step_value(value, keepalive) makes of it (an object's address; then
+ * *called is set). */
+static int
+read_step(PyObject *step, PyObject *actions, PyObject *step_value, PyObject *keepalive,
+          int64_t *out, int *called)
 {
     if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) < 3) {
         PyErr_SetString(PyExc_ValueError, "cpjit: an exit step must be a 3-tuple");
@@ -149,7 +613,9 @@ read_step(PyObject *step, PyObject *actions, PyObject *step_value, int64_t *out)
     if (PyLong_Check(value)) {
         return as_int64(value, &out[2]);
     }
-    PyObject *address = PyObject_CallOneArg(step_value, value);
+    *called = 1;
+    PyObject *call[2] = {value, keepalive};
+    PyObject *address = PyObject_Vectorcall(step_value, call, 2, NULL);
     if (address == NULL) {
         return -1;
     }
@@ -158,83 +624,77 @@ read_step(PyObject *step, PyObject *actions, PyObject *step_value, int64_t *out)
     return err;
 }
 
-/* The exit records (csrc/runtime.h, cpjit_side_exit) of the exit stubs, from
- * their keys (resume offset, steps): counter word, resume, steps, 3 words a step. */
+/* The exit records (csrc/runtime.h, cpjit_side_exit) of the exit stubs the
+ * walk made: counter word, resume offset, steps, 3 words a step.  Exit stubs
+ * with the same steps (the same token) copy the words of the first one's,
+ * unless it called step_value (to add the objects to keepalive again). */
 static int
-read_exits(Layout *l, PyObject *exits, PyObject *actions, PyObject *step_value)
+read_exits(Layout *l, const Walk *w, PyObject *actions, PyObject *step_value,
+           PyObject *keepalive)
 {
-    l->nexits = PyTuple_GET_SIZE(exits);
-    if (l->nexits > PLACEMENT_LIMIT) {
-        PyErr_SetString(PyExc_ValueError, "cpjit: too many exit stubs");
-        return -1;
-    }
+    Py_ssize_t ntokens = PyList_GET_SIZE(w->token_steps);
     l->record_start = PyMem_Calloc((size_t)l->nexits + 1, sizeof(Py_ssize_t));
-    if (l->record_start == NULL) {
+    int64_t *first = new_words(ntokens);   /* per token: an exit to copy its steps from */
+    if (l->record_start == NULL || first == NULL) {
+        PyMem_Free(first);
         PyErr_NoMemory();
         return -1;
     }
     Py_ssize_t words = 0;
     for (Py_ssize_t k = 0; k < l->nexits; k++) {
-        PyObject *key = PyTuple_GET_ITEM(exits, k);
-        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2
-            || !PyTuple_Check(PyTuple_GET_ITEM(key, 1))
-            || PyTuple_GET_SIZE(PyTuple_GET_ITEM(key, 1)) > STEP_LIMIT) {
-            PyErr_Format(PyExc_ValueError, "cpjit: exit %zd: bad key", k);
-            return -1;
+        PyObject *steps = PyList_GET_ITEM(w->token_steps, w->exit_token[k]);
+        if (PyTuple_GET_SIZE(steps) > STEP_LIMIT) {
+            PyErr_Format(PyExc_ValueError, "cpjit: exit %zd: too many steps", k);
+            goto error;
         }
         l->record_start[k] = words;
-        words += 3 + 3 * PyTuple_GET_SIZE(PyTuple_GET_ITEM(key, 1));
+        words += 3 + 3 * PyTuple_GET_SIZE(steps);
         if (words > CODE_LIMIT / 8) {
             PyErr_SetString(PyExc_ValueError, "cpjit: exit records too large");
-            return -1;
+            goto error;
         }
     }
     l->record_start[l->nexits] = words;
     if ((l->records = new_words(words)) == NULL) {
-        return -1;
+        goto error;
     }
-    /* The exits tuple and its tuples cannot change while step_value runs. */
+    for (Py_ssize_t t = 0; t < ntokens; t++) {
+        first[t] = -1;
+    }
+    /* The walk's token_steps and its tuples cannot change while step_value runs. */
     for (Py_ssize_t k = 0; k < l->nexits; k++) {
-        PyObject *key = PyTuple_GET_ITEM(exits, k);
-        PyObject *steps = PyTuple_GET_ITEM(key, 1);
+        int64_t token = w->exit_token[k];
+        PyObject *steps = PyList_GET_ITEM(w->token_steps, token);
         int64_t *record = l->records + l->record_start[k];
         record[0] = RW_COUNTERS + k;
-        if (as_int64(PyTuple_GET_ITEM(key, 0), &record[1]) < 0) {
-            return -1;
-        }
+        record[1] = w->exit_resume[k];
+        record[2] = PyTuple_GET_SIZE(steps);
         if (record[1] < 0) {
             PyErr_Format(PyExc_ValueError,
                          "cpjit: a uop can side-exit but has no resume offset (exit %zd)", k);
-            return -1;
+            goto error;
         }
-        record[2] = PyTuple_GET_SIZE(steps);
+        if (first[token] >= 0) {
+            memcpy(record + 3, l->records + l->record_start[first[token]] + 3,
+                   (size_t)record[2] * 3 * sizeof(int64_t));
+            continue;
+        }
+        int called = 0;
         for (Py_ssize_t s = 0; s < record[2]; s++) {
-            if (read_step(PyTuple_GET_ITEM(steps, s), actions, step_value,
-                          record + 3 + 3 * s) < 0) {
-                return -1;
+            if (read_step(PyTuple_GET_ITEM(steps, s), actions, step_value, keepalive,
+                          record + 3 + 3 * s, &called) < 0) {
+                goto error;
             }
         }
-    }
-    return 0;
-}
-
-static int
-read_errors(Layout *l, PyObject *errors)
-{
-    l->nerrors = PyTuple_GET_SIZE(errors);
-    if (l->nerrors > PLACEMENT_LIMIT) {
-        PyErr_SetString(PyExc_ValueError, "cpjit: too many error stubs");
-        return -1;
-    }
-    if ((l->error_offsets = new_words(l->nerrors)) == NULL) {
-        return -1;
-    }
-    for (Py_ssize_t k = 0; k < l->nerrors; k++) {
-        if (as_int64(PyTuple_GET_ITEM(errors, k), &l->error_offsets[k]) < 0) {
-            return -1;
+        if (!called) {
+            first[token] = k;
         }
     }
+    PyMem_Free(first);
     return 0;
+error:
+    PyMem_Free(first);
+    return -1;
 }
 
 static const cpjit_stencil *
@@ -433,15 +893,10 @@ describe(Layout *l)
     return 0;
 }
 
-static PyObject *
-write_code(const Layout *l)
+/* The code's bytes, at `out` (zeroed, l->size bytes). */
+static void
+write_code(const Layout *l, unsigned char *out)
 {
-    PyObject *code = PyBytes_FromStringAndSize(NULL, l->size);
-    if (code == NULL) {
-        return NULL;
-    }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(code);
-    memset(out, 0, (size_t)l->size);
     for (Py_ssize_t i = 0; i < l->n; i++) {
         const int64_t *row = l->p + i * CPJIT_PLACEMENT_WORDS;
         const cpjit_stencil *stencil = stencil_of(l, i);
@@ -461,7 +916,34 @@ write_code(const Layout *l)
         memcpy(out + l->record_at[k], l->records + l->record_start[k],
                8 * (size_t)(l->record_start[k + 1] - l->record_start[k]));
     }
-    return code;
+}
+
+/* The JitCode of the laid-out code: its memory written, patched, made executable. */
+static PyObject *
+make_code(const Layout *l, PyObject *patches, Py_ssize_t cache_words, Py_ssize_t nslots,
+          PyObject *co, PyObject *keepalive)
+{
+    if (cache_words < 0 || cache_words > CACHE_WORDS_LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: bad number of cache words");
+        return NULL;
+    }
+    PyObject *kept = PyList_AsTuple(keepalive);
+    if (kept == NULL) {
+        return NULL;
+    }
+    JitCode *code = cpjit_jitcode_alloc(l->size, RW_COUNTERS + l->nexits + cache_words, nslots,
+                                        co, kept);
+    Py_DECREF(kept);
+    if (code == NULL) {
+        return NULL;
+    }
+    write_code(l, code->memory);
+    if (cpjit_jitcode_seal(code, (const unsigned char *)PyBytes_AS_STRING(patches),
+                           PyBytes_GET_SIZE(patches) / CPJIT_PATCH_RECORD_BYTES) < 0) {
+        Py_DECREF(code);
+        return NULL;
+    }
+    return (PyObject *)code;
 }
 
 static int
@@ -570,37 +1052,74 @@ pairs_bytes(const int64_t *order, Py_ssize_t count, const int64_t *at)
     return bytes;
 }
 
-/* emit_code(uops, exits, errors, units, slots_offset, exit_actions, step_value)
- *
- * uops: U_WORDS ints for the shim and each uop; exits: the exit stubs' keys
- * (resume offset, steps); errors: the instruction offset of each error stub;
- * units: the address of the code units; exit_actions: action name -> code;
- * step_value(value): the word of a step value that is not an int.
- *
- * Returns (code, patches, geometry, exit_records, data, got, data_start,
- * got_offset): the code bytes and patch records; then int64 words: per
- * placement its hot offset and size and cold offset (-1: none) and size; the
- * offset of each exit record; (stencil, offset) of each stencil's data;
- * (symbol, offset) of each GOT entry. */
-PyObject *
-cpjit_emit_code(PyObject *Py_UNUSED(module), PyObject *args)
+/* A tuple of the int64 `words`. */
+static PyObject *
+words_tuple(const int64_t *words, Py_ssize_t count)
 {
-    PyObject *uops, *exits, *errors, *actions, *step_value;
-    long long units, slots_offset;
-    if (!PyArg_ParseTuple(args, "O!O!O!LLO!O:emit_code", &PyList_Type, &uops, &PyTuple_Type,
-                          &exits, &PyTuple_Type, &errors, &units, &slots_offset, &PyDict_Type,
-                          &actions, &step_value)) {
+    PyObject *tuple = PyTuple_New(count);
+    for (Py_ssize_t i = 0; tuple != NULL && i < count; i++) {
+        PyObject *word = PyLong_FromLongLong(words[i]);
+        if (word == NULL) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(tuple, i, word);
+    }
+    return tuple;
+}
+
+/* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,
+ *            exit_actions, encode_operand, step_value, keepalive)
+ *
+ * uops: a tuple of uop_type instances (exactly that type: cpjit.ir.UOp),
+ * label pseudo-uops (named `label`) included; co: the code object compiled;
+ * units: the address of its code units; cache_words, nslots: the read-write
+ * cache words and the JitState slots the uops use; exit_actions: exit step
+ * action name -> code;
+ * encode_operand(operand, units, keepalive): (base, value) of an operand that
+ * is not an int; step_value(value, keepalive): the word of an exit step
+ * value that is not an int.  Both add to keepalive the objects whose
+ * addresses they give.
+ *
+ * Returns (code, patches, words, exits, errors, geometry, exit_records,
+ * data, got, data_start, got_offset): the JitCode and its patch records; the
+ * U_WORDS int64 words of the shim and each uop; the exit stubs' keys
+ * (resume offset, steps); the error stubs' instruction offsets; then int64
+ * words: per placement its hot offset and size and cold offset (-1: none)
+ * and size; the offset of each exit record; (stencil, offset) of each
+ * stencil's data; (symbol, offset) of each GOT entry. */
+PyObject *
+cpjit_emit_trace(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *uops, *uop_type, *label, *co, *units, *actions, *encode, *step_value, *keepalive;
+    Py_ssize_t cache_words, nslots;
+    long long slots_offset;
+    if (!PyArg_ParseTuple(args, "O!OUO!O!nnLO!OOO!:emit_trace", &PyTuple_Type, &uops, &uop_type,
+                          &label, &PyCode_Type, &co, &PyLong_Type, &units, &cache_words,
+                          &nslots, &slots_offset, &PyDict_Type, &actions, &encode, &step_value,
+                          &PyList_Type, &keepalive)) {
         return NULL;
     }
-    Layout l = {.units = units};
-    PyObject *result = NULL, *code = NULL, *patches = NULL, *geometry = NULL, *records = NULL,
-             *data = NULL, *got = NULL;
-    if (read_uops(&l, uops) < 0 || read_exits(&l, exits, actions, step_value) < 0
-        || read_errors(&l, errors) < 0) {
+    Layout l = {0};
+    Walk w = {.label = label, .units = units, .encode = encode, .keepalive = keepalive};
+    PyObject *result = NULL, *exits = NULL, *errors = NULL, *words = NULL, *code = NULL,
+             *patches = NULL, *geometry = NULL, *records = NULL, *data = NULL, *got = NULL;
+    uint64_t generation = cpjit_registry_generation();
+    l.units = PyLong_AsLongLong(units);
+    if ((l.units == -1 && PyErr_Occurred()) || find_fields(uop_type, w.offsets) < 0) {
         goto done;
     }
-    /* No Python code runs from here on (step_value did, above): the registry
-     * read below stays as it is until the end. */
+    w.type = (PyTypeObject *)uop_type;
+    if (walk(&w, &l, uops, &exits) < 0
+        || read_exits(&l, &w, actions, step_value, keepalive) < 0) {
+        goto done;
+    }
+    /* No Python code runs from here on (encode_operand and step_value did,
+     * above: they must not have registered other stencils meanwhile). */
+    if (cpjit_registry_generation() != generation) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: the stencils changed while emitting");
+        goto done;
+    }
     l.n = l.count + l.nexits + l.nerrors;
     Py_ssize_t nstencils = cpjit_stencil_count(), nsymbols = cpjit_symbol_count();
     if ((l.p = new_words(l.n * CPJIT_PLACEMENT_WORDS)) == NULL
@@ -623,23 +1142,31 @@ cpjit_emit_code(PyObject *Py_UNUSED(module), PyObject *args)
             i < l.count ? l.uops[i * U_WORDS + U_STENCIL]
             : i < l.count + l.nexits ? exit_stub : error_stub;
     }
-    if (place(&l) < 0 || describe(&l) < 0 || (code = write_code(&l)) == NULL
+    if (place(&l) < 0 || describe(&l) < 0
         || (patches = write_patches(&l, slots_offset)) == NULL
+        || (code = make_code(&l, patches, cache_words, nslots, co, keepalive)) == NULL
+        || (words = words_bytes(l.uops, l.count, U_WORDS, U_WORDS)) == NULL
+        || (errors = words_tuple(l.error_offsets, l.nerrors)) == NULL
         || (geometry = words_bytes(l.p + CPJIT_P_HOT, l.n, 4, CPJIT_PLACEMENT_WORDS)) == NULL
         || (records = words_bytes(l.record_at, l.nexits, 1, 1)) == NULL
         || (data = pairs_bytes(l.data_order, l.ndata, l.data_at)) == NULL
         || (got = pairs_bytes(l.got_order, l.ngot, l.got_at)) == NULL) {
         goto done;
     }
-    result = Py_BuildValue("(OOOOOOLL)", code, patches, geometry, records, data, got,
-                           (long long)l.data_start, (long long)l.got_offset);
+    result = Py_BuildValue("(OOOOOOOOOLL)", code, patches, words, exits, errors, geometry,
+                           records, data, got, (long long)l.data_start,
+                           (long long)l.got_offset);
 done:
+    Py_XDECREF(exits);
+    Py_XDECREF(errors);
+    Py_XDECREF(words);
     Py_XDECREF(code);
     Py_XDECREF(patches);
     Py_XDECREF(geometry);
     Py_XDECREF(records);
     Py_XDECREF(data);
     Py_XDECREF(got);
+    walk_free(&w);
     layout_free(&l);
     return result;
 }

@@ -86,16 +86,18 @@ static PyMethodDef module_methods[] = {
      "of code memory live and kept for reuse."},
     {"set_python_hooks", cpjit_set_python_hooks, METH_VARARGS, NULL},
     {"register_stencils", cpjit_register_stencils, METH_VARARGS,
-     "register_stencils(stencils, symbol_addresses, exit_stub, error_stub)\n--\n\nEvery "
-     "stencil (name, code, body_size, cold, data, data_align, holes, data_holes), the "
-     "addresses of the symbols their holes name and the stub stencils, for emit_code()."},
+     "register_stencils(stencils, symbol_addresses, shim, exit_stub, error_stub)\n--\n\n"
+     "Every stencil (name, code, body_size, cold, data, data_align, holes, data_holes), the "
+     "addresses of the symbols their holes name and the shim and stub stencils, for "
+     "emit_trace()."},
     {"resolve_patches", cpjit_resolve_patches, METH_VARARGS,
      "resolve_patches(placements, got_offsets, slots_offset)\n--\n\nThe patch records of "
      "placements described by the caller (see csrc/resolve.c)."},
-    {"emit_code", cpjit_emit_code, METH_VARARGS,
-     "emit_code(uops, exits, errors, units, slots_offset, exit_actions, step_value)\n--\n\n"
-     "Lay out a function's stencils, copy their bytes and resolve their holes "
-     "(see csrc/layout.c and cpjit/emit.py)."},
+    {"emit_trace", cpjit_emit_trace, METH_VARARGS,
+     "emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset, "
+     "exit_actions, encode_operand, step_value, keepalive)\n--\n\nLay out a trace's "
+     "stencils, copy their bytes, resolve their holes and make the JitCode (see "
+     "csrc/layout.c and cpjit/emit.py)."},
     {NULL, NULL, 0, NULL},
 };
 

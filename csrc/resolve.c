@@ -22,7 +22,11 @@ static cpjit_stencil *registry;
 static Py_ssize_t registry_size;
 static int64_t *symbol_addresses;
 static Py_ssize_t nsymbols;
-static int64_t exit_stub = -1, error_stub = -1;
+static int64_t shim = -1, exit_stub = -1, error_stub = -1;
+/* name -> stencil id (an int), for emit_trace's walk over the uops. */
+static PyObject *stencil_ids;
+/* Counts registrations: emit_trace checks the stencils did not change under it. */
+static uint64_t generation;
 
 static void
 clear_stencil(cpjit_stencil *stencil)
@@ -49,7 +53,8 @@ clear_registry(void)
     registry = NULL;
     symbol_addresses = NULL;
     registry_size = nsymbols = 0;
-    exit_stub = error_stub = -1;
+    shim = exit_stub = error_stub = -1;
+    Py_CLEAR(stencil_ids);
 }
 
 const cpjit_stencil *
@@ -62,6 +67,8 @@ cpjit_stencil_at(int64_t id)
     return &registry[id];
 }
 
+int64_t cpjit_shim_stencil(void) { return shim; }
+uint64_t cpjit_registry_generation(void) { return generation; }
 int64_t cpjit_exit_stub_stencil(void) { return exit_stub; }
 int64_t cpjit_error_stub_stencil(void) { return error_stub; }
 Py_ssize_t cpjit_symbol_count(void) { return nsymbols; }
@@ -71,6 +78,23 @@ int64_t
 cpjit_symbol_address(int32_t symbol)
 {
     return symbol >= 0 && symbol < nsymbols ? symbol_addresses[symbol] : 0;
+}
+
+int
+cpjit_uop_stencil(PyObject *name, int64_t *id, int *needs)
+{
+    if (stencil_ids == NULL) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: no stencils registered");
+        return -1;
+    }
+    /* (An exact str key: the lookup runs no Python code.) */
+    PyObject *found = PyDict_GetItemWithError(stencil_ids, name);
+    if (found == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    *id = PyLong_AsLongLong(found);
+    *needs = registry[*id].needs;
+    return 1;
 }
 
 /* Decode packed holes (bytes), each checked to lie inside its part of
@@ -113,9 +137,10 @@ decode_holes(PyObject *name, PyObject *bytes, const Py_ssize_t *part_sizes, int 
     return 0;
 }
 
-/* The symbols a stencil's holes reach through the GOT, in first-use order. */
+/* The symbols a stencil's holes reach through the GOT, in first-use order,
+ * and what its holes need of the layout (continues, needs). */
 static int
-collect_got(cpjit_stencil *stencil)
+summarize(cpjit_stencil *stencil)
 {
     stencil->got = PyMem_Malloc(sizeof(int32_t) * (size_t)(stencil->nholes + 1));
     if (stencil->got == NULL) {
@@ -128,6 +153,9 @@ collect_got(cpjit_stencil *stencil)
         if (hole->value == CPJIT_HOLE_CONTINUE) {
             stencil->continues = 1;
         }
+        stencil->needs |= hole->value == CPJIT_HOLE_EXIT ? CPJIT_NEEDS_EXIT
+                          : hole->value == CPJIT_HOLE_EXIT_AFTER ? CPJIT_NEEDS_EXIT_AFTER
+                          : hole->value == CPJIT_HOLE_ERROR ? CPJIT_NEEDS_ERROR : 0;
         if (hole->value != CPJIT_HOLE_GOT) {
             continue;
         }
@@ -177,7 +205,7 @@ register_one(cpjit_stencil *stencil, PyObject *item)
                         &stencil->ndata_holes) < 0) {
         return -1;
     }
-    return collect_got(stencil);
+    return summarize(stencil);
 }
 
 PyObject *
@@ -185,12 +213,13 @@ cpjit_register_stencils(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *stencils;
     Py_buffer symbols;
-    long long exit_id, error_id;
-    if (!PyArg_ParseTuple(args, "O!y*LL:register_stencils", &PyList_Type, &stencils, &symbols,
-                          &exit_id, &error_id)) {
+    long long shim_id, exit_id, error_id;
+    if (!PyArg_ParseTuple(args, "O!y*LLL:register_stencils", &PyList_Type, &stencils, &symbols,
+                          &shim_id, &exit_id, &error_id)) {
         return NULL;
     }
     clear_registry();
+    generation++;
     Py_ssize_t count = PyList_GET_SIZE(stencils);
     registry = PyMem_Calloc((size_t)(count ? count : 1), sizeof(cpjit_stencil));
     symbol_addresses = PyMem_Malloc((size_t)symbols.len + 8);
@@ -204,17 +233,37 @@ cpjit_register_stencils(PyObject *Py_UNUSED(module), PyObject *args)
     nsymbols = symbols.len / 8;
     PyBuffer_Release(&symbols);
     registry_size = count;
+    if ((stencil_ids = PyDict_New()) == NULL) {
+        clear_registry();
+        return NULL;
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
-        /* The list cannot change under us: register_one runs no Python code. */
-        if (register_one(&registry[i], PyList_GET_ITEM(stencils, i)) < 0) {
+        /* The list cannot change under us: register_one runs no Python code,
+         * nor does adding an exact str key to stencil_ids. */
+        PyObject *id = NULL;
+        if (register_one(&registry[i], PyList_GET_ITEM(stencils, i)) < 0
+            || !PyUnicode_CheckExact(registry[i].name)
+            || (id = PyLong_FromSsize_t(i)) == NULL
+            || PyDict_SetItem(stencil_ids, registry[i].name, id) < 0) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "cpjit: a stencil's name must be a str");
+            }
+            Py_XDECREF(id);
             clear_registry();
             return NULL;
         }
+        Py_DECREF(id);
     }
-    if (exit_id < 0 || exit_id >= count || error_id < 0 || error_id >= count) {
+    if (PyDict_GET_SIZE(stencil_ids) != count) {
         clear_registry();
-        return PyErr_Format(PyExc_ValueError, "cpjit: unknown stub stencils");
+        return PyErr_Format(PyExc_ValueError, "cpjit: two stencils have the same name");
     }
+    if (shim_id < 0 || shim_id >= count || exit_id < 0 || exit_id >= count || error_id < 0
+        || error_id >= count) {
+        clear_registry();
+        return PyErr_Format(PyExc_ValueError, "cpjit: unknown shim or stub stencils");
+    }
+    shim = shim_id;
     exit_stub = exit_id;
     error_stub = error_id;
     Py_RETURN_NONE;

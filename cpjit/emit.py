@@ -343,7 +343,7 @@ def emit(trace: Trace) -> Emitted:
          data_start, got_offset) = _runtime.emit_trace(
             uops, UOp, LABEL, trace.code, units, trace.cache_words, trace.slots,
             _runtime.SLOTS_OFFSET, EXIT_ACTIONS, _encode_operand, _step_value, keepalive)
-    except (ValueError, OverflowError) as error:
+    except (ValueError, OverflowError, TypeError) as error:  # a malformed trace
         raise EmitError(str(error)) from None
     made = _Made(uops, words, exit_keys, error_offsets, geometry, records, data, got, units,
                  _stencil_names, _symbol_names)

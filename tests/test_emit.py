@@ -125,6 +125,21 @@ def test_emit_refuses_a_malformed_trace_with_a_clear_error(bad, message):
         emit.emit(trace)
 
 
+@pytest.mark.parametrize("bad,message", [
+    (lambda U: ("_LOAD_FAST", 0), "UOp"),  # not a UOp at all
+    (lambda U: U("_LOAD_FAST", "0", offset=1, exit_to=1), "oparg"),
+    (lambda U: U("_LOAD_FAST", 2**64, offset=1, exit_to=1), "oparg"),
+    (lambda U: U("_LOAD_FAST", 0, offset=None, exit_to=1), "offset"),
+])
+def test_emit_reads_uop_fields_defensively(bad, message):
+    """The runtime reads the uops' fields itself (csrc/layout.c): anything but
+    a UOp with int fields where ints belong is refused, naming the field."""
+    from cpjit.ir import UOp
+    trace = _traced(bad(UOp), *_returning())
+    with pytest.raises(emit.EmitError, match=message):
+        emit.emit(trace)
+
+
 def test_emit_refuses_code_that_runs_off_its_end():
     from cpjit.ir import UOp
     trace = _traced(UOp("_LOAD_FAST", 0, offset=1, exit_to=1))

@@ -9,6 +9,7 @@
 char cpjit_deopt_marker;
 
 #if CPJIT_SUPPORTED
+#include "internal/pycore_pyerrors.h"   /* _PyErr_Format, _PyErr_SetObject (3.11) */
 
 /* A value boxed on the way out, or None with the MemoryError set. */
 static PyObject *

@@ -25,8 +25,10 @@ class Unsupported(Exception):
 def _publishing() -> frozenset[str]:
     """The uops that can run arbitrary code and do not publish the
     instruction pointer themselves (one set per stencil table)."""
-    return frozenset(name for name, spec in stencil_table.uops().items()
-                     if spec.escapes and "SYNCS_FRAME" not in spec.flags)
+    names = frozenset(name for name, spec in stencil_table.uops().items()
+                      if spec.escapes and "SYNCS_FRAME" not in spec.flags)
+    assert "_SIDE_EXIT" not in names  # (what an instruction not compiled becomes)
+    return names
 
 
 def translate(code: types.CodeType) -> Trace:
@@ -42,39 +44,30 @@ def translate(code: types.CodeType) -> Trace:
     # reserve their read-write words in the trace as they go.
     lowered = version.Lowering(code, trace).lower_all(instructions)
     reached, jump_targets = _reached(instructions, lowered, version.NO_FALLTHROUGH)
-
-    needs_ip = _publishing()
-    no_fallthrough = version.NO_FALLTHROUGH
-    check_at: set[int] = set()  # targets of branches that can run arbitrary code
-    compiled: list[tuple[Instruction, list[UOp]]] = []  # the reached instructions, in order
-    for ins, uops in zip(instructions, lowered):
-        if ins.offset not in reached:
-            continue
-        if uops is None:
-            trace.unsupported.append(ins)
-            uops = [UOp("_SIDE_EXIT", offset=ins.offset, exit_to=ins.start,
-                        comment=f"{ins.name} is not compiled", exit_after=ins.after)]
-        for first, uop in enumerate(uops):
-            if uop.name in needs_ip:
-                _publish(trace, ins, uops, first, ins.name not in no_fallthrough)
-                if ins.jump_target is not None:
-                    check_at.add(ins.jump_target)
-                break
-        compiled.append((ins, uops))
+    check_at = _publish_all(trace, lowered, reached, version.NO_FALLTHROUGH)
 
     trace_uops = trace.uops
-    for ins, uops in compiled:
+    marked = jump_targets | check_at  # where a label or a tracing check goes first
+    compiled = 0
+    for ins, uops in zip(instructions, lowered):
         offset = ins.offset
-        if offset in jump_targets:
-            trace_uops.append(UOp(LABEL, oparg=offset, offset=offset, exit_to=ins.start))
-        if offset in check_at:
-            trace_uops.append(UOp("_CHECK_TRACING", offset=offset, exit_to=ins.start,
-                                  comment="after a branch that can run Python"))
+        if offset not in reached:
+            continue
+        compiled += 1
+        if uops is None:
+            trace.unsupported.append(ins)
+            uops = [_not_compiled(ins)]
+        if offset in marked:
+            if offset in jump_targets:
+                trace_uops.append(UOp(LABEL, oparg=offset, offset=offset, exit_to=ins.start))
+            if offset in check_at:
+                trace_uops.append(UOp("_CHECK_TRACING", offset=offset, exit_to=ins.start,
+                                      comment="after a branch that can run Python"))
         trace_uops += uops
     if exception_table:
         trace.notes.append(f"{len(exception_table)} exception table entries: handlers run in "
                            "the interpreter after an error hand-off")
-    unreachable = len(instructions) - len(compiled)
+    unreachable = len(instructions) - compiled
     if unreachable:
         trace.notes.append(f"{unreachable} instructions not reached by normal control flow "
                            "(exception handlers) are not compiled")
@@ -107,6 +100,34 @@ def _reached(instructions: list[Instruction], lowered: list, no_fallthrough: fro
                     reached.add(target)
                     again = again or target < ins.offset
     return reached, jump_targets
+
+
+def _not_compiled(ins: Instruction) -> UOp:
+    """What an instruction that is not compiled becomes: a side exit to it."""
+    return UOp("_SIDE_EXIT", offset=ins.offset, exit_to=ins.start,
+               comment=f"{ins.name} is not compiled", exit_after=ins.after)
+
+
+def _publish_all(trace: Trace, lowered: list, reached: set[int],
+                 no_fallthrough: frozenset[str]) -> set[int]:
+    """Publish the instruction pointer around the uops of each reached
+    instruction that can run arbitrary code (see _publish).  Returns the targets of
+    branches that can run it: a tracing check goes there.  (Few functions
+    have such uops: one look at all the names finds there is nothing to do.)"""
+    needs_ip = _publishing()
+    if needs_ip.isdisjoint([uop.name for uops in lowered if uops is not None for uop in uops]):
+        return set()
+    check_at: set[int] = set()
+    for ins, uops in zip(trace.instructions, lowered):
+        if uops is None or ins.offset not in reached:
+            continue
+        for first, uop in enumerate(uops):
+            if uop.name in needs_ip:
+                _publish(trace, ins, uops, first, ins.name not in no_fallthrough)
+                if ins.jump_target is not None:
+                    check_at.add(ins.jump_target)
+                break
+    return check_at
 
 
 def _publish(trace: Trace, ins: Instruction, uops: list[UOp], first: int,

@@ -203,15 +203,28 @@ class Lowering:
 
     def lower(self, ins: Instruction) -> list[UOp] | None:
         """The uops of `ins`, or None when it is not compiled (the code side-exits)."""
-        method = _LOWERINGS.get(ins.name)
-        return None if method is None else method(self, ins)
+        return self.lower_all([ins])[0]
 
     def lower_all(self, instructions: list[Instruction]) -> list[list[UOp] | None]:
-        """lower() of each instruction, in order (the loop of a translation:
-        one table lookup and one call per instruction)."""
-        methods = _LOWERINGS
-        return [None if (method := methods.get(ins.name)) is None else method(self, ins)
-                for ins in instructions]
+        """lower() of each instruction, in order.  Most instructions are one
+        uop made from a table (_ONE_UOP) right here; the others call their
+        method (the loop of a translation: a UOp costs less than the calls
+        that would make it)."""
+        one_uop, methods = _ONE_UOP, _LOWERINGS
+        local = self._local
+        lowered = []
+        for ins in instructions:
+            simple = one_uop.get(ins.name)
+            if simple is None:
+                method = methods.get(ins.name)
+                lowered.append(None if method is None else method(self, ins))
+                continue
+            name, takes_arg, names_local, jumps = simple
+            arg = ins.arg
+            lowered.append([UOp(name, arg if takes_arg else 0, 0, 0, ins.offset, ins.start,
+                                ins.jump_target if jumps else -1,
+                                local(arg) if names_local else "", ins.after)])
+        return lowered
 
     # -- helpers --
 
@@ -223,7 +236,7 @@ class Lowering:
     def _name(self, index: int) -> str:
         return self.code.co_names[index]
 
-    # -- frame, locals, constants --
+    # -- frame, locals, constants (LOAD_FAST and the like: _ONE_UOP) --
 
     def NOP(self, ins):
         return []
@@ -234,29 +247,9 @@ class Lowering:
             uops.append(self._u("_CHECK_EVAL_BREAKER", ins))
         return uops
 
-    def MAKE_CELL(self, ins):
-        return [self._u("_MAKE_CELL", ins, ins.arg)]
-
     def COPY_FREE_VARS(self, ins):
         first = nlocalsplus(self.code) - len(self.code.co_freevars)
         return [self._u("_COPY_FREE_VARS", ins, ins.arg, first)]
-
-    def LOAD_FAST(self, ins):
-        return [self._u("_LOAD_FAST", ins, ins.arg, comment=self._local(ins.arg))]
-
-    LOAD_CLOSURE = LOAD_FAST
-
-    def STORE_FAST(self, ins):
-        return [self._u("_STORE_FAST", ins, ins.arg, comment=self._local(ins.arg))]
-
-    def DELETE_FAST(self, ins):
-        return [self._u("_DELETE_FAST", ins, ins.arg, comment=self._local(ins.arg))]
-
-    def LOAD_DEREF(self, ins):
-        return [self._u("_LOAD_DEREF", ins, ins.arg, comment=self._local(ins.arg))]
-
-    def STORE_DEREF(self, ins):
-        return [self._u("_STORE_DEREF", ins, ins.arg, comment=self._local(ins.arg))]
 
     def _local(self, index: int) -> str:
         names = self.local_names
@@ -267,21 +260,6 @@ class Lowering:
 
     def LOAD_ASSERTION_ERROR(self, ins):
         return [self._u("_LOAD_CONST", ins, operand0=Obj(AssertionError))]
-
-    def POP_TOP(self, ins):
-        return [self._u("_POP_TOP", ins)]
-
-    def PUSH_NULL(self, ins):
-        return [self._u("_PUSH_NULL", ins)]
-
-    def COPY(self, ins):
-        return [self._u("_COPY", ins, ins.arg)]
-
-    def SWAP(self, ins):
-        return [self._u("_SWAP", ins, ins.arg)]
-
-    def RETURN_VALUE(self, ins):
-        return [self._u("_RETURN_VALUE", ins)]
 
     # -- globals and attributes --
 
@@ -347,106 +325,34 @@ class Lowering:
     def UNARY_INVERT(self, ins):
         return [self._u("_UNARY_OP", ins, operand0=Sym("PyNumber_Invert"))]
 
-    def UNARY_NEGATIVE(self, ins):
-        return [self._u("_UNARY_NEGATIVE", ins)]
-
-    def UNARY_NOT(self, ins):
-        return [self._u("_UNARY_NOT", ins)]
-
     def COMPARE_OP(self, ins):
         return [self._u("_COMPARE_OP", ins, ins.arg, comment=opcode.cmp_op[ins.arg])]
 
-    def IS_OP(self, ins):
-        return [self._u("_IS_OP", ins, ins.arg)]
-
-    def CONTAINS_OP(self, ins):
-        return [self._u("_CONTAINS_OP", ins, ins.arg)]
-
-    # -- jumps --
-
-    def JUMP_FORWARD(self, ins):
-        return [self._u("_JUMP", ins, jump=True)]
+    # -- jumps (forward ones: _ONE_UOP) --
 
     def JUMP_BACKWARD(self, ins):
         return [self._u("_CHECK_EVAL_BREAKER", ins),
                 self._u("_JUMP", ins, jump=True)]
 
-    def JUMP_BACKWARD_NO_INTERRUPT(self, ins):
-        return [self._u("_JUMP", ins, jump=True)]
-
-    def _conditional(uop: str, backward: bool):
-        """The lowering of a POP_JUMP_{FORWARD,BACKWARD}_IF_*: `uop`, after an
-        eval-breaker check when it jumps backward."""
+    def _backward(uop: str):
+        """The lowering of a POP_JUMP_BACKWARD_IF_*: `uop`, after an
+        eval-breaker check."""
         def lower(self, ins):
-            uops = [self._u(uop, ins, jump=True)]
-            if backward:
-                uops.insert(0, self._u("_CHECK_EVAL_BREAKER", ins))
-            return uops
+            return [self._u("_CHECK_EVAL_BREAKER", ins), self._u(uop, ins, jump=True)]
         return lower
 
-    POP_JUMP_FORWARD_IF_FALSE = _conditional("_POP_JUMP_IF_FALSE", False)
-    POP_JUMP_FORWARD_IF_TRUE = _conditional("_POP_JUMP_IF_TRUE", False)
-    POP_JUMP_FORWARD_IF_NONE = _conditional("_POP_JUMP_IF_NONE", False)
-    POP_JUMP_FORWARD_IF_NOT_NONE = _conditional("_POP_JUMP_IF_NOT_NONE", False)
-    POP_JUMP_BACKWARD_IF_FALSE = _conditional("_POP_JUMP_IF_FALSE", True)
-    POP_JUMP_BACKWARD_IF_TRUE = _conditional("_POP_JUMP_IF_TRUE", True)
-    POP_JUMP_BACKWARD_IF_NONE = _conditional("_POP_JUMP_IF_NONE", True)
-    POP_JUMP_BACKWARD_IF_NOT_NONE = _conditional("_POP_JUMP_IF_NOT_NONE", True)
-    del _conditional
+    POP_JUMP_BACKWARD_IF_FALSE = _backward("_POP_JUMP_IF_FALSE")
+    POP_JUMP_BACKWARD_IF_TRUE = _backward("_POP_JUMP_IF_TRUE")
+    POP_JUMP_BACKWARD_IF_NONE = _backward("_POP_JUMP_IF_NONE")
+    POP_JUMP_BACKWARD_IF_NOT_NONE = _backward("_POP_JUMP_IF_NOT_NONE")
+    del _backward
 
-    def JUMP_IF_FALSE_OR_POP(self, ins):
-        return [self._u("_JUMP_IF_FALSE_OR_POP", ins, jump=True)]
-
-    def JUMP_IF_TRUE_OR_POP(self, ins):
-        return [self._u("_JUMP_IF_TRUE_OR_POP", ins, jump=True)]
-
-    # -- iteration --
-
-    def GET_ITER(self, ins):
-        return [self._u("_GET_ITER", ins)]
-
-    def FOR_ITER(self, ins):
-        return [self._u("_FOR_ITER", ins, jump=True)]
-
-    # -- containers --
-
-    def BINARY_SUBSCR(self, ins):
-        return [self._u("_BINARY_SUBSCR", ins)]
-
-    def STORE_SUBSCR(self, ins):
-        return [self._u("_STORE_SUBSCR", ins)]
-
-    def DELETE_SUBSCR(self, ins):
-        return [self._u("_DELETE_SUBSCR", ins)]
-
-    def BUILD_LIST(self, ins):
-        return [self._u("_BUILD_LIST", ins, ins.arg)]
+    # -- containers and the rest --
 
     def RAISE_VARARGS(self, ins):
         if ins.arg not in (1, 2):
             return None  # a bare `raise` re-raises: the interpreter's own path
         return [self._u("_RAISE_VARARGS", ins, ins.arg)]
-
-    def MAKE_FUNCTION(self, ins):
-        return [self._u("_MAKE_FUNCTION", ins, ins.arg)]
-
-    def DICT_MERGE(self, ins):
-        return [self._u("_DICT_MERGE", ins, ins.arg)]
-
-    def CALL_FUNCTION_EX(self, ins):
-        return [self._u("_CALL_FUNCTION_EX", ins, ins.arg)]
-
-    def BUILD_TUPLE(self, ins):
-        return [self._u("_BUILD_TUPLE", ins, ins.arg)]
-
-    def BUILD_SET(self, ins):
-        return [self._u("_BUILD_SET", ins, ins.arg)]
-
-    def BUILD_MAP(self, ins):
-        return [self._u("_BUILD_MAP", ins, ins.arg)]
-
-    def BUILD_CONST_KEY_MAP(self, ins):
-        return [self._u("_BUILD_CONST_KEY_MAP", ins, ins.arg)]
 
     def BUILD_SLICE(self, ins):
         return [self._u("_BUILD_SLICE", ins, 1 if ins.arg == 3 else 0)]
@@ -458,29 +364,64 @@ class Lowering:
         have_spec = 1 if ins.arg & 0x4 else 0
         return [self._u("_FORMAT_VALUE", ins, have_spec, _CONVERSIONS[ins.arg & 0x3])]
 
-    def LIST_TO_TUPLE(self, ins):
-        return [self._u("_LIST_TO_TUPLE", ins)]
 
-    def LIST_APPEND(self, ins):
-        return [self._u("_LIST_APPEND", ins, ins.arg)]
-
-    def SET_ADD(self, ins):
-        return [self._u("_SET_ADD", ins, ins.arg)]
-
-    def MAP_ADD(self, ins):
-        return [self._u("_MAP_ADD", ins, ins.arg)]
-
-    def LIST_EXTEND(self, ins):
-        return [self._u("_LIST_EXTEND", ins, ins.arg)]
-
-    def DICT_UPDATE(self, ins):
-        return [self._u("_DICT_UPDATE", ins, ins.arg)]
-
-    def UNPACK_SEQUENCE(self, ins):
-        return [self._u("_UNPACK_SEQUENCE", ins, ins.arg)]
-
+# Instructions lowered to one uop that takes nothing from the instruction but
+# its arg: (uop, its oparg is the arg, its comment names the local `arg`, it
+# jumps to the instruction's jump target).  (Else its oparg is 0.)
+_ONE_UOP: dict[str, tuple[str, bool, bool, bool]] = {
+    # frame, locals, stack
+    "LOAD_FAST": ("_LOAD_FAST", True, True, False),
+    "LOAD_CLOSURE": ("_LOAD_FAST", True, True, False),
+    "STORE_FAST": ("_STORE_FAST", True, True, False),
+    "DELETE_FAST": ("_DELETE_FAST", True, True, False),
+    "LOAD_DEREF": ("_LOAD_DEREF", True, True, False),
+    "STORE_DEREF": ("_STORE_DEREF", True, True, False),
+    "MAKE_CELL": ("_MAKE_CELL", True, False, False),
+    "POP_TOP": ("_POP_TOP", False, False, False),
+    "PUSH_NULL": ("_PUSH_NULL", False, False, False),
+    "COPY": ("_COPY", True, False, False),
+    "SWAP": ("_SWAP", True, False, False),
+    "RETURN_VALUE": ("_RETURN_VALUE", False, False, False),
+    # operators
+    "UNARY_NEGATIVE": ("_UNARY_NEGATIVE", False, False, False),
+    "UNARY_NOT": ("_UNARY_NOT", False, False, False),
+    "IS_OP": ("_IS_OP", True, False, False),
+    "CONTAINS_OP": ("_CONTAINS_OP", True, False, False),
+    # jumps
+    "JUMP_FORWARD": ("_JUMP", False, False, True),
+    "JUMP_BACKWARD_NO_INTERRUPT": ("_JUMP", False, False, True),
+    "POP_JUMP_FORWARD_IF_FALSE": ("_POP_JUMP_IF_FALSE", False, False, True),
+    "POP_JUMP_FORWARD_IF_TRUE": ("_POP_JUMP_IF_TRUE", False, False, True),
+    "POP_JUMP_FORWARD_IF_NONE": ("_POP_JUMP_IF_NONE", False, False, True),
+    "POP_JUMP_FORWARD_IF_NOT_NONE": ("_POP_JUMP_IF_NOT_NONE", False, False, True),
+    "JUMP_IF_FALSE_OR_POP": ("_JUMP_IF_FALSE_OR_POP", False, False, True),
+    "JUMP_IF_TRUE_OR_POP": ("_JUMP_IF_TRUE_OR_POP", False, False, True),
+    # iteration
+    "GET_ITER": ("_GET_ITER", False, False, False),
+    "FOR_ITER": ("_FOR_ITER", False, False, True),
+    # containers and the rest
+    "BINARY_SUBSCR": ("_BINARY_SUBSCR", False, False, False),
+    "STORE_SUBSCR": ("_STORE_SUBSCR", False, False, False),
+    "DELETE_SUBSCR": ("_DELETE_SUBSCR", False, False, False),
+    "BUILD_LIST": ("_BUILD_LIST", True, False, False),
+    "BUILD_TUPLE": ("_BUILD_TUPLE", True, False, False),
+    "BUILD_SET": ("_BUILD_SET", True, False, False),
+    "BUILD_MAP": ("_BUILD_MAP", True, False, False),
+    "BUILD_CONST_KEY_MAP": ("_BUILD_CONST_KEY_MAP", True, False, False),
+    "LIST_TO_TUPLE": ("_LIST_TO_TUPLE", False, False, False),
+    "LIST_APPEND": ("_LIST_APPEND", True, False, False),
+    "SET_ADD": ("_SET_ADD", True, False, False),
+    "MAP_ADD": ("_MAP_ADD", True, False, False),
+    "LIST_EXTEND": ("_LIST_EXTEND", True, False, False),
+    "DICT_UPDATE": ("_DICT_UPDATE", True, False, False),
+    "DICT_MERGE": ("_DICT_MERGE", True, False, False),
+    "UNPACK_SEQUENCE": ("_UNPACK_SEQUENCE", True, False, False),
+    "MAKE_FUNCTION": ("_MAKE_FUNCTION", True, False, False),
+    "CALL_FUNCTION_EX": ("_CALL_FUNCTION_EX", True, False, False),
+}
 
 # Each instruction's lowering by its name: every Lowering method named like
 # an instruction (a dict lookup per instruction instead of getattr).
 _LOWERINGS: dict[str, Callable[[Lowering, Instruction], list[UOp] | None]] = {
     name: method for name, method in vars(Lowering).items() if name in opcode.opmap}
+assert _LOWERINGS.keys().isdisjoint(_ONE_UOP) and set(_ONE_UOP) <= opcode.opmap.keys()

@@ -59,8 +59,27 @@ def test_table_is_reproducible_and_only_rebuilt_when_inputs_change(tmp_path):
     assert "up to date" in logs[-1]
     assert output.stat().st_mtime_ns == mtime
     _, logs = _build(tmp_path, "tests/data/uops", force=True)
-    assert "compiled 3 stencils" in logs[-1]
+    assert "compiled 3 stencils" in logs[-2] and "byte-compiled" in logs[-1]
     assert output.read_bytes() == first
+
+
+@needs_clang
+def test_the_table_is_byte_compiled_once(tmp_path):
+    """The build leaves the table's bytecode cache (the first compilation in a
+    process imports the table: from source it takes ~20x longer), and writes it
+    again only when it is not what the import system would accept."""
+    import importlib.util
+    output, logs = _build(tmp_path, "tests/data/uops")
+    cached = Path(importlib.util.cache_from_source(str(output)))
+    assert any("byte-compiled" in line for line in logs) and cached.exists()
+    written = cached.stat().st_mtime_ns
+    _, logs = _build(tmp_path, "tests/data/uops")
+    assert not any("byte-compiled" in line for line in logs)
+    assert cached.stat().st_mtime_ns == written
+    cached.write_bytes(b"stale")
+    _, logs = _build(tmp_path, "tests/data/uops")
+    assert "byte-compiled" in logs[-1]
+    assert cached.read_bytes()[:4] == importlib.util.MAGIC_NUMBER
 
 
 @needs_clang

@@ -120,10 +120,9 @@ int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64
                         Py_ssize_t ngot, int64_t slots_offset, unsigned char *out,
                         Py_ssize_t *written);
 
-/* register_stencils(stencils, symbol_addresses, shim, exit_stub, error_stub) and
- * resolve_patches(placements, got_offsets, slots_offset): see resolve.c. */
+/* register_stencils(stencils, symbol_addresses, shim, exit_stub, error_stub):
+ * see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
-PyObject *cpjit_resolve_patches(PyObject *module, PyObject *args);
 
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 

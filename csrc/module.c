@@ -90,9 +90,6 @@ static PyMethodDef module_methods[] = {
      "Every stencil (name, code, body_size, cold, data, data_align, holes, data_holes), the "
      "addresses of the symbols their holes name and the shim and stub stencils, for "
      "emit_trace()."},
-    {"resolve_patches", cpjit_resolve_patches, METH_VARARGS,
-     "resolve_patches(placements, got_offsets, slots_offset)\n--\n\nThe patch records of "
-     "placements described by the caller (see csrc/resolve.c)."},
     {"emit_trace", cpjit_emit_trace, METH_VARARGS,
      "emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset, "
      "exit_actions, encode_operand, step_value, keepalive)\n--\n\nLay out a trace's "

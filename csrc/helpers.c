@@ -72,22 +72,73 @@ cpjit_side_exit(_PyInterpreterFrame *frame, PyObject **stack_pointer, JitState *
     return CPJIT_DEOPT;
 }
 
+/* An object whose deallocation runs no Python code: an int, float, str,
+ * bytes, bool or None (no finalizer, no weak references, nothing inside). */
+static inline int
+is_leaf(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    return type == &PyLong_Type || type == &PyFloat_Type || type == &PyUnicode_Type
+           || type == &PyBytes_Type || type == &PyBool_Type || op == Py_None;
+}
+
+/* Whether deallocating `op` runs no Python code: a leaf, or an exact slice,
+ * tuple or short list of leaves (what slicing and small displays drop in
+ * loops).  Anything else may run a finalizer, its own or an item's. */
+static inline int
+dies_quietly(PyObject *op)
+{
+    if (is_leaf(op)) {
+        return 1;
+    }
+    PyTypeObject *type = Py_TYPE(op);
+    if (type == &PySlice_Type) {
+        PySliceObject *slice = (PySliceObject *)op;
+        return is_leaf(slice->start) && is_leaf(slice->stop) && is_leaf(slice->step);
+    }
+    PyObject **items;
+    Py_ssize_t size;
+    if (type == &PyList_Type) {
+        items = ((PyListObject *)op)->ob_item;
+        size = PyList_GET_SIZE(op);
+    }
+    else if (type == &PyTuple_Type) {
+        items = ((PyTupleObject *)op)->ob_item;
+        size = PyTuple_GET_SIZE(op);
+    }
+    else {
+        return 0;
+    }
+    if (size > 16) {
+        return 0;   /* not worth the scan: take the slow path */
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (items[i] != NULL && !is_leaf(items[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void
 cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, void *instr)
 {
-    PyTypeObject *type = Py_TYPE(op);
-    if (type != &PyFloat_Type && type != &PyLong_Type && type != &PyUnicode_Type
-            && type != &PyBytes_Type) {
-        /* Not a leaf: Python code may run (its own finalizer or its items'). */
+    if (!dies_quietly(op)) {
+        /* Python code may run (a finalizer, a weakref callback, a warning):
+         * it must see the frame as the interpreter would have it. */
         frame->prev_instr = (_Py_CODEUNIT *)instr;
         Py_ssize_t nlocals = frame->f_code->co_nlocalsplus;
         Py_ssize_t nslots = ((JitCode *)state->code)->nslots / 2;
-        PyObject *error_type, *error_value, *error_traceback;  /* one may be being raised */
-        PyErr_Fetch(&error_type, &error_value, &error_traceback);
+        PyObject *error_type = NULL, *error_value = NULL, *error_traceback = NULL;
+        int fetched = 0;   /* an exception may be being raised: kept aside while boxing */
         for (Py_ssize_t j = 0; j < nlocals && j < nslots; j++) {
             int64_t kind = state->slots[2 * j + 1];
             if (kind == CPJIT_SLOT_CLEAN) {
                 continue;
+            }
+            if (!fetched) {
+                PyErr_Fetch(&error_type, &error_value, &error_traceback);
+                fetched = 1;
             }
             PyObject *boxed = kind == CPJIT_SLOT_I64
                 ? PyLong_FromLongLong(state->slots[2 * j])
@@ -99,7 +150,9 @@ cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, void *i
             state->slots[2 * j + 1] = CPJIT_SLOT_CLEAN;
             Py_XSETREF(frame->localsplus[j], boxed);
         }
-        PyErr_Restore(error_type, error_value, error_traceback);
+        if (fetched) {
+            PyErr_Restore(error_type, error_value, error_traceback);
+        }
     }
     _Py_Dealloc(op);
 }

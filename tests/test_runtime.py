@@ -531,6 +531,10 @@ def drop_inside_loops(n):
     for i in range(2):
         total += 1
         items[i] = i  # and here, twice (a list store)
+    for i in range(3):
+        total += 1
+        held = [i, (i, Reporter(log))] if i == 1 else [i, (i, i)]
+        del held  # here, once: a tuple in a list (the others die quietly)
     return total, scale, log
 
 
@@ -542,7 +546,7 @@ def test_finalizers_see_the_line_and_the_locals_as_plain():
     assert w.compiled
     _, _, log = w(10)
     assert [line for _, line, _ in log] == [
-        drop_inside_loops.__code__.co_firstlineno + k for k in (9, 13, 13)]
+        drop_inside_loops.__code__.co_firstlineno + k for k in (9, 13, 13, 17)]
 
 
 def leaky(path, n):

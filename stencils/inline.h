@@ -16,16 +16,17 @@ cpjit_both_floats(PyObject *a, PyObject *b)
     return PyFloat_CheckExact(a) && PyFloat_CheckExact(b);
 }
 
-/* Python's item index rule: a negative index counts from the end.  The
- * offset of item `index` of `size` items, or -1 when it is out of range
- * either way (the caller side-exits and the interpreter raises IndexError). */
-static inline __attribute__((always_inline)) Py_ssize_t
-cpjit_item_index(int64_t index, Py_ssize_t size)
+/* Python's item index rule: a negative index counts from the end.  Turns
+ * `*index` into the offset of that item of `size` items; whether it is in
+ * range (else the caller side-exits and the interpreter raises IndexError).
+ * (Written so that clang makes the same code as the rule written out.) */
+static inline __attribute__((always_inline)) int
+cpjit_item_index(Py_ssize_t *index, Py_ssize_t size)
 {
-    if (index < 0) {
-        index += size;
+    if (*index < 0) {
+        *index += size;
     }
-    return (uint64_t)index < (uint64_t)size ? (Py_ssize_t)index : -1;
+    return (size_t)*index < (size_t)size;
 }
 
 /* A float, or a compact int (exactly representable as a double). */

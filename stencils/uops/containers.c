@@ -7,8 +7,8 @@ UOP(_BINARY_SUBSCR, (container, sub -- res), ESCAPES | SYNCS_FRAME) {
     res = NULL;
     if (PyLong_CheckExact(sub) && CPJIT_LONG_IS_COMPACT(sub)
         && (type == &PyList_Type || type == &PyTuple_Type)) {
-        Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), Py_SIZE(container));
-        if (index >= 0) {
+        Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
+        if (cpjit_item_index(&index, Py_SIZE(container))) {
             res = type == &PyList_Type ? PyList_GET_ITEM(container, index)
                                        : PyTuple_GET_ITEM(container, index);
             Py_INCREF(res);

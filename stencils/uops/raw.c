@@ -282,8 +282,8 @@ UOP(_FOR_ITER_RANGE_I64, (iter -- iter), 0) {
 
 // list[slot[operand0]] (an in-range index, negative from the end; else side exit).
 UOP(_BINARY_SUBSCR_LIST_I64, (container -- res), 0) {
-    Py_ssize_t index = cpjit_item_index(SLOT_I64(OPERAND0), PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = SLOT_I64(OPERAND0);
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     res = PyList_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -291,8 +291,8 @@ UOP(_BINARY_SUBSCR_LIST_I64, (container -- res), 0) {
 
 // tuple[slot[operand0]].
 UOP(_BINARY_SUBSCR_TUPLE_I64, (container -- res), 0) {
-    Py_ssize_t index = cpjit_item_index(SLOT_I64(OPERAND0), PyTuple_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = SLOT_I64(OPERAND0);
+    DEOPT_IF(!cpjit_item_index(&index, PyTuple_GET_SIZE(container)));
     res = PyTuple_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -300,8 +300,8 @@ UOP(_BINARY_SUBSCR_TUPLE_I64, (container -- res), 0) {
 
 // list[slot[operand0]] = value.
 UOP(_STORE_SUBSCR_LIST_I64, (value, container -- ), 0) {
-    Py_ssize_t index = cpjit_item_index(SLOT_I64(OPERAND0), PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = SLOT_I64(OPERAND0);
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     PyObject *old = PyList_GET_ITEM(container, index);
     PyList_SET_ITEM(container, index, value);
     Py_DECREF(old);
@@ -310,8 +310,8 @@ UOP(_STORE_SUBSCR_LIST_I64, (value, container -- ), 0) {
 
 // list[operand0], a constant index (negative from the end; out of range: side exit).
 UOP(_BINARY_SUBSCR_LIST_CONST, (container -- res), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     res = PyList_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -319,8 +319,8 @@ UOP(_BINARY_SUBSCR_LIST_CONST, (container -- res), 0) {
 
 // tuple[operand0], a constant index.
 UOP(_BINARY_SUBSCR_TUPLE_CONST, (container -- res), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyTuple_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyTuple_GET_SIZE(container)));
     res = PyTuple_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -328,8 +328,8 @@ UOP(_BINARY_SUBSCR_TUPLE_CONST, (container -- res), 0) {
 
 // list[operand0] = value, a constant index.
 UOP(_STORE_SUBSCR_LIST_CONST, (value, container -- ), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     PyObject *old = PyList_GET_ITEM(container, index);
     PyList_SET_ITEM(container, index, value);
     Py_DECREF(old);
@@ -342,8 +342,8 @@ UOP(_STORE_SUBSCR_LIST_CONST, (value, container -- ), 0) {
 
 // Pop a list; its item operand0 (a constant index), an exact float, into slot[oparg].
 UOP(_POP_LIST_ITEM_F64, (container -- ), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     PyObject *item = PyList_GET_ITEM(container, index);
     DEOPT_IF(!PyFloat_CheckExact(item));
     SET_SLOT_F64(OPARG, PyFloat_AS_DOUBLE(item));
@@ -352,8 +352,8 @@ UOP(_POP_LIST_ITEM_F64, (container -- ), 0) {
 
 // Pop a list; its item operand0, an exact int fitting 64 bits, into slot[oparg].
 UOP(_POP_LIST_ITEM_I64, (container -- ), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     int64_t raw;
     DEOPT_IF(!cpjit_unbox_int(PyList_GET_ITEM(container, index), &raw));
     SET_SLOT_I64(OPARG, raw);
@@ -362,8 +362,8 @@ UOP(_POP_LIST_ITEM_I64, (container -- ), 0) {
 
 // Pop a list; store slot[oparg] (a double, boxed) as its item operand0.
 UOP(_STORE_LIST_ITEM_F64, (container -- ), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     DEOPT_IF(cpjit_store_double(frame, state, &((PyListObject *)container)->ob_item[index],
                                 SLOT_F64(OPARG)) < 0);
     Py_DECREF(container);
@@ -371,8 +371,8 @@ UOP(_STORE_LIST_ITEM_F64, (container -- ), 0) {
 
 // Pop a list; store slot[oparg] (an int64, boxed) as its item operand0.
 UOP(_STORE_LIST_ITEM_I64, (container -- ), 0) {
-    Py_ssize_t index = cpjit_item_index((Py_ssize_t)operand0, PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = (Py_ssize_t)operand0;
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     PyObject *value = PyLong_FromLongLong(SLOT_I64(OPARG));
     DEOPT_IF(value == NULL);
     PyObject *old = PyList_GET_ITEM(container, index);

@@ -232,8 +232,8 @@ UOP(_UNARY_NOT_BOOL, (value -- res), 0) {
 // list[int]: in range (negative indexes count from the end), else side exit.
 UOP(_BINARY_SUBSCR_LIST_INT, (container, sub -- res), 0) {
     DEOPT_IF(!CPJIT_LONG_IS_COMPACT(sub));
-    Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     res = PyList_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -243,8 +243,8 @@ UOP(_BINARY_SUBSCR_LIST_INT, (container, sub -- res), 0) {
 // tuple[int].
 UOP(_BINARY_SUBSCR_TUPLE_INT, (container, sub -- res), 0) {
     DEOPT_IF(!CPJIT_LONG_IS_COMPACT(sub));
-    Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), PyTuple_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
+    DEOPT_IF(!cpjit_item_index(&index, PyTuple_GET_SIZE(container)));
     res = PyTuple_GET_ITEM(container, index);
     Py_INCREF(res);
     Py_DECREF(container);
@@ -254,8 +254,8 @@ UOP(_BINARY_SUBSCR_TUPLE_INT, (container, sub -- res), 0) {
 // list[int] = value, in range.
 UOP(_STORE_SUBSCR_LIST_INT, (value, container, sub -- ), 0) {
     DEOPT_IF(!CPJIT_LONG_IS_COMPACT(sub));
-    Py_ssize_t index = cpjit_item_index(CPJIT_LONG_COMPACT_VALUE(sub), PyList_GET_SIZE(container));
-    DEOPT_IF(index < 0);
+    Py_ssize_t index = CPJIT_LONG_COMPACT_VALUE(sub);
+    DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
     PyObject *old = PyList_GET_ITEM(container, index);
     PyList_SET_ITEM(container, index, value);
     Py_DECREF(old);

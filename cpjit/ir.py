@@ -217,8 +217,9 @@ class Trace:
     # The interpreter's stack depth at each instruction a side exit can resume
     # at (analysis.instruction_depths, taken right after translation).
     entry_depths: dict[int, int] = dataclasses.field(default_factory=dict)
-    # The last analysis (analysis.analyze): the uops it was made for, and the
-    # states; reused while the uops are the very same objects.
+    # The last analysis (an analysis._Analysis: the uops it was made for, their
+    # states and which uops changed the state); reused while the uops are the
+    # very same objects, and kept up to date by passes that edit it in place.
     analysis: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
     # The instructions by offset (instruction_at), made when first asked for.
     _by_offset: dict | None = dataclasses.field(default=None, repr=False, compare=False)

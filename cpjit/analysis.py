@@ -467,7 +467,9 @@ def _walk(trace: Trace, entry_depths: dict[int, int] | None) -> list[int | None]
                 _raise_overflow(index, uop, depth, pops, after, limit)
             if exits is not None and check_exits:
                 # (Exit steps come in runs of uops sharing them: the last
-                # count is at hand.)
+                # count is at hand.  The exit and the exit-after checks are
+                # spelled out one after the other: a loop over the two made
+                # check_stack a third slower, and it runs on every compile.)
                 to_target, to_after = exits
                 if to_target:
                     real = depth

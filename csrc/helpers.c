@@ -82,9 +82,10 @@ is_leaf(PyObject *op)
            || type == &PyBytes_Type || type == &PyBool_Type || op == Py_None;
 }
 
-/* Whether deallocating `op` runs no Python code: a leaf, or an exact slice,
- * tuple or short list of leaves (what slicing and small displays drop in
- * loops).  Anything else may run a finalizer, its own or an item's. */
+/* Whether deallocating `op` runs no Python code: a leaf, a range or range
+ * iterator (they hold only ints), or an exact slice, tuple or short list of
+ * leaves (what slicing and small displays drop in loops).  Anything else may
+ * run a finalizer, its own or an item's. */
 static inline int
 dies_quietly(PyObject *op)
 {
@@ -92,6 +93,9 @@ dies_quietly(PyObject *op)
         return 1;
     }
     PyTypeObject *type = Py_TYPE(op);
+    if (type == &PyRange_Type || type == &PyRangeIter_Type) {
+        return 1;
+    }
     if (type == &PySlice_Type) {
         PySliceObject *slice = (PySliceObject *)op;
         return is_leaf(slice->start) && is_leaf(slice->stop) && is_leaf(slice->step);

@@ -62,6 +62,21 @@ def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
     return changes
 
 
+def fuse_range_iteration(trace: Trace, context: Context) -> list[str]:
+    """`for ... in range(...)`: _CALL_RANGE followed by _GET_ITER_BUILTIN
+    makes the range iterator at once, without the range object.  The analysis
+    is kept (analysis.fuse_pairs): _RANGE_ITER pushes what the pair pushed."""
+    uops = trace.uops
+    fused = {}
+    for i in [i for i, uop in enumerate(uops[:-1]) if uop.name == "_CALL_RANGE"]:
+        if uops[i + 1].name == "_GET_ITER_BUILTIN":
+            fused[i] = uops[i].replace(name="_RANGE_ITER")
+    if fused:
+        analysis.fuse_pairs(trace, fused)
+    return [f"@{2 * uop.offset} _CALL_RANGE + _GET_ITER_BUILTIN -> _RANGE_ITER (no range object)"
+            for uop in fused.values()]
+
+
 def fuse_string_append(trace: Trace, context: Context) -> list[str]:
     """`s += t` / `s = s + t` on strings, stored back into `s`: append in place."""
     changes = []
@@ -235,6 +250,7 @@ def verify(trace: Trace, context: Context) -> list[str]:
 PASSES = [
     ("specialize", run_specialize),
     ("fuse_compare_and_branch", fuse_compare_and_branch),
+    ("fuse_range_iteration", fuse_range_iteration),
     ("fuse_string_append", fuse_string_append),
     ("guard_loop_entries", guard_loop_entries),
     ("remove_redundant_guards", remove_redundant_guards),

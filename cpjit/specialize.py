@@ -71,7 +71,7 @@ _TYPED_RESULTS = {
     "_BINARY_OP_BITWISE_INT": int, "_BINARY_OP_FLOAT": float, "_BINARY_OP_ADD_STR": str,
     "_COMPARE_OP_INT": bool, "_COMPARE_OP_FLOAT": bool, "_COMPARE_OP_STR": bool,
     "_UNARY_NEGATIVE_INT": int, "_UNARY_NEGATIVE_FLOAT": float, "_UNARY_NOT_BOOL": bool,
-    "_CALL_LEN": int, "_CALL_ISINSTANCE": bool,
+    "_CALL_LEN": int, "_CALL_ISINSTANCE": bool, "_CALL_RANGE": range,
 }
 _GET_ITER_SAFE = frozenset({list, tuple, dict, set, frozenset, str, bytes, range})
 KEEP = object()
@@ -197,13 +197,21 @@ class Specializer:
         return choice, guards
 
     def _call(self, uop: UOp, state: State) -> Decision | None:
-        """A call of the kind the feedback saw, without keywords: a typed call uop."""
-        kind = self.feedback.call_kind(uop.offset)
-        if kind is None or uop.operand0 != 0:
+        """A call of the kind the feedback saw, without keywords: a typed call
+        uop; range() of one or two ints (or items of unknown type) without
+        feedback: the uop checks that the callable is range."""
+        if uop.operand0 != 0:
             return None
         stack = state.stack
         nargs = uop.oparg
         below, callee = stack[-(nargs + 2)], stack[-(nargs + 1)]
+        if callee.hint is builtins.range and below.type is NULL and 1 <= nargs <= 2 \
+                and uop.offset not in self.feedback.no_speculation \
+                and all(item.type is int or item.type is ANY for item in stack[-nargs:]):
+            return Decision("_CALL_RANGE", (_RANGE_ITEM,), operand0=Obj(builtins.range))
+        kind = self.feedback.call_kind(uop.offset)
+        if kind is None:
+            return None
         if kind in _METHOD_CALLS:
             typed, wanted = _METHOD_CALLS[kind]
             if below.type is NULL or wanted not in (None, nargs):
@@ -387,6 +395,10 @@ class Specializer:
         hint = RANGE_ITER if iterable is range else None
         return Outcome(state.pop(1).push(Item(fact, hint=hint)))
 
+    def _range_iter(self, uop: UOp, state: State) -> Outcome:
+        """_CALL_RANGE and _GET_ITER_BUILTIN fused: what the pair pushes."""
+        return Outcome(state.pop(uop.oparg + 2).push(_RANGE_ITER_ITEM))
+
     def _build(self, uop: UOp, state: State) -> Outcome:
         return Outcome(analysis.generic_transfer(uop, state).fallthrough.pop(1)
                        .push(_RESULT_ITEMS[uop.name]))
@@ -422,6 +434,8 @@ class Specializer:
 
 
 UNKNOWN_ITEM = Item()
+_RANGE_ITEM = Item(range)
+_RANGE_ITER_ITEM = Item(ANY, hint=RANGE_ITER)  # (a long range's iterator is another type)
 _NULL_ITEM = Item(NULL)
 
 # Generic uop name -> the Specializer method that decides it.
@@ -461,6 +475,7 @@ _TRANSFERS = {
     "_CALL_BUILTIN_FAST": Specializer._builtin_call,
     "_GET_ITER": Specializer._transfer_get_iter,
     "_GET_ITER_BUILTIN": Specializer._get_iter_builtin,
+    "_RANGE_ITER": Specializer._range_iter,
     **{name: Specializer._for_iter
        for name in ("_FOR_ITER", "_FOR_ITER_RANGE", "_FOR_ITER_LIST", "_FOR_ITER_TUPLE")},
 }

@@ -119,7 +119,8 @@ class _Walk:
     before it runs (its side exit boxes exactly that state, in place); the
     state is updated after."""
 
-    def __init__(self, trace: Trace, states, region_at, walked: list[int]):
+    def __init__(self, trace: Trace, states, region_at, walked: list[int],
+                 no_speculation: frozenset[int] = frozenset()):
         """`walked`: the indexes of the uops to walk even where nothing is
         unboxed (see copy_plain): those that may start unboxing (a load of an
         int or float local or constant, typed arithmetic on boxed operands,
@@ -130,6 +131,7 @@ class _Walk:
         self.deopts = self.flags.deopts
         self.region_at = region_at  # uop index -> {local: kind} of its loop, or None
         self.walked = walked
+        self.no_speculation = no_speculation  # offsets whose side exits kept being taken
         entry = states[0] if states and states[0] is not None else analysis.entry_state(trace)
         self.nlocals = len(entry.locals)
         self.nslots = self.nlocals + trace.code.co_stacksize + 1
@@ -308,18 +310,21 @@ class _Walk:
 
     # -- operands of raw operations --
 
-    def take(self, count: int, kinds: list[str], index: int) -> list[int]:
+    def take(self, count: int, kinds: list[str], index: int, *, checked: bool = False
+             ) -> list[int]:
         """Make the top `count` stack items raw values of the given kinds (in
         their position's slot unless already in a slot) and return the slots.
         Boxed operands are at the top of the real stack: they are popped and
-        unboxed, topmost first."""
+        unboxed, topmost first.  With `checked`, boxed operands of unknown
+        type are unboxed too (the unboxing uop checks the type: side exit)."""
         stack = self.stack
         base = len(stack) - count
         operands = stack[base:]
         have = []  # the operands' kinds
         for k, (item, want) in enumerate(zip(operands, kinds)):  # check all before emitting
             if item is None:
-                kind = _KIND.get(self.item_type(index, count - k))
+                known = self.item_type(index, count - k)
+                kind = want if known is None and checked else _KIND.get(known)
             elif item.how == "const" and want == I64 and not isinstance(item.value, int):
                 kind = None
             else:
@@ -507,6 +512,15 @@ class _Walk:
         self.generic(uop.replace(name="_CHECK_EVAL_BREAKER_UNBOXED"))
         return True
 
+    def on_LOAD_GLOBAL_CACHED(self, uop: UOp, index: int) -> bool:
+        """In a loop with raw locals: the variant that runs no Python code
+        (side-exiting where the other would), so they need no boxing first;
+        not where its side exit kept being taken."""
+        if not self.raw or uop.offset in self.no_speculation:
+            return False
+        self.generic(uop.replace(name="_LOAD_GLOBAL_CACHED_QUIET"))
+        return True
+
     def on_LOAD_FAST(self, uop: UOp, index: int) -> bool:
         local = uop.oparg
         item = self.raw_items.get(local)
@@ -642,6 +656,18 @@ class _Walk:
         self.stack.append(_raw_item(I64, target))
         return True
 
+    def on_RANGE_ITER(self, uop: UOp, index: int) -> bool:
+        """iter(range(...)) of ints at least one of which is virtual: from
+        their slots (boxed ones unboxed); the raw uop checks and pops the
+        callable below them."""
+        count = uop.oparg
+        if self.stack[-count:].count(None) == count:
+            return False  # all boxed: the typed uop reads them as they are
+        slots = self.take(count, [I64] * count, index, checked=True)
+        self.emit("_RANGE_ITER_I64", count, slots[0], slots[-1])
+        self.stack[-(count + 2):] = [None]
+        return True
+
     def _subscript(self, uop: UOp, index: int) -> bool:
         top = self.stack[-1]
         if top is None or top.kind != I64 or self.stack[-2] is not None:
@@ -722,7 +748,7 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
 _HANDLERS = {name[2:]: method for name, method in vars(_Walk).items() if name.startswith("on_")}
 # Handled uops that unbox nothing where nothing is unboxed yet (no raw
 # locals, nothing virtual): they come out as they are (or as an equal copy).
-_PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_POP_TOP", "_GUARD_TYPE", "_STORE_FAST",
+_PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_LOAD_GLOBAL_CACHED", "_POP_TOP", "_GUARD_TYPE", "_STORE_FAST",
                                "_COPY", "_SWAP", *_RAW_SUBSCRIPTS})
 _MAY_UNBOX = frozenset(_HANDLERS) - _PLAIN_WHEN_BOXED
 _MARKED = _MAY_UNBOX | _LOCAL_ACCESSES
@@ -975,7 +1001,7 @@ def unbox(trace: Trace, context) -> list[str]:
         names += [uop.name for uop in uops[before:]]
         walked = sorted([*walked, *(start for start, _ in spans),
                          *(i for i in range(before, len(uops)) if region_at[i] is not None)])
-    walk = _Walk(trace, states, region_at, walked)
+    walk = _Walk(trace, states, region_at, walked, context.feedback.no_speculation)
     out, out_names = walk.run()
     changes = []
     for text in sorted({_describe_region(trace, raw) for raw in regions}):

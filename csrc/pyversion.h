@@ -65,6 +65,10 @@ typedef struct {
     long len;
 } cpjit_rangeiterobject;
 
+/* A fresh range iterator from start, with step 1 and `len` items. */
+#define CPJIT_RANGE_ITER_INIT(it, from, count) \
+    ((it)->index = 0, (it)->start = (long)(from), (it)->step = 1, (it)->len = (count))
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t it_index;

@@ -29,6 +29,61 @@ cpjit_item_index(Py_ssize_t *index, Py_ssize_t size)
     return (size_t)*index < (size_t)size;
 }
 
+/* iter(range(start, stop)) without the range object: what the range type's
+ * iterator would be (its step is 1).  NULL when the length does not fit in a
+ * C long (the interpreter makes its long iterator) or memory ran out (the
+ * error is cleared: the interpreter, redoing the instruction, raises it
+ * itself); the caller side-exits.  Range iterators are not tracked by the
+ * GC, so making one runs no Python code. */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_new_range_iter(int64_t start, int64_t stop)
+{
+    uint64_t len = stop > start ? (uint64_t)stop - (uint64_t)start : 0;
+    if (len > (uint64_t)LONG_MAX) {
+        return NULL;
+    }
+    cpjit_rangeiterobject *it = PyObject_New(cpjit_rangeiterobject, &PyRangeIter_Type);
+    if (it == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    CPJIT_RANGE_ITER_INIT(it, start, (long)len);
+    return (PyObject *)it;
+}
+
+/* The global `name` through its cache (stencils/uops/caches.c), or NULL
+ * where the cache does not hold it (a borrowed reference). */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_cached_global(PyDictObject *globals, PyDictObject *builtins, PyObject *name, uint64_t *cache)
+{
+    uint64_t kind = cache[1];
+    /* The entry must still hold this very name (the site keeps it alive, so
+     * no other string can have its address): then its value is current. */
+    Py_ssize_t index = (Py_ssize_t)(kind >> 8);
+    PyDictKeysObject *keys;
+    if ((kind & 0xff) == CPJIT_GLOBAL_MODULE) {
+        keys = globals->ma_keys;
+        if (UNLIKELY((uint64_t)(uintptr_t)keys != cache[0])) {
+            return NULL;
+        }
+    }
+    else if ((kind & 0xff) == CPJIT_GLOBAL_BUILTIN) {
+        keys = builtins->ma_keys;
+        if (UNLIKELY(globals->ma_version_tag != cache[0]
+                     || (uint64_t)(uintptr_t)keys != cache[3])) {
+            return NULL;
+        }
+    }
+    else {
+        return NULL;
+    }
+    if (UNLIKELY(index >= keys->dk_nentries)) {
+        return NULL;
+    }
+    PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[index];
+    return entry->me_key == name ? entry->me_value : NULL;
+}
+
 /* A float, or a compact int (exactly representable as a double). */
 static inline __attribute__((always_inline)) int
 cpjit_as_double(PyObject *o, double *out)

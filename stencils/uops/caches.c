@@ -11,35 +11,37 @@ UOP(_LOAD_GLOBAL_CACHED, ( -- null[oparg], value), ESCAPES | SYNCS_FRAME) {
     PyDictObject *globals = (PyDictObject *)GLOBALS();
     PyDictObject *builtins = (PyDictObject *)BUILTINS();
     DEOPT_IF(!PyDict_CheckExact(globals) || !PyDict_CheckExact(builtins));
-    uint64_t kind = cache[1];
-    value = NULL;
-    /* The entry must still hold this very name (the site keeps it alive, so
-     * no other string can have its address): then its value is current. */
-    Py_ssize_t index = (Py_ssize_t)(kind >> 8);
-    if ((kind & 0xff) == CPJIT_GLOBAL_MODULE) {
-        PyDictKeysObject *keys = globals->ma_keys;
-        if (LIKELY((uint64_t)(uintptr_t)keys == cache[0] && index < keys->dk_nentries)) {
-            PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[index];
-            if (entry->me_key == name) {
-                value = entry->me_value;
-            }
-        }
-    }
-    else if ((kind & 0xff) == CPJIT_GLOBAL_BUILTIN) {
-        PyDictKeysObject *keys = builtins->ma_keys;
-        if (LIKELY(globals->ma_version_tag == cache[0]
-                   && (uint64_t)(uintptr_t)keys == cache[3] && index < keys->dk_nentries)) {
-            PyDictUnicodeEntry *entry = &DK_UNICODE_ENTRIES(keys)[index];
-            if (entry->me_key == name) {
-                value = entry->me_value;
-            }
-        }
-    }
+    value = cpjit_cached_global(globals, builtins, name, cache);
     if (UNLIKELY(value == NULL)) {
         SET_IP();
         value = cpjit_load_global_miss((PyObject *)globals, (PyObject *)builtins, name, cache);
         ERROR_KEEP_IF(value == NULL && PyErr_Occurred());
         DEOPT_IF(value == NULL);   /* undefined: the interpreter raises NameError */
+    }
+    Py_INCREF(value);
+    if (oparg) {
+        null[0] = NULL;
+    }
+}
+
+// _LOAD_GLOBAL_CACHED that runs no Python code (in a loop with raw locals:
+// they need no boxing first).  A miss refills the cache only when both dicts
+// have str keys only (a lookup then compares no objects); else, or when the
+// name is not defined, it side-exits.
+UOP(_LOAD_GLOBAL_CACHED_QUIET, ( -- null[oparg], value), 0) {
+    PyObject *name = (PyObject *)operand0;
+    uint64_t *cache = (uint64_t *)operand1;
+    PyDictObject *globals = (PyDictObject *)GLOBALS();
+    PyDictObject *builtins = (PyDictObject *)BUILTINS();
+    DEOPT_IF(!PyDict_CheckExact(globals) || !PyDict_CheckExact(builtins));
+    value = cpjit_cached_global(globals, builtins, name, cache);
+    if (UNLIKELY(value == NULL)) {
+        DEOPT_IF(!DK_IS_UNICODE(globals->ma_keys) || !DK_IS_UNICODE(builtins->ma_keys));
+        value = cpjit_load_global_miss((PyObject *)globals, (PyObject *)builtins, name, cache);
+        if (value == NULL) {
+            PyErr_Clear();   /* (defensive: str keys only, no lookup can fail) */
+        }
+        DEOPT_IF(value == NULL);
     }
     Py_INCREF(value);
     if (oparg) {

@@ -280,6 +280,17 @@ UOP(_FOR_ITER_RANGE_I64, (iter -- iter), 0) {
     SET_SLOT_I64(OPARG, (int64_t)(r->start + (unsigned long)(r->index++) * r->step));
 }
 
+// iter(range(...)) of oparg raw ints: range(slot[operand1]) or
+// range(slot[operand0], slot[operand1]), the callable being the range type
+// (else side exit, as when the length does not fit in a C long or memory
+// runs out): no range object is made.
+UOP(_RANGE_ITER_I64, (null, callable -- iter), 0) {
+    DEOPT_IF(null != NULL || callable != (PyObject *)&PyRange_Type);
+    iter = cpjit_new_range_iter(oparg == 2 ? SLOT_I64(OPERAND0) : 0, SLOT_I64(OPERAND1));
+    DEOPT_IF(iter == NULL);
+    Py_DECREF(callable);
+}
+
 // list[slot[operand0]] (an in-range index, negative from the end; else side exit).
 UOP(_BINARY_SUBSCR_LIST_I64, (container -- res), 0) {
     Py_ssize_t index = SLOT_I64(OPERAND0);

@@ -326,6 +326,40 @@ UOP(_UNPACK_SEQUENCE_EXACT, (seq -- values[oparg]), 0) {
     Py_DECREF(seq);
 }
 
+// range(args) with exact int arguments, the builtin being operand0 (else
+// side exit): it cannot run Python code.  Out of memory, it side-exits too
+// (the interpreter redoes the call and raises the error itself).
+UOP(_CALL_RANGE, (null, callable, args[oparg] -- res), 0) {
+    DEOPT_IF(null != NULL || callable != (PyObject *)operand0);
+    for (int i = 0; i < oparg; i++) {
+        DEOPT_IF(!PyLong_CheckExact(args[i]));
+    }
+    res = PyObject_Vectorcall(callable, args, oparg, NULL);
+    if (res == NULL) {
+        PyErr_Clear();
+    }
+    DEOPT_IF(res == NULL);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(args[i]);
+    }
+    Py_DECREF(callable);
+}
+
+// iter(range(args)) (CALL and GET_ITER fused), one or two compact int
+// arguments (else side exit): the iterator without the range object.
+UOP(_RANGE_ITER, (null, callable, args[oparg] -- iter), 0) {
+    DEOPT_IF(null != NULL || callable != (PyObject *)operand0);
+    PyObject *first = args[0], *last = args[oparg - 1];
+    DEOPT_IF(!cpjit_both_compact_ints(first, last));
+    iter = cpjit_new_range_iter(oparg == 2 ? CPJIT_LONG_COMPACT_VALUE(first) : 0,
+                                CPJIT_LONG_COMPACT_VALUE(last));
+    DEOPT_IF(iter == NULL);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(args[i]);
+    }
+    Py_DECREF(callable);
+}
+
 // GET_ITER of a list, tuple, range, dict, set or str (cannot run Python).
 UOP(_GET_ITER_BUILTIN, (iterable -- iter), 0) {
     iter = PyObject_GetIter(iterable);

@@ -82,81 +82,93 @@ is_leaf(PyObject *op)
            || type == &PyBytes_Type || type == &PyBool_Type || op == Py_None;
 }
 
-/* Whether deallocating `op` runs no Python code: a leaf, a range or range
- * iterator (they hold only ints), or an exact slice, tuple or short list of
- * leaves (what slicing and small displays drop in loops).  Anything else may
- * run a finalizer, its own or an item's. */
+/* An item that a dying container releases quietly: one that outlives it
+ * (another reference holds it: the small ints and None, most often) or a leaf. */
 static inline int
-dies_quietly(PyObject *op)
+released_quietly(PyObject *item)
 {
-    if (is_leaf(op)) {
-        return 1;
-    }
-    PyTypeObject *type = Py_TYPE(op);
-    if (type == &PyRange_Type || type == &PyRangeIter_Type) {
-        return 1;
-    }
-    if (type == &PySlice_Type) {
-        PySliceObject *slice = (PySliceObject *)op;
-        return is_leaf(slice->start) && is_leaf(slice->stop) && is_leaf(slice->step);
-    }
-    PyObject **items;
-    Py_ssize_t size;
-    if (type == &PyList_Type) {
-        items = ((PyListObject *)op)->ob_item;
-        size = PyList_GET_SIZE(op);
-    }
-    else if (type == &PyTuple_Type) {
-        items = ((PyTupleObject *)op)->ob_item;
-        size = PyTuple_GET_SIZE(op);
-    }
-    else {
-        return 0;
-    }
+    return item == NULL || Py_REFCNT(item) > 1 || is_leaf(item);
+}
+
+/* Whether all `size` items are released quietly (out of line: the loop
+ * would make every deallocation save registers). */
+static int __attribute__((noinline))
+items_released_quietly(PyObject **items, Py_ssize_t size)
+{
     if (size > 16) {
         return 0;   /* not worth the scan: take the slow path */
     }
     for (Py_ssize_t i = 0; i < size; i++) {
-        if (items[i] != NULL && !is_leaf(items[i])) {
+        if (!released_quietly(items[i])) {
             return 0;
         }
     }
     return 1;
 }
 
+/* Whether deallocating `op` runs no Python code: a leaf, a range or range
+ * iterator (they hold only ints), or an exact slice, tuple or short list
+ * whose items are released quietly (what slicing and small displays drop in
+ * loops).  Anything else may run a finalizer, its own or an item's. */
+static inline int
+dies_quietly(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    if (type == &PySlice_Type) {
+        PySliceObject *slice = (PySliceObject *)op;
+        return released_quietly(slice->start) && released_quietly(slice->stop)
+               && released_quietly(slice->step);
+    }
+    if (type == &PyList_Type) {
+        return items_released_quietly(((PyListObject *)op)->ob_item, PyList_GET_SIZE(op));
+    }
+    if (type == &PyTuple_Type) {
+        return items_released_quietly(((PyTupleObject *)op)->ob_item, PyTuple_GET_SIZE(op));
+    }
+    return is_leaf(op) || type == &PyRange_Type || type == &PyRangeIter_Type;
+}
+
+/* Before a deallocation that may run Python code (a finalizer, a weakref
+ * callback, a warning): the frame as the interpreter would have it, its
+ * changed raw locals boxed.  Out of line: the common, quiet case stays a few
+ * compares and a jump. */
+static void __attribute__((noinline))
+publish_frame(_PyInterpreterFrame *frame, JitState *state, void *instr)
+{
+    frame->prev_instr = (_Py_CODEUNIT *)instr;
+    Py_ssize_t nlocals = frame->f_code->co_nlocalsplus;
+    Py_ssize_t nslots = ((JitCode *)state->code)->nslots / 2;
+    PyObject *error_type = NULL, *error_value = NULL, *error_traceback = NULL;
+    int fetched = 0;   /* an exception may be being raised: kept aside while boxing */
+    for (Py_ssize_t j = 0; j < nlocals && j < nslots; j++) {
+        int64_t kind = state->slots[2 * j + 1];
+        if (kind == CPJIT_SLOT_CLEAN) {
+            continue;
+        }
+        if (!fetched) {
+            PyErr_Fetch(&error_type, &error_value, &error_traceback);
+            fetched = 1;
+        }
+        PyObject *boxed = kind == CPJIT_SLOT_I64
+            ? PyLong_FromLongLong(state->slots[2 * j])
+            : PyFloat_FromDouble(((double *)state->slots)[2 * j]);
+        if (boxed == NULL) {
+            PyErr_Clear();  /* stays unboxed: the machine code boxes it later */
+            continue;
+        }
+        state->slots[2 * j + 1] = CPJIT_SLOT_CLEAN;
+        Py_XSETREF(frame->localsplus[j], boxed);
+    }
+    if (fetched) {
+        PyErr_Restore(error_type, error_value, error_traceback);
+    }
+}
+
 void
 cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, void *instr)
 {
     if (!dies_quietly(op)) {
-        /* Python code may run (a finalizer, a weakref callback, a warning):
-         * it must see the frame as the interpreter would have it. */
-        frame->prev_instr = (_Py_CODEUNIT *)instr;
-        Py_ssize_t nlocals = frame->f_code->co_nlocalsplus;
-        Py_ssize_t nslots = ((JitCode *)state->code)->nslots / 2;
-        PyObject *error_type = NULL, *error_value = NULL, *error_traceback = NULL;
-        int fetched = 0;   /* an exception may be being raised: kept aside while boxing */
-        for (Py_ssize_t j = 0; j < nlocals && j < nslots; j++) {
-            int64_t kind = state->slots[2 * j + 1];
-            if (kind == CPJIT_SLOT_CLEAN) {
-                continue;
-            }
-            if (!fetched) {
-                PyErr_Fetch(&error_type, &error_value, &error_traceback);
-                fetched = 1;
-            }
-            PyObject *boxed = kind == CPJIT_SLOT_I64
-                ? PyLong_FromLongLong(state->slots[2 * j])
-                : PyFloat_FromDouble(((double *)state->slots)[2 * j]);
-            if (boxed == NULL) {
-                PyErr_Clear();  /* stays unboxed: the machine code boxes it later */
-                continue;
-            }
-            state->slots[2 * j + 1] = CPJIT_SLOT_CLEAN;
-            Py_XSETREF(frame->localsplus[j], boxed);
-        }
-        if (fetched) {
-            PyErr_Restore(error_type, error_value, error_traceback);
-        }
+        publish_frame(frame, state, instr);
     }
     _Py_Dealloc(op);
 }

@@ -11,6 +11,7 @@ from . import _runtime, _versions, feedback, pipeline, stencil_table, translate
 DEFAULT_WARMUP = 8  # calls in the interpreter before compiling a function without loops
 FAILING_EXITS = 8  # exits through one stub that make its instruction compile generically
 MAX_GENERATIONS = 6  # compilations of one function (first, profile, exit storms)
+PROFILE_CALLS = 4  # calls a profile may take while some of its sites have not run
 
 
 class JitError(Exception):
@@ -154,6 +155,13 @@ def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
     exits keep being taken are compiled without speculation."""
     code = wrapper._code
     trace = previous.trace
+    if previous.profile and previous.profiled_calls + 1 < PROFILE_CALLS \
+            and _unrun_profile_sites(previous, code):
+        # Code that has not run yet (a loop the first call skipped) would be
+        # compiled without feedback: profile one more call.
+        previous.profiled_calls += 1
+        wrapper._install(code, previous, 1)
+        return None
     starts = {ins.start: ins.offset for ins in trace.instructions}
     failing = {starts.get(resume, resume) for resume, taken in
                previous.emitted.exit_counts(code).items() if taken >= FAILING_EXITS}
@@ -169,6 +177,13 @@ def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
         learned = feedback.merged(learned, previous.feedback)
     learned.no_speculation = known | failing
     return {"feedback": learned, "profile": False}
+
+
+def _unrun_profile_sites(record: pipeline.CompileRecord, code) -> bool:
+    """Whether some _PROFILE uop of a profiling compilation has recorded nothing."""
+    words = record.emitted.cache_words(code)
+    return any(word.index < len(words) and words[word.index] == 0
+               for _, _, word in record.trace.profile_sites)
 
 
 def _fail(wrapper, strict: bool, reason: str, record) -> None:

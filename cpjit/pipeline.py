@@ -42,6 +42,7 @@ class CompileRecord:
     feedback: _feedback.Feedback | None = None
     globals: dict | None = None  # the function's globals, as compiled
     profile: bool = False  # the code records a type profile
+    profiled_calls: int = 0  # calls of the profiling code waited for so far
     generation: int = 1  # how many times the function was compiled
 
     def options(self) -> dict:

@@ -387,3 +387,36 @@ def test_a_recursive_function_is_recompiled_once_its_profile_has_run():
     names = [u.name for u in wrapper._info.trace.uops]
     assert "_BINARY_OP_ADD_INT" in names, names
     assert wrapper._code.active == 0
+
+
+def squares(xs):
+    total = 0
+    for x in xs:
+        total += x * x
+    return total
+
+
+def test_a_profile_waits_for_code_the_first_call_skipped():
+    """The first call skips the loop: its profile has seen nothing there, so the
+    profiling code runs another call (PROFILE_CALLS at most) before the
+    compilation that uses it; the loop is then typed."""
+    wrapper = cpjit.jit(types.FunctionType(squares.__code__.replace(), globals()), warmup=0)
+    assert wrapper([]) == 0
+    assert wrapper([1, 2, 3]) == 14  # (the loop's profile sites now ran)
+    assert wrapper._info.profile
+    assert wrapper([4, 5]) == 41
+    assert wrapper._info.generation == 2 and not wrapper._info.profile
+    names = [u.name for u in wrapper._info.trace.uops]
+    assert "_MUL_I64" in names and "_ADD_I64" in names, names
+
+
+def test_a_profile_stops_waiting_after_profile_calls():
+    """Code that never runs (here: the loop of calls that all skip it) does not
+    keep a function in its profiling code for more than PROFILE_CALLS calls."""
+    from cpjit import _api
+    wrapper = cpjit.jit(types.FunctionType(squares.__code__.replace(), globals()), warmup=0)
+    for _ in range(_api.PROFILE_CALLS):
+        assert wrapper([]) == 0
+        assert wrapper._info.profile
+    assert wrapper([]) == 0
+    assert wrapper._info.generation == 2 and not wrapper._info.profile

@@ -63,7 +63,7 @@ def longest(n):
 def test_a_range_longer_than_a_c_long_side_exits(n):
     """range(-2**63 + 1, 2**63 - 1) has more items than a C long counts: the
     interpreter makes its long iterator; the result is the same."""
-    w = check(longest, n, calls=3)
+    w = check(longest, n, calls=5)  # (the profile waits for the loop: 4 calls at most)
     assert "_RANGE_ITER_I64" in final_uops(w)
 
 
@@ -178,9 +178,12 @@ def test_a_global_deleted_inside_a_loop_raises_name_error_as_plain():
 
 def test_range_iterators_from_the_jit_are_freed():
     w = cpjit.jit(fresh(pairs), warmup=0)
-    w(20, 20)
-    w(20, 20)
+    for _ in range(5):
+        w(20, 20)
+    assert not w._info.profile
     before = sys.getallocatedblocks()
     for _ in range(200):
         w(20, 20)
-    assert sys.getallocatedblocks() - before < 50  # (20 ranges per call: 4,000 made)
+    # 20 iterators per call: a leak would show 4,000 blocks; other tests'
+    # leftovers (freelists, caches) move the count by tens
+    assert sys.getallocatedblocks() - before < 1000

@@ -437,7 +437,7 @@ def traced_midway(xs):
 
 def test_exit_after_a_call_boxes_what_lies_under_it():
     try:
-        w = check(traced_midway, [1.0, 2.0, 3, 4.0], calls=3, warmup=0)
+        w = check(traced_midway, [1.0, 2.0, 3, 4.0], calls=5, warmup=0)
     finally:
         sys.settrace(None)
     assert any(w.stats["side_exits"].values()), "the call's exit after its effect was not taken"

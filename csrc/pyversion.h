@@ -65,6 +65,12 @@ typedef struct {
     long len;
 } cpjit_rangeiterobject;
 
+/* The cached small int v, for CPJIT_SMALL_INT_MIN <= v < CPJIT_SMALL_INT_END
+ * (a borrowed reference to an immortal-in-practice object). */
+#define CPJIT_SMALL_INT_MIN (-_PY_NSMALLNEGINTS)
+#define CPJIT_SMALL_INT_END _PY_NSMALLPOSINTS
+#define CPJIT_SMALL_INT(v) ((PyObject *)&_PyLong_SMALL_INTS[_PY_NSMALLNEGINTS + (v)])
+
 /* A fresh range iterator from start, with step 1 and `len` items. */
 #define CPJIT_RANGE_ITER_INIT(it, from, count) \
     ((it)->index = 0, (it)->start = (long)(from), (it)->step = 1, (it)->len = (count))

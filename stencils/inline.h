@@ -2,6 +2,19 @@
 #ifndef CPJIT_INLINE_H
 #define CPJIT_INLINE_H
 
+/* The int object of `v` (a new reference, NULL on error): a cached small
+ * int without a call, as the interpreter's int arithmetic does. */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_box_i64(int64_t v)
+{
+    if ((uint64_t)(v - CPJIT_SMALL_INT_MIN) < (uint64_t)(CPJIT_SMALL_INT_END - CPJIT_SMALL_INT_MIN)) {
+        PyObject *small = CPJIT_SMALL_INT(v);
+        Py_INCREF(small);
+        return small;
+    }
+    return PyLong_FromLongLong(v);
+}
+
 /* Both operands exact ints of at most one digit (|v| < 2**30). */
 static inline __attribute__((always_inline)) int
 cpjit_both_compact_ints(PyObject *a, PyObject *b)

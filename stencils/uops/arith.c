@@ -17,7 +17,7 @@ UOP(_BINARY_OP, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `+`, `+=`: exact ints and floats inline, else operand0.
 UOP(_BINARY_OP_ADD, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(1, PyLong_FromLongLong(a + b), 1, x + y);
+    CPJIT_BINARY_ARITH(1, cpjit_box_i64(a + b), 1, x + y);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -29,7 +29,7 @@ UOP(_BINARY_OP_ADD, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `-`, `-=`.
 UOP(_BINARY_OP_SUBTRACT, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(1, PyLong_FromLongLong(a - b), 1, x - y);
+    CPJIT_BINARY_ARITH(1, cpjit_box_i64(a - b), 1, x - y);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -41,7 +41,7 @@ UOP(_BINARY_OP_SUBTRACT, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `*`, `*=` (two compact ints cannot overflow 64 bits).
 UOP(_BINARY_OP_MULTIPLY, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(1, PyLong_FromLongLong(a * b), 1, x * y);
+    CPJIT_BINARY_ARITH(1, cpjit_box_i64(a * b), 1, x * y);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -66,7 +66,7 @@ UOP(_BINARY_OP_TRUE_DIVIDE, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `//`, `//=`: compact ints inline (rounding towards minus infinity).
 UOP(_BINARY_OP_FLOOR_DIVIDE, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(b != 0, PyLong_FromLongLong(cpjit_floordiv(a, b)), 0, 0.0);
+    CPJIT_BINARY_ARITH(b != 0, cpjit_box_i64(cpjit_floordiv(a, b)), 0, 0.0);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -79,7 +79,7 @@ UOP(_BINARY_OP_FLOOR_DIVIDE, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // anything else, str formatting included, goes to operand0.
 UOP(_BINARY_OP_REMAINDER, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(b != 0, PyLong_FromLongLong(cpjit_mod(a, b)), 0, 0.0);
+    CPJIT_BINARY_ARITH(b != 0, cpjit_box_i64(cpjit_mod(a, b)), 0, 0.0);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -91,7 +91,7 @@ UOP(_BINARY_OP_REMAINDER, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `&`, `&=`.
 UOP(_BINARY_OP_AND, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(1, PyLong_FromLongLong(a & b), 0, 0.0);
+    CPJIT_BINARY_ARITH(1, cpjit_box_i64(a & b), 0, 0.0);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -103,7 +103,7 @@ UOP(_BINARY_OP_AND, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `|`, `|=`.
 UOP(_BINARY_OP_OR, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(1, PyLong_FromLongLong(a | b), 0, 0.0);
+    CPJIT_BINARY_ARITH(1, cpjit_box_i64(a | b), 0, 0.0);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -115,7 +115,7 @@ UOP(_BINARY_OP_OR, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
 // `^`, `^=`.
 UOP(_BINARY_OP_XOR, (lhs, rhs -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
-    CPJIT_BINARY_ARITH(1, PyLong_FromLongLong(a ^ b), 0, 0.0);
+    CPJIT_BINARY_ARITH(1, cpjit_box_i64(a ^ b), 0, 0.0);
     Py_DECREF(lhs);
     Py_DECREF(rhs);
     ERROR_IF(res == NULL);
@@ -137,7 +137,7 @@ UOP(_UNARY_OP, (value -- res), ESCAPES | SYNCS_FRAME) {
 UOP(_UNARY_NEGATIVE, (value -- res), ESCAPES | SYNCS_FRAME) {
     int escaped = 0;
     if (PyLong_CheckExact(value) && CPJIT_LONG_IS_COMPACT(value)) {
-        res = PyLong_FromLongLong(-(int64_t)CPJIT_LONG_COMPACT_VALUE(value));
+        res = cpjit_box_i64(-(int64_t)CPJIT_LONG_COMPACT_VALUE(value));
     }
     else if (PyFloat_CheckExact(value)) {
         res = PyFloat_FromDouble(-PyFloat_AS_DOUBLE(value));

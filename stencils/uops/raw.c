@@ -164,7 +164,7 @@ UOP(_POP_UNBOX_F64, (value -- ), 0) {
 // Box slot[operand0] (an int64) into the stack under its top oparg items
 // (no memory: side exit with the error set).
 UOP(_BOX_INSERT_I64, ( -- top), 0) {
-    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPERAND0));
+    PyObject *value = cpjit_box_i64(SLOT_I64(OPERAND0));
     DEOPT_IF(value == NULL);
     top = cpjit_insert(stack_pointer, oparg, value);
 }
@@ -192,7 +192,7 @@ UOP(_CONST_INSERT, ( -- top), 0) {
 
 // Local oparg = slot[operand0] as an int object.
 UOP(_STORE_FAST_BOX_I64, ( -- ), 0) {
-    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPERAND0));
+    PyObject *value = cpjit_box_i64(SLOT_I64(OPERAND0));
     DEOPT_IF(value == NULL);
     PyObject *old = GETLOCAL(oparg);
     GETLOCAL(oparg) = value;
@@ -207,7 +207,7 @@ UOP(_STORE_FAST_BOX_F64, ( -- ), 0) {
 // Local oparg, living in its slot, boxed back into the frame if it changed.
 UOP(_SYNC_LOCAL_I64, ( -- ), 0) {
     if (SLOT_DIRTY(OPARG)) {
-        PyObject *value = PyLong_FromLongLong(SLOT_I64(OPARG));
+        PyObject *value = cpjit_box_i64(SLOT_I64(OPARG));
         DEOPT_IF(value == NULL);
         PyObject *old = GETLOCAL(oparg);
         GETLOCAL(oparg) = value;
@@ -384,7 +384,7 @@ UOP(_STORE_LIST_ITEM_F64, (container -- ), 0) {
 UOP(_STORE_LIST_ITEM_I64, (container -- ), 0) {
     Py_ssize_t index = (Py_ssize_t)operand0;
     DEOPT_IF(!cpjit_item_index(&index, PyList_GET_SIZE(container)));
-    PyObject *value = PyLong_FromLongLong(SLOT_I64(OPARG));
+    PyObject *value = cpjit_box_i64(SLOT_I64(OPARG));
     DEOPT_IF(value == NULL);
     PyObject *old = PyList_GET_ITEM(container, index);
     PyList_SET_ITEM(container, index, value);

@@ -19,7 +19,7 @@ UOP(_GUARD_LOCAL_TYPE, ( -- ), 0) {
 // int + int.
 UOP(_BINARY_OP_ADD_INT, (lhs, rhs -- res), 0) {
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
-        res = PyLong_FromLongLong(CPJIT_LONG_COMPACT_VALUE(lhs) + CPJIT_LONG_COMPACT_VALUE(rhs));
+        res = cpjit_box_i64(CPJIT_LONG_COMPACT_VALUE(lhs) + CPJIT_LONG_COMPACT_VALUE(rhs));
     }
     else {
         res = PyNumber_Add(lhs, rhs);
@@ -32,7 +32,7 @@ UOP(_BINARY_OP_ADD_INT, (lhs, rhs -- res), 0) {
 // int - int.
 UOP(_BINARY_OP_SUBTRACT_INT, (lhs, rhs -- res), 0) {
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
-        res = PyLong_FromLongLong(CPJIT_LONG_COMPACT_VALUE(lhs) - CPJIT_LONG_COMPACT_VALUE(rhs));
+        res = cpjit_box_i64(CPJIT_LONG_COMPACT_VALUE(lhs) - CPJIT_LONG_COMPACT_VALUE(rhs));
     }
     else {
         res = PyNumber_Subtract(lhs, rhs);
@@ -45,7 +45,7 @@ UOP(_BINARY_OP_SUBTRACT_INT, (lhs, rhs -- res), 0) {
 // int * int.
 UOP(_BINARY_OP_MULTIPLY_INT, (lhs, rhs -- res), 0) {
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
-        res = PyLong_FromLongLong(CPJIT_LONG_COMPACT_VALUE(lhs) * CPJIT_LONG_COMPACT_VALUE(rhs));
+        res = cpjit_box_i64(CPJIT_LONG_COMPACT_VALUE(lhs) * CPJIT_LONG_COMPACT_VALUE(rhs));
     }
     else {
         res = PyNumber_Multiply(lhs, rhs);
@@ -59,7 +59,7 @@ UOP(_BINARY_OP_MULTIPLY_INT, (lhs, rhs -- res), 0) {
 UOP(_BINARY_OP_FLOOR_DIVIDE_INT, (lhs, rhs -- res), 0) {
     DEOPT_IF(Py_SIZE(rhs) == 0);
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
-        res = PyLong_FromLongLong(cpjit_floordiv(CPJIT_LONG_COMPACT_VALUE(lhs),
+        res = cpjit_box_i64(cpjit_floordiv(CPJIT_LONG_COMPACT_VALUE(lhs),
                                                  CPJIT_LONG_COMPACT_VALUE(rhs)));
     }
     else {
@@ -74,7 +74,7 @@ UOP(_BINARY_OP_FLOOR_DIVIDE_INT, (lhs, rhs -- res), 0) {
 UOP(_BINARY_OP_REMAINDER_INT, (lhs, rhs -- res), 0) {
     DEOPT_IF(Py_SIZE(rhs) == 0);
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
-        res = PyLong_FromLongLong(cpjit_mod(CPJIT_LONG_COMPACT_VALUE(lhs),
+        res = cpjit_box_i64(cpjit_mod(CPJIT_LONG_COMPACT_VALUE(lhs),
                                             CPJIT_LONG_COMPACT_VALUE(rhs)));
     }
     else {
@@ -89,7 +89,7 @@ UOP(_BINARY_OP_REMAINDER_INT, (lhs, rhs -- res), 0) {
 UOP(_BINARY_OP_BITWISE_INT, (lhs, rhs -- res), 0) {
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
         int64_t a = CPJIT_LONG_COMPACT_VALUE(lhs), b = CPJIT_LONG_COMPACT_VALUE(rhs);
-        res = PyLong_FromLongLong(oparg == 0 ? (a & b) : oparg == 1 ? (a | b) : (a ^ b));
+        res = cpjit_box_i64(oparg == 0 ? (a & b) : oparg == 1 ? (a | b) : (a ^ b));
     }
     else {
         res = oparg == 0 ? PyNumber_And(lhs, rhs)
@@ -206,7 +206,7 @@ UOP(_POP_JUMP_IF_BOOL, (cond -- ), 0) {
 // -int.
 UOP(_UNARY_NEGATIVE_INT, (value -- res), 0) {
     if (LIKELY(CPJIT_LONG_IS_COMPACT(value))) {
-        res = PyLong_FromLongLong(-(int64_t)CPJIT_LONG_COMPACT_VALUE(value));
+        res = cpjit_box_i64(-(int64_t)CPJIT_LONG_COMPACT_VALUE(value));
     }
     else {
         res = PyNumber_Negative(value);

@@ -636,8 +636,12 @@ class _Walk:
         self.materialize(spare=2)  # the jump target has nothing virtual but the operands
         slots = self.take(2, [kind, kind], index)
         self.stack[-2:] = []
-        self.emit("_CMP_I64_JUMP" if kind == I64 else "_CMP_F64_JUMP",
-                  uop.oparg | (int(uop.operand0) << 3), slots[0], slots[1], jump_to=uop.jump_to)
+        if kind == I64:  # jumping when the compare is false: on the opposite operator
+            op = uop.oparg if uop.operand0 else _OPPOSITE[uop.oparg]
+            self.emit(_CMP_I64_JUMPS[op], 0, slots[0], slots[1], jump_to=uop.jump_to)
+        else:
+            self.emit("_CMP_F64_JUMP", uop.oparg | (int(uop.operand0) << 3), slots[0], slots[1],
+                      jump_to=uop.jump_to)
         return True
 
     def _compare(self, uop: UOp, index: int) -> bool:
@@ -726,6 +730,11 @@ class _Walk:
         return True
 
 
+# Py_LT..Py_GE -> the int64 compare-and-jump uop of that operator, and the
+# operator true exactly when it is false.
+_CMP_I64_JUMPS = ("_CMP_I64_JUMP_LT", "_CMP_I64_JUMP_LE", "_CMP_I64_JUMP_EQ", "_CMP_I64_JUMP_NE",
+                  "_CMP_I64_JUMP_GT", "_CMP_I64_JUMP_GE")
+_OPPOSITE = (5, 4, 3, 2, 1, 0)  # < >=, <= >, == !=
 _RAW_SUBSCRIPTS = {"_BINARY_SUBSCR_LIST_INT": "_BINARY_SUBSCR_LIST_I64",
                    "_BINARY_SUBSCR_TUPLE_INT": "_BINARY_SUBSCR_TUPLE_I64",
                    "_STORE_SUBSCR_LIST_INT": "_STORE_SUBSCR_LIST_I64"}
@@ -1043,7 +1052,7 @@ def _describe_region(trace: Trace, raw: dict[int, str]) -> str:
 _RAW_UOPS = frozenset({*_INT_OPS.values(), *_BITWISE, *_FLOAT_OPS, "_NEG_I64", "_NEG_F64",
                        "_POW_F64", *_CONST_SUBSCRIPTS.values(), *_POP_ITEMS.values(),
                        *_STORE_ITEMS.values(),
-                       "_CMP_I64_JUMP", "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
+                       *_CMP_I64_JUMPS, "_CMP_F64_JUMP", "_CMP_I64_BOOL", "_CMP_F64_BOOL",
                        "_FOR_ITER_RANGE_I64", "_BINARY_SUBSCR_LIST_I64",
                        "_BINARY_SUBSCR_TUPLE_I64", "_STORE_SUBSCR_LIST_I64"})
 

@@ -267,6 +267,36 @@ def test_raw_value_under_a_call():
     check(accumulator_under_call, [1.5, -2.5, "3"], calls=3)
 
 
+OPERATORS = ("<", "<=", "==", "!=", ">", ">=")
+
+
+def _branches_on(op: str, negated: bool):
+    """A loop branching on `a OP b` (or `not a OP b`: the jump the other way)
+    of two raw ints, built for one operator."""
+    test = f"not a {op} b" if negated else f"a {op} b"
+    namespace = {}
+    exec(f"def branches(pairs):\n"
+         f"    taken = 0\n"
+         f"    for a, b in pairs:\n"
+         f"        a += 0\n"
+         f"        b -= 0\n"
+         f"        if {test}:\n"
+         f"            taken += 1\n"
+         f"    return taken\n", namespace)
+    return namespace["branches"]
+
+
+@pytest.mark.parametrize("negated", [False, True])
+@pytest.mark.parametrize("op", OPERATORS)
+def test_every_int_compare_and_branch_both_ways(op, negated):
+    """Each operator has its own compare-and-jump uop; a jump on a false
+    compare is one on the opposite operator: both ways, at and around equality."""
+    values = [-(2**63), -3, -1, 0, 1, 2, 2**62, 2**63 - 1]
+    pairs = [(a, b) for a in values for b in values]
+    w = check(_branches_on(op, negated), pairs, calls=3)
+    assert any(u.name.startswith("_CMP_I64_JUMP_") for u in w._info.trace.uops)
+
+
 def compare_and_branch(xs, limit):
     hits = 0
     for x in xs:

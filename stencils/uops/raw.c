@@ -245,14 +245,42 @@ UOP(_ENTER_LOCAL_F64, ( -- ), 0) {
     SLOT_DIRTY(OPARG) = 0;
 }
 
-// Compare slot[operand0] with slot[operand1] (int64) with Py_LT..Py_GE =
-// oparg & 7, and jump when the result equals oparg >> 3.
-UOP(_CMP_I64_JUMP, ( -- ), 0) {
-    int truth = cpjit_compare_i64(SLOT_I64(OPERAND0), SLOT_I64(OPERAND1), oparg & 7);
-    JUMP_IF(truth == (oparg >> 3));
+// Jump when slot[operand0] < slot[operand1] (int64).  One uop per operator:
+// a compare and a branch (an operator chosen at run time costs a dozen
+// instructions more); jumping when a compare is false is jumping on its
+// opposite.
+UOP(_CMP_I64_JUMP_LT, ( -- ), 0) {
+    JUMP_IF(SLOT_I64(OPERAND0) < SLOT_I64(OPERAND1));
 }
 
-// As _CMP_I64_JUMP for doubles.
+// Jump when slot[operand0] <= slot[operand1] (int64).
+UOP(_CMP_I64_JUMP_LE, ( -- ), 0) {
+    JUMP_IF(SLOT_I64(OPERAND0) <= SLOT_I64(OPERAND1));
+}
+
+// Jump when slot[operand0] == slot[operand1] (int64).
+UOP(_CMP_I64_JUMP_EQ, ( -- ), 0) {
+    JUMP_IF(SLOT_I64(OPERAND0) == SLOT_I64(OPERAND1));
+}
+
+// Jump when slot[operand0] != slot[operand1] (int64).
+UOP(_CMP_I64_JUMP_NE, ( -- ), 0) {
+    JUMP_IF(SLOT_I64(OPERAND0) != SLOT_I64(OPERAND1));
+}
+
+// Jump when slot[operand0] > slot[operand1] (int64).
+UOP(_CMP_I64_JUMP_GT, ( -- ), 0) {
+    JUMP_IF(SLOT_I64(OPERAND0) > SLOT_I64(OPERAND1));
+}
+
+// Jump when slot[operand0] >= slot[operand1] (int64).
+UOP(_CMP_I64_JUMP_GE, ( -- ), 0) {
+    JUMP_IF(SLOT_I64(OPERAND0) >= SLOT_I64(OPERAND1));
+}
+
+// Compare slot[operand0] with slot[operand1] (doubles) with Py_LT..Py_GE =
+// oparg & 7, and jump when the result equals oparg >> 3 (not on the
+// opposite operator: a comparison with a NaN is false both ways).
 UOP(_CMP_F64_JUMP, ( -- ), 0) {
     int truth = cpjit_compare_f64(SLOT_F64(OPERAND0), SLOT_F64(OPERAND1), oparg & 7);
     JUMP_IF(truth == (oparg >> 3));

@@ -24,21 +24,23 @@ class Context:
     globals: dict | None = None
     profile: bool = False  # record operand types where they are not known
 
-    # The specializer the passes after specialize analyze with (made once:
-    # it binds its transfer functions), and the trace it was made for.
+    # The specializer the passes after specialize analyze with and its
+    # transfer functions (made once: it binds them), and the trace it was
+    # made for.
     _specializer: Specializer | None = dataclasses.field(default=None, repr=False,
                                                          compare=False)
+    _transfers: dict | None = dataclasses.field(default=None, repr=False, compare=False)
     _specialized: Trace | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def analyze(self, trace: Trace) -> tuple[Specializer, list]:
         """The specializer of this compilation and the trace's states under its
         transfer functions (every pass uses the same ones, so analysis.analyze
         can reuse an analysis of unchanged uops).  Raises analysis.AnalysisError."""
-        specializer = self._specializer
-        if specializer is None or self._specialized is not trace:
-            specializer = self._specializer = Specializer(trace, self.feedback, self.globals)
+        if self._specializer is None or self._specialized is not trace:
+            self._specializer = Specializer(trace, self.feedback, self.globals)
+            self._transfers = self._specializer.transfers()
             self._specialized = trace
-        return specializer, analysis.analyze(trace, specializer.transfers)
+        return self._specializer, analysis.analyze(trace, self._transfers)
 
 
 def run_specialize(trace: Trace, context: Context) -> list[str]:

@@ -152,7 +152,8 @@ class Specializer:
         # (by id), and whether some uop was decided differently on two visits.
         self.decisions: dict[int, Decision | None] | None = None
         self.unstable = False
-        self.transfers = self._transfer_table()
+        # The last visit's decision of each uop by id: (uop, stack, decision).
+        self._last_decision: dict[int, tuple] = {}
 
     def _visited(self, uop: UOp, decision: "Decision | None") -> "Decision | None":
         """Note the decision of this visit of `uop` (when recording)."""
@@ -162,6 +163,19 @@ class Specializer:
             if key in decisions and decisions[key] != decision:
                 self.unstable = True
             decisions[key] = decision
+        return decision
+
+    def _decision(self, uop: UOp, state: State, decider) -> "Decision | None":
+        """`decider`'s decision for `uop` at this visit of the analysis (noted:
+        _visited).  A decider reads the uop's inputs on the stack, never the
+        locals, so a revisit with the stack of the last visit (the usual one:
+        the loop header's locals changed) has the last visit's decision,
+        which is taken as it is (it was noted then)."""
+        last = self._last_decision.get(id(uop))
+        if last is not None and last[0] is uop and last[1] == state.stack:
+            return last[2]
+        decision = self._visited(uop, decider(self, uop, state))
+        self._last_decision[id(uop)] = (uop, state.stack, decision)
         return decision
 
     # -- decisions for generic uops --
@@ -307,14 +321,19 @@ class Specializer:
     def transfer(self, uop: UOp, state: State) -> Outcome | None:
         """What `uop` does to `state` (None: only its generic stack effect,
         analysis.generic_transfer)."""
-        handler = self.transfers.get(uop.name)
-        return None if handler is None else handler(uop, state)
+        handler = _TRANSFERS.get(uop.name)
+        if handler is not None:
+            return handler(uop, state)
+        method = _METHOD_TRANSFERS.get(uop.name)
+        return None if method is None else method(self, uop, state)
 
-    def _transfer_table(self) -> dict:
+    def transfers(self) -> dict:
         """The analysis' transfer functions by uop name (analysis.Transfers):
         the static ones as they are, the others bound to this specializer.
         (The analysis calls them directly: a call through `transfer` for
-        every visit would cost a tenth of the analysis.)"""
+        every visit would cost a tenth of the analysis.)  Not kept on the
+        specializer: its bound methods would make a reference cycle, and
+        the trace it holds would wait for the garbage collector."""
         table = dict(_TRANSFERS)
         for method, names in _SPECIALIZER_TRANSFERS:
             table.update(dict.fromkeys(names, method.__get__(self)))
@@ -385,7 +404,7 @@ class Specializer:
         return (state.push(*items, Item(ANY, hint=hint)), None)
 
     def _transfer_call(self, uop: UOp, state: State) -> Outcome:
-        decision = self._visited(uop, self._call(uop, state))
+        decision = self._decision(uop, state, Specializer._call)
         if decision is not None:
             return self._decided(uop, state, decision)
         stack = state.stack
@@ -400,7 +419,7 @@ class Specializer:
         return (state.pop_push(pops, (_RESULT_ITEMS[uop.name],)), None)
 
     def _transfer_get_iter(self, uop: UOp, state: State) -> Outcome | None:
-        decision = self._visited(uop, self._decide_get_iter(uop, state))
+        decision = self._decision(uop, state, Specializer._decide_get_iter)
         if decision is None:
             if state.stack[-1].hint is range:
                 return (state.pop_push(1, (Item(ANY, hint=RANGE_ITER),)), None)
@@ -433,7 +452,7 @@ class Specializer:
                 None)
 
     def _transfer_for_iter(self, uop: UOp, state: State) -> Outcome:
-        decision = self._visited(uop, self._decide_for_iter(uop, state))
+        decision = self._decision(uop, state, Specializer._decide_for_iter)
         element = decision.outputs[1] if decision else _TYPE_ITEMS[ANY]
         return (state.push(element), state.pop(1))
 
@@ -443,7 +462,7 @@ class Specializer:
         return (state.push(element), state.pop(1))
 
     def _transfer_decided(self, uop: UOp, state: State) -> Outcome | None:
-        decision = self._visited(uop, _DECIDERS[uop.name](self, uop, state))
+        decision = self._decision(uop, state, _DECIDERS[uop.name])
         return None if decision is None else self._decided(uop, state, decision)
 
     @staticmethod
@@ -525,7 +544,8 @@ _SPECIALIZER_TRANSFERS = (
     (Specializer._transfer_for_iter, ("_FOR_ITER",)),
     (Specializer._load_global_cached, ("_LOAD_GLOBAL_CACHED",)),
 )
-assert not {n for _, names in _SPECIALIZER_TRANSFERS for n in names} & _TRANSFERS.keys()
+_METHOD_TRANSFERS = {name: method for method, names in _SPECIALIZER_TRANSFERS for name in names}
+assert not _METHOD_TRANSFERS.keys() & _TRANSFERS.keys()
 
 
 def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
@@ -540,7 +560,7 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     specializer = Specializer(trace, feedback, globals_)
     specializer.decisions = {}
     try:
-        analyzed = analysis.analysis_of(trace, specializer.transfers)
+        analyzed = analysis.analysis_of(trace, specializer.transfers())
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
     # (An analysis made before was not recorded: decide again.)

@@ -381,12 +381,14 @@ def _analyze(trace: Trace, transfers: Transfers) -> _Analysis:
             if not follow:
                 break
             index += 1
-            if index in pending:
-                break
-            if work and work[0] < index:
-                # Something before it comes first (after a back edge): queue it.
-                pending.add(index)
-                heapq.heappush(work, index)
+            if work and work[0] <= index:
+                # Something before it comes first (after a back edge): queue
+                # it, unless it is queued already.  (`work` holds what
+                # `pending` does: nothing at or before `index` is queued
+                # when work[0] is after it.)
+                if index not in pending:
+                    pending.add(index)
+                    heapq.heappush(work, index)
                 break
             # The next uop in code order is next anyway: no need to queue it.
             state = states[index]

@@ -362,7 +362,11 @@ class Specializer:
 
     @staticmethod
     def _load_const(uop: UOp, state: State) -> Outcome:
-        return (state.push(new(Item, (type(uop.operand0.value), -1, None))), None)
+        kind = type(uop.operand0.value)
+        item = _CONST_ITEMS.get(kind)
+        if item is None:
+            item = _CONST_ITEMS[kind] = new(Item, (kind, -1, None))
+        return (new(State, (state.stack + (item,), state.locals)), None)
 
     @staticmethod
     def _push_null(uop: UOp, state: State) -> Outcome:
@@ -370,13 +374,14 @@ class Specializer:
 
     @staticmethod
     def _copy(uop: UOp, state: State) -> Outcome:
-        return (state.push(state.stack[-uop.oparg]), None)
+        stack = state.stack
+        return (new(State, (stack + (stack[-uop.oparg],), state.locals)), None)
 
     @staticmethod
     def _swap(uop: UOp, state: State) -> Outcome:
         items = list(state.stack)
         items[-1], items[-uop.oparg] = items[-uop.oparg], items[-1]
-        return (State(tuple(items), state.locals), None)
+        return (new(State, (tuple(items), state.locals)), None)
 
     @staticmethod
     def _guard_type(uop: UOp, state: State) -> Outcome:
@@ -391,8 +396,8 @@ class Specializer:
             return (state.refine(item.alias, guarded), None)
         if item.type is guarded:
             return (state, None)  # (the very state: see analysis.remove_uops)
-        return (State(stack[:index] + (Item(guarded, item.alias, item.hint),)
-                      + stack[index + 1:], state.locals), None)
+        return (new(State, (stack[:index] + (new(Item, (guarded, item.alias, item.hint)),)
+                            + stack[index + 1:], state.locals)), None)
 
     @staticmethod
     def _guard_local_type(uop: UOp, state: State) -> Outcome:
@@ -486,9 +491,11 @@ class Specializer:
 
 
 UNKNOWN_ITEM = Item()
-# The item a _LOAD_FAST pushes, by (the local's type or ANY, the local): made
-# once (an Item takes longer to make than to look up).
+# The item a _LOAD_FAST pushes, by (the local's type or ANY, the local), and
+# the item a _LOAD_CONST pushes, by the constant's type: made once (an Item
+# takes longer to make than to look up).
 _LOADED_ITEMS: dict[tuple, Item] = {}
+_CONST_ITEMS: dict[type, Item] = {}
 _RANGE_ITEM = Item(range)
 _RANGE_ITER_ITEM = Item(ANY, hint=RANGE_ITER)  # (a long range's iterator is another type)
 _NULL_ITEM = Item(NULL)
@@ -569,18 +576,23 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     specializer.decisions = None
     rewrite = _Rewrite(trace, specializer, profile, analyzed, keep_states=decisions is not None)
     uops = trace.uops
-    for index, (uop, state) in enumerate(zip(uops, analyzed.states)):
-        decider = _DECIDERS.get(uop.name)
-        # (Every uop PROFILED, and _CALL, has a decider.)
-        if decider is None or state is None:  # not a generic uop, or unreachable
-            rewrite.copy(index, uop)
-        else:
-            # (_UNARY_NOT transfers as _build, deciding nothing: it pushes
-            # a bool either way.)
-            decision = decisions.get(id(uop), KEEP) if decisions is not None else KEEP
-            if decision is KEEP:
-                decision = decider(specializer, uop, state)
-            rewrite.decided(index, uop, decision)
+    copied = 0  # (the uops before index `copied` are in the rewrite)
+    # (Every uop PROFILED, and _CALL, has a decider; the others, and
+    # unreachable uops, are copied as they are, a run at a time.)
+    for index in [i for i, uop in enumerate(uops) if uop.name in _DECIDERS]:
+        state = analyzed.states[index]
+        if state is None:
+            continue
+        rewrite.copy(copied, index)
+        uop = uops[index]
+        # (_UNARY_NOT transfers as _build, deciding nothing: it pushes
+        # a bool either way.)
+        decision = decisions.get(id(uop), KEEP) if decisions is not None else KEEP
+        if decision is KEEP:
+            decision = _DECIDERS[uop.name](specializer, uop, state)
+        rewrite.decided(index, uop, decision)
+        copied = index + 1
+    rewrite.copy(copied, len(uops))
     trace.uops[:] = rewrite.uops
     if rewrite.states is not None:
         analysis.keep(trace, rewrite.states, rewrite.altered)
@@ -606,11 +618,12 @@ class _Rewrite:
         self.states: list[State | None] | None = [] if keep_states else None
         self.altered = bytearray()
 
-    def copy(self, index: int, uop: UOp) -> None:
-        self.uops.append(uop)
+    def copy(self, start: int, stop: int) -> None:
+        """Copy the uops `start` to `stop` (excluded) as they are."""
+        self.uops.extend(self.trace.uops[start:stop])
         if self.states is not None:
-            self.states.append(self.old_states[index])
-            self.altered.append(self.old_altered[index])
+            self.states.extend(self.old_states[start:stop])
+            self.altered.extend(self.old_altered[start:stop])
 
     def added(self, uop: UOp, state: State, altered: bool) -> None:
         self.uops.append(uop)
@@ -635,7 +648,7 @@ class _Rewrite:
                 self.added(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,
                                exit_to=uop.exit_to, exit_after=uop.exit_after,
                                comment="what it calls, for the next compile"), state, False)
-            self.copy(index, uop)
+            self.copy(index, index + 1)
             return
         source = self.specializer.feedback.source
         for depth, guarded in decision.guards:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import operator
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 from . import stencil_table
 from .ir import LABEL, Trace, UOp
@@ -35,9 +35,9 @@ UNBOUND = _Marker("UNBOUND")
 MAYBE_UNBOUND = _Marker("MAYBE_UNBOUND")
 
 
-# Item, State and Outcome are named tuples rather than dataclasses: the
-# analysis makes a State and an Outcome (and often an Item) for every uop it
-# visits and compares states at every join, and tuples are compared in C.
+# Item and State are named tuples rather than dataclasses: the analysis makes
+# a State (and often an Item) for every uop it visits and compares states at
+# every join, and tuples are compared in C.
 # Where they are made per visit, `new(cls, fields)` (tuple.__new__) makes them
 # without NamedTuple's __new__, a Python function that takes twice as long.
 new = tuple.__new__
@@ -96,6 +96,11 @@ class State(NamedTuple):
     def pop(self, n: int) -> "State":
         return new(State, (self.stack[:len(self.stack) - n] if n else self.stack, self.locals))
 
+    def pop_push(self, n: int, items: tuple[Item, ...]) -> "State":
+        """pop(n).push(*items) in one step (one State made, not two)."""
+        stack = self.stack
+        return new(State, ((stack[:len(stack) - n] if n else stack) + items, self.locals))
+
     def refine(self, index: int, proven) -> "State":
         """Local `index` (and the stack items loaded from it) proven to have
         type `proven`.  The state itself if that was known already."""
@@ -110,10 +115,13 @@ class State(NamedTuple):
             return self
         return new(State, (stack, locals_))
 
-    def store(self, index: int, value) -> "State":
-        """Local `index` now holds something of type `value`: the stack items
-        loaded from it no longer hold what it holds."""
+    def store(self, index: int, value, pops: int = 0) -> "State":
+        """Local `index` now holds something of type `value` (after `pops`
+        items were popped): the stack items loaded from it no longer hold
+        what it holds."""
         stack = self.stack
+        if pops:
+            stack = stack[:len(stack) - pops]
         if index in map(_alias_of, stack):
             stack = tuple([new(Item, (item.type, -1, item.hint)) if item.alias == index else item
                            for item in stack])
@@ -147,14 +155,17 @@ def _replaced(values: tuple, index: int, value) -> tuple:
     return values[:index] + (value,) + values[index + 1:]
 
 
-class Outcome(NamedTuple):
-    """What a uop does to the state: on falling through, and on jumping."""
-
-    fallthrough: State | None
-    jump: State | None = None
+# What a uop does to the state: (the state on falling through, the state on
+# jumping), None where it does not.  A plain pair: a transfer function makes
+# one per visit, and a named tuple takes four times as long to make.
+Outcome = tuple[State | None, State | None]
 
 
 Transfer = Callable[[UOp, State], "Outcome | None"]
+# The transfer functions by uop name (a uop without one, or whose transfer
+# function returns None, has only its generic stack effect: generic_transfer).
+# The analysis looks them up itself, one dictionary lookup per visit.
+Transfers = Mapping[str, Transfer]
 
 
 class Effect(NamedTuple):
@@ -217,7 +228,7 @@ def generic_transfer(uop: UOp, state: State) -> Outcome:
     jump = None
     if jumps:
         jump = after if jump_pops is None else state.pop(jump_pops)
-    return new(Outcome, (after if falls_through else None, jump))
+    return after if falls_through else None, jump
 
 
 class AnalysisError(Exception):
@@ -243,22 +254,22 @@ def _current(trace: Trace) -> _Analysis | None:
     return None
 
 
-def analyze(trace: Trace, transfer: Transfer) -> list[State | None]:
+def analyze(trace: Trace, transfers: Transfers) -> list[State | None]:
     """The state before each uop (None: unreachable).  Every pass of one
     compilation analyzes with the same transfer functions (the specializer's,
     from the same feedback), so an analysis of the very same uops is reused."""
     cached = _current(trace)
     if cached is None:
-        cached = trace.analysis = _analyze(trace, transfer)
+        cached = trace.analysis = _analyze(trace, transfers)
     return list(cached.states)
 
 
-def analysis_of(trace: Trace, transfer: Transfer) -> _Analysis:
+def analysis_of(trace: Trace, transfers: Transfers) -> _Analysis:
     """analyze's analysis itself, with which uops altered the state (for a
     pass that rewrites the uops and hands the states on: see keep)."""
     cached = _current(trace)
     if cached is None:
-        cached = trace.analysis = _analyze(trace, transfer)
+        cached = trace.analysis = _analyze(trace, transfers)
     return cached
 
 
@@ -307,8 +318,9 @@ def remove_uops(trace: Trace, indices: set[int]) -> None:
     uops[:] = kept
 
 
-def _analyze(trace: Trace, transfer: Transfer) -> _Analysis:
+def _analyze(trace: Trace, transfers: Transfers) -> _Analysis:
     uops = trace.uops
+    transfer_of = transfers.get
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
     states: list[State | None] = [None] * len(uops)
     states[0] = entry_state(trace)
@@ -333,40 +345,53 @@ def _analyze(trace: Trace, transfer: Transfer) -> _Analysis:
     while work:
         index = heapq.heappop(work)
         pending.discard(index)
+        state = states[index]
         while True:
             uop = uops[index]
-            state = states[index]
-            if uop.name == LABEL:
+            name = uop.name
+            if name == LABEL:
                 fallthrough, jump = state, None
             else:
-                fallthrough, jump = transfer(uop, state) or generic_transfer(uop, state)
+                transfer = transfer_of(name)
+                fallthrough, jump = (transfer is not None and transfer(uop, state)) \
+                    or generic_transfer(uop, state)
                 if fallthrough is not state or jump is not None:
                     altered[index] = 1
-            if jump is not None and uop.jump_to not in labels:
-                raise AnalysisError(f"{uop.describe()}: no label")
+            if jump is not None:
+                target = labels.get(uop.jump_to)
+                if target is None:
+                    raise AnalysisError(f"{uop.describe()}: no label")
             follow = False
             if fallthrough is not None and index < last:
-                if states[index + 1] is None:  # (most often: no need to join)
+                old = states[index + 1]
+                if old is None:  # (most often: no need to join)
                     states[index + 1] = fallthrough
                     follow = True
-                else:
-                    follow = merge(index + 1, fallthrough)
+                else:  # (merge, written out: the path of every revisit)
+                    merged = old.join(fallthrough)
+                    if merged is None:
+                        raise AnalysisError(f"stack depths differ at uop {index + 1}")
+                    if merged is not old and merged != old:
+                        states[index + 1] = merged
+                        follow = True
             if jump is not None:
-                target = labels[uop.jump_to]
                 if merge(target, jump) and target not in pending:
                     pending.add(target)
                     heapq.heappush(work, target)
             if not follow:
                 break
             index += 1
-            if index in pending:
-                break
-            if work and work[0] < index:
-                # Something before it comes first (after a back edge): queue it.
-                pending.add(index)
-                heapq.heappush(work, index)
+            if work and work[0] <= index:
+                # Something before it comes first (after a back edge): queue
+                # it, unless it is queued already.  (`work` holds what
+                # `pending` does: nothing at or before `index` is queued
+                # when work[0] is after it.)
+                if index not in pending:
+                    pending.add(index)
+                    heapq.heappush(work, index)
                 break
             # The next uop in code order is next anyway: no need to queue it.
+            state = states[index]
     return _Analysis(list(uops), states, altered)
 
 

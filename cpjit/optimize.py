@@ -24,12 +24,23 @@ class Context:
     globals: dict | None = None
     profile: bool = False  # record operand types where they are not known
 
+    # The specializer the passes after specialize analyze with and its
+    # transfer functions (made once: it binds them), and the trace it was
+    # made for.
+    _specializer: Specializer | None = dataclasses.field(default=None, repr=False,
+                                                         compare=False)
+    _transfers: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+    _specialized: Trace | None = dataclasses.field(default=None, repr=False, compare=False)
+
     def analyze(self, trace: Trace) -> tuple[Specializer, list]:
         """The specializer of this compilation and the trace's states under its
         transfer functions (every pass uses the same ones, so analysis.analyze
         can reuse an analysis of unchanged uops).  Raises analysis.AnalysisError."""
-        specializer = Specializer(trace, self.feedback, self.globals)
-        return specializer, analysis.analyze(trace, specializer.transfer)
+        if self._specializer is None or self._specialized is not trace:
+            self._specializer = Specializer(trace, self.feedback, self.globals)
+            self._transfers = self._specializer.transfers()
+            self._specialized = trace
+        return self._specializer, analysis.analyze(trace, self._transfers)
 
 
 def run_specialize(trace: Trace, context: Context) -> list[str]:
@@ -141,9 +152,8 @@ def guard_loop_entries(trace: Trace, context: Context) -> list[str]:
         before = states[header - 1]
         if before is None or any(states[s] is None for s in sources):
             continue
-        outcome = specializer.transfer(uops[header - 1], before) or \
+        entry, _ = specializer.transfer(uops[header - 1], before) or \
             analysis.generic_transfer(uops[header - 1], before)
-        entry = outcome.fallthrough
         if entry is None:
             continue
         label = uops[header]

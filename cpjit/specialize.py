@@ -152,6 +152,8 @@ class Specializer:
         # (by id), and whether some uop was decided differently on two visits.
         self.decisions: dict[int, Decision | None] | None = None
         self.unstable = False
+        # The last visit's decision of each uop by id: (uop, stack, decision).
+        self._last_decision: dict[int, tuple] = {}
 
     def _visited(self, uop: UOp, decision: "Decision | None") -> "Decision | None":
         """Note the decision of this visit of `uop` (when recording)."""
@@ -161,6 +163,19 @@ class Specializer:
             if key in decisions and decisions[key] != decision:
                 self.unstable = True
             decisions[key] = decision
+        return decision
+
+    def _decision(self, uop: UOp, state: State, decider) -> "Decision | None":
+        """`decider`'s decision for `uop` at this visit of the analysis (noted:
+        _visited).  A decider reads the uop's inputs on the stack, never the
+        locals, so a revisit with the stack of the last visit (the usual one:
+        the loop header's locals changed) has the last visit's decision,
+        which is taken as it is (it was noted then)."""
+        last = self._last_decision.get(id(uop))
+        if last is not None and last[0] is uop and last[1] == state.stack:
+            return last[2]
+        decision = self._visited(uop, decider(self, uop, state))
+        self._last_decision[id(uop)] = (uop, state.stack, decision)
         return decision
 
     # -- decisions for generic uops --
@@ -307,37 +322,69 @@ class Specializer:
         """What `uop` does to `state` (None: only its generic stack effect,
         analysis.generic_transfer)."""
         handler = _TRANSFERS.get(uop.name)
-        return None if handler is None else handler(self, uop, state)
+        if handler is not None:
+            return handler(uop, state)
+        method = _METHOD_TRANSFERS.get(uop.name)
+        return None if method is None else method(self, uop, state)
 
-    # (The transfer functions of the most common uops make their Outcome and
-    # Item with analysis.new, the fast way.)
+    def transfers(self) -> dict:
+        """The analysis' transfer functions by uop name (analysis.Transfers):
+        the static ones as they are, the others bound to this specializer.
+        (The analysis calls them directly: a call through `transfer` for
+        every visit would cost a tenth of the analysis.)  Not kept on the
+        specializer: its bound methods would make a reference cycle, and
+        the trace it holds would wait for the garbage collector."""
+        table = dict(_TRANSFERS)
+        for method, names in _SPECIALIZER_TRANSFERS:
+            table.update(dict.fromkeys(names, method.__get__(self)))
+        return table
 
-    def _load_fast(self, uop: UOp, state: State) -> Outcome:
+    # (The transfer functions that need nothing of the specializer are static
+    # methods; those of the most common uops make their Item with analysis.new,
+    # the fast way.)
+
+    @staticmethod
+    def _load_fast(uop: UOp, state: State) -> Outcome:
         local = state.locals[uop.oparg]
-        item = new(Item, (local if isinstance(local, type) else ANY, uop.oparg, None))
-        return new(Outcome, (state.push(item), None))
+        key = (local if isinstance(local, type) else ANY, uop.oparg)
+        item = _LOADED_ITEMS.get(key)
+        if item is None:
+            item = _LOADED_ITEMS[key] = new(Item, (*key, None))
+        return (new(State, (state.stack + (item,), state.locals)), None)
 
-    def _store_fast(self, uop: UOp, state: State) -> Outcome:
-        return new(Outcome, (state.pop(1).store(uop.oparg, state.stack[-1].type), None))
+    @staticmethod
+    def _store_fast(uop: UOp, state: State) -> Outcome:
+        return (state.store(uop.oparg, state.stack[-1].type, pops=1), None)
 
-    def _delete_fast(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(state.store(uop.oparg, UNBOUND))
+    @staticmethod
+    def _delete_fast(uop: UOp, state: State) -> Outcome:
+        return (state.store(uop.oparg, UNBOUND), None)
 
-    def _load_const(self, uop: UOp, state: State) -> Outcome:
-        return new(Outcome, (state.push(new(Item, (type(uop.operand0.value), -1, None))), None))
+    @staticmethod
+    def _load_const(uop: UOp, state: State) -> Outcome:
+        kind = type(uop.operand0.value)
+        item = _CONST_ITEMS.get(kind)
+        if item is None:
+            item = _CONST_ITEMS[kind] = new(Item, (kind, -1, None))
+        return (new(State, (state.stack + (item,), state.locals)), None)
 
-    def _push_null(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(state.push(_NULL_ITEM))
+    @staticmethod
+    def _push_null(uop: UOp, state: State) -> Outcome:
+        return (state.push(_NULL_ITEM), None)
 
-    def _copy(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(state.push(state.stack[-uop.oparg]))
+    @staticmethod
+    def _copy(uop: UOp, state: State) -> Outcome:
+        stack = state.stack
+        return (new(State, (stack + (stack[-uop.oparg],), state.locals)), None)
 
-    def _swap(self, uop: UOp, state: State) -> Outcome:
+    @staticmethod
+    def _swap(uop: UOp, state: State) -> Outcome:
         items = list(state.stack)
         items[-1], items[-uop.oparg] = items[-uop.oparg], items[-1]
-        return Outcome(State(tuple(items), state.locals))
+        return (new(State, (tuple(items), state.locals)), None)
 
-    def _guard_type(self, uop: UOp, state: State) -> Outcome:
+    @staticmethod
+    def _guard_type(uop: UOp, state: State) -> Outcome:
         stack = state.stack
         index = len(stack) - uop.oparg
         if index < 0:
@@ -346,75 +393,85 @@ class Specializer:
         guarded = uop.operand0.value
         item = stack[index]
         if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:
-            return Outcome(state.refine(item.alias, guarded))
+            return (state.refine(item.alias, guarded), None)
         if item.type is guarded:
-            return Outcome(state)  # (the very state: see analysis.remove_uops)
-        return Outcome(State(stack[:index] + (Item(guarded, item.alias, item.hint),)
-                             + stack[index + 1:], state.locals))
+            return (state, None)  # (the very state: see analysis.remove_uops)
+        return (new(State, (stack[:index] + (new(Item, (guarded, item.alias, item.hint)),)
+                            + stack[index + 1:], state.locals)), None)
 
-    def _guard_local_type(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(state.refine(uop.oparg, uop.operand0.value))
+    @staticmethod
+    def _guard_local_type(uop: UOp, state: State) -> Outcome:
+        return (state.refine(uop.oparg, uop.operand0.value), None)
 
     def _load_global_cached(self, uop: UOp, state: State) -> Outcome:
         hint = self._global_hint(uop.operand0.value)
         items = (_NULL_ITEM,) if uop.oparg else ()
-        return Outcome(state.push(*items, Item(ANY, hint=hint)))
+        return (state.push(*items, Item(ANY, hint=hint)), None)
 
     def _transfer_call(self, uop: UOp, state: State) -> Outcome:
-        decision = self._visited(uop, self._call(uop, state))
+        decision = self._decision(uop, state, Specializer._call)
         if decision is not None:
             return self._decided(uop, state, decision)
         stack = state.stack
         callee = stack[-(uop.oparg + 1)]
         below = stack[-(uop.oparg + 2)]
         result = _CALL_RESULTS.get(callee.hint) if below.type is NULL else None
-        return Outcome(state.pop(uop.oparg + 2).push(Item(ANY, hint=result)))
+        return (state.pop_push(uop.oparg + 2, (Item(ANY, hint=result),)), None)
 
-    def _typed_result(self, uop: UOp, state: State) -> Outcome:
+    @staticmethod
+    def _typed_result(uop: UOp, state: State) -> Outcome:
         pops = analysis.EFFECTS[uop.name, uop.oparg].pops
-        return new(Outcome, (state.pop(pops).push(_RESULT_ITEMS[uop.name]), None))
+        return (state.pop_push(pops, (_RESULT_ITEMS[uop.name],)), None)
 
     def _transfer_get_iter(self, uop: UOp, state: State) -> Outcome | None:
-        decision = self._visited(uop, self._decide_get_iter(uop, state))
+        decision = self._decision(uop, state, Specializer._decide_get_iter)
         if decision is None:
             if state.stack[-1].hint is range:
-                return Outcome(state.pop(1).push(Item(ANY, hint=RANGE_ITER)))
+                return (state.pop_push(1, (Item(ANY, hint=RANGE_ITER),)), None)
             return None
         return self._decided(uop, state, decision)
 
-    def _builtin_call(self, uop: UOp, state: State) -> Outcome:
+    @staticmethod
+    def _builtin_call(uop: UOp, state: State) -> Outcome:
         """A typed builtin call pushes what its decision (_call) said: the
         callee's probable result as a hint."""
         callee = state.stack[-(uop.oparg + 1)]
         result = new(Item, (ANY, -1, _CALL_RESULTS.get(callee.hint)))
-        return new(Outcome, (state.pop(uop.oparg + 2).push(result), None))
+        return (state.pop_push(uop.oparg + 2, (result,)), None)
 
-    def _get_iter_builtin(self, uop: UOp, state: State) -> Outcome:
+    @staticmethod
+    def _get_iter_builtin(uop: UOp, state: State) -> Outcome:
         iterable = state.stack[-1].type
         fact = _GET_ITER_FACTS.get(iterable, ANY)
         hint = RANGE_ITER if iterable is range else None
-        return Outcome(state.pop(1).push(Item(fact, hint=hint)))
+        return (state.pop_push(1, (Item(fact, hint=hint),)), None)
 
-    def _range_iter(self, uop: UOp, state: State) -> Outcome:
+    @staticmethod
+    def _range_iter(uop: UOp, state: State) -> Outcome:
         """_CALL_RANGE and _GET_ITER_BUILTIN fused: what the pair pushes."""
-        return Outcome(state.pop(uop.oparg + 2).push(_RANGE_ITER_ITEM))
+        return (state.pop_push(uop.oparg + 2, (_RANGE_ITER_ITEM,)), None)
 
-    def _build(self, uop: UOp, state: State) -> Outcome:
-        return Outcome(analysis.generic_transfer(uop, state).fallthrough.pop(1)
-                       .push(_RESULT_ITEMS[uop.name]))
+    @staticmethod
+    def _build(uop: UOp, state: State) -> Outcome:
+        return (analysis.generic_transfer(uop, state)[0].pop_push(1, (_RESULT_ITEMS[uop.name],)),
+                None)
 
-    def _for_iter(self, uop: UOp, state: State) -> Outcome:
-        decision = self._visited(uop, self._decide_for_iter(uop, state)) \
-            if uop.name == "_FOR_ITER" else None
-        element = (decision.outputs[1] if decision else
-                   _TYPE_ITEMS[int if uop.name == "_FOR_ITER_RANGE" else ANY])
-        return Outcome(state.push(element), state.pop(1))
+    def _transfer_for_iter(self, uop: UOp, state: State) -> Outcome:
+        decision = self._decision(uop, state, Specializer._decide_for_iter)
+        element = decision.outputs[1] if decision else _TYPE_ITEMS[ANY]
+        return (state.push(element), state.pop(1))
+
+    @staticmethod
+    def _typed_for_iter(uop: UOp, state: State) -> Outcome:
+        element = _TYPE_ITEMS[int if uop.name == "_FOR_ITER_RANGE" else ANY]
+        return (state.push(element), state.pop(1))
 
     def _transfer_decided(self, uop: UOp, state: State) -> Outcome | None:
-        decision = self._visited(uop, _DECIDERS[uop.name](self, uop, state))
+        decision = self._decision(uop, state, _DECIDERS[uop.name])
         return None if decision is None else self._decided(uop, state, decision)
 
-    def _decided(self, uop: UOp, state: State, decision: Decision) -> Outcome:
+    @staticmethod
+    def _decided(uop: UOp, state: State, decision: Decision) -> Outcome:
         """What the typed uop of `decision` does, after its guards: each
         proves the type of the local its item was loaded from."""
         for depth, guarded in decision.guards:
@@ -424,7 +481,7 @@ class Specializer:
         effect = analysis.EFFECTS[uop.name, uop.oparg]
         stack = state.stack
         after = new(State, (stack[:len(stack) - effect.pops] + decision.outputs, state.locals))
-        return new(Outcome, (after, after if effect.jumps else None))
+        return (after, after if effect.jumps else None)
 
     def _global_hint(self, name: str):
         value = self.globals.get(name, self.builtins.get(name) if isinstance(self.builtins, dict)
@@ -434,6 +491,11 @@ class Specializer:
 
 
 UNKNOWN_ITEM = Item()
+# The item a _LOAD_FAST pushes, by (the local's type or ANY, the local), and
+# the item a _LOAD_CONST pushes, by the constant's type: made once (an Item
+# takes longer to make than to look up).
+_LOADED_ITEMS: dict[tuple, Item] = {}
+_CONST_ITEMS: dict[type, Item] = {}
 _RANGE_ITEM = Item(range)
 _RANGE_ITER_ITEM = Item(ANY, hint=RANGE_ITER)  # (a long range's iterator is another type)
 _NULL_ITEM = Item(NULL)
@@ -453,11 +515,11 @@ _DECIDERS = {
     "_GET_ITER": Specializer._decide_get_iter,
     "_UNPACK_SEQUENCE": Specializer._decide_unpack_sequence,
 }
-# Uop name -> the Specializer method that is its transfer function: uops that
-# decide transfer as their typed uop would; uops without an entry have only
-# their generic stack effect.  (_UNARY_NOT pushes a bool either way.)
+# Uop name -> its transfer function, for those that need nothing of the
+# specializer (static methods: (uop, state) -> Outcome | None); uops without
+# an entry here or in _SPECIALIZER_TRANSFERS have only their generic stack
+# effect.  (_UNARY_NOT pushes a bool either way.)
 _TRANSFERS = {
-    **{name: Specializer._transfer_decided for name in _DECIDERS},
     **{name: Specializer._typed_result for name in _TYPED_RESULTS},
     **{name: Specializer._build for name in _BUILDS},
     "_LOAD_FAST": Specializer._load_fast,
@@ -469,16 +531,28 @@ _TRANSFERS = {
     "_SWAP": Specializer._swap,
     "_GUARD_TYPE": Specializer._guard_type,
     "_GUARD_LOCAL_TYPE": Specializer._guard_local_type,
-    "_LOAD_GLOBAL_CACHED": Specializer._load_global_cached,
-    "_CALL": Specializer._transfer_call,
     "_CALL_BUILTIN_O": Specializer._builtin_call,
     "_CALL_BUILTIN_FAST": Specializer._builtin_call,
-    "_GET_ITER": Specializer._transfer_get_iter,
     "_GET_ITER_BUILTIN": Specializer._get_iter_builtin,
     "_RANGE_ITER": Specializer._range_iter,
-    **{name: Specializer._for_iter
-       for name in ("_FOR_ITER", "_FOR_ITER_RANGE", "_FOR_ITER_LIST", "_FOR_ITER_TUPLE")},
+    **{name: Specializer._typed_for_iter
+       for name in ("_FOR_ITER_RANGE", "_FOR_ITER_LIST", "_FOR_ITER_TUPLE")},
 }
+# (Specializer method, the uop names it is the transfer function of) for
+# those that need the specializer (its feedback, globals, the decisions it
+# records): uops that decide transfer as their typed uop would (but
+# _UNARY_NOT, a build in _TRANSFERS).
+_SPECIALIZER_TRANSFERS = (
+    (Specializer._transfer_decided,
+     tuple(name for name in _DECIDERS
+           if name not in _TRANSFERS and name not in ("_CALL", "_GET_ITER", "_FOR_ITER"))),
+    (Specializer._transfer_call, ("_CALL",)),
+    (Specializer._transfer_get_iter, ("_GET_ITER",)),
+    (Specializer._transfer_for_iter, ("_FOR_ITER",)),
+    (Specializer._load_global_cached, ("_LOAD_GLOBAL_CACHED",)),
+)
+_METHOD_TRANSFERS = {name: method for method, names in _SPECIALIZER_TRANSFERS for name in names}
+assert not _METHOD_TRANSFERS.keys() & _TRANSFERS.keys()
 
 
 def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
@@ -493,7 +567,7 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     specializer = Specializer(trace, feedback, globals_)
     specializer.decisions = {}
     try:
-        analyzed = analysis.analysis_of(trace, specializer.transfer)
+        analyzed = analysis.analysis_of(trace, specializer.transfers())
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
     # (An analysis made before was not recorded: decide again.)
@@ -502,18 +576,23 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     specializer.decisions = None
     rewrite = _Rewrite(trace, specializer, profile, analyzed, keep_states=decisions is not None)
     uops = trace.uops
-    for index, (uop, state) in enumerate(zip(uops, analyzed.states)):
-        decider = _DECIDERS.get(uop.name)
-        # (Every uop PROFILED, and _CALL, has a decider.)
-        if decider is None or state is None:  # not a generic uop, or unreachable
-            rewrite.copy(index, uop)
-        else:
-            # (_UNARY_NOT transfers as _build, deciding nothing: it pushes
-            # a bool either way.)
-            decision = decisions.get(id(uop), KEEP) if decisions is not None else KEEP
-            if decision is KEEP:
-                decision = decider(specializer, uop, state)
-            rewrite.decided(index, uop, decision)
+    copied = 0  # (the uops before index `copied` are in the rewrite)
+    # (Every uop PROFILED, and _CALL, has a decider; the others, and
+    # unreachable uops, are copied as they are, a run at a time.)
+    for index in [i for i, uop in enumerate(uops) if uop.name in _DECIDERS]:
+        state = analyzed.states[index]
+        if state is None:
+            continue
+        rewrite.copy(copied, index)
+        uop = uops[index]
+        # (_UNARY_NOT transfers as _build, deciding nothing: it pushes
+        # a bool either way.)
+        decision = decisions.get(id(uop), KEEP) if decisions is not None else KEEP
+        if decision is KEEP:
+            decision = _DECIDERS[uop.name](specializer, uop, state)
+        rewrite.decided(index, uop, decision)
+        copied = index + 1
+    rewrite.copy(copied, len(uops))
     trace.uops[:] = rewrite.uops
     if rewrite.states is not None:
         analysis.keep(trace, rewrite.states, rewrite.altered)
@@ -539,11 +618,12 @@ class _Rewrite:
         self.states: list[State | None] | None = [] if keep_states else None
         self.altered = bytearray()
 
-    def copy(self, index: int, uop: UOp) -> None:
-        self.uops.append(uop)
+    def copy(self, start: int, stop: int) -> None:
+        """Copy the uops `start` to `stop` (excluded) as they are."""
+        self.uops.extend(self.trace.uops[start:stop])
         if self.states is not None:
-            self.states.append(self.old_states[index])
-            self.altered.append(self.old_altered[index])
+            self.states.extend(self.old_states[start:stop])
+            self.altered.extend(self.old_altered[start:stop])
 
     def added(self, uop: UOp, state: State, altered: bool) -> None:
         self.uops.append(uop)
@@ -568,7 +648,7 @@ class _Rewrite:
                 self.added(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,
                                exit_to=uop.exit_to, exit_after=uop.exit_after,
                                comment="what it calls, for the next compile"), state, False)
-            self.copy(index, uop)
+            self.copy(index, index + 1)
             return
         source = self.specializer.feedback.source
         for depth, guarded in decision.guards:
@@ -577,7 +657,7 @@ class _Rewrite:
                         comment=f"{guarded.__name__} predicted by {source}")
             after = state
             if self.states is not None:
-                after = self.specializer._guard_type(guard, state).fallthrough
+                after = self.specializer._guard_type(guard, state)[0]
             self.added(guard, state, after is not state)
             state = after
         typed = uop.replace(name=decision.name)

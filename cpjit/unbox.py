@@ -757,8 +757,8 @@ for _name in ("_BINARY_SUBSCR_LIST_INT", "_BINARY_SUBSCR_TUPLE_INT", "_STORE_SUB
 _HANDLERS = {name[2:]: method for name, method in vars(_Walk).items() if name.startswith("on_")}
 # Handled uops that unbox nothing where nothing is unboxed yet (no raw
 # locals, nothing virtual): they come out as they are (or as an equal copy).
-_PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_LOAD_GLOBAL_CACHED", "_POP_TOP", "_GUARD_TYPE", "_STORE_FAST",
-                               "_COPY", "_SWAP", *_RAW_SUBSCRIPTS})
+_PLAIN_WHEN_BOXED = frozenset({"_CHECK_EVAL_BREAKER", "_LOAD_GLOBAL_CACHED", "_POP_TOP",
+                               "_GUARD_TYPE", "_STORE_FAST", "_COPY", "_SWAP", *_RAW_SUBSCRIPTS})
 _MAY_UNBOX = frozenset(_HANDLERS) - _PLAIN_WHEN_BOXED
 _MARKED = _MAY_UNBOX | _LOCAL_ACCESSES
 

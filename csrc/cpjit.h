@@ -15,6 +15,7 @@ typedef struct {
     int64_t *rwdata;         /* zeroed read-write words: exit counters, caches */
     Py_ssize_t rwdata_words;
     Py_ssize_t nslots;       /* JitState slots the code needs */
+    Py_ssize_t raw_locals;   /* locals with a slot (their dirty flags start clean) */
     Py_ssize_t fast_argcount; /* co_argcount if calls can bind positionally, else -1 */
     Py_ssize_t active;       /* frames running it right now (recursion: above 1) */
     PyObject *co;            /* the code object it was compiled from */

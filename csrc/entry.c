@@ -204,8 +204,7 @@ run_machine_code(PyThreadState *tstate, _PyInterpreterFrame *frame, JitCode *cod
     state->stack_limit = stack_limit;
     state->rwdata = code->rwdata;
     /* Raw locals start clean (cpjit_dealloc boxes the changed ones). */
-    Py_ssize_t raw_locals = Py_MIN(((PyCodeObject *)code->co)->co_nlocalsplus, code->nslots / 2);
-    for (Py_ssize_t j = 0; j < raw_locals; j++) {
+    for (Py_ssize_t j = 0; j < code->raw_locals; j++) {
         state->slots[2 * j + 1] = CPJIT_SLOT_CLEAN;
     }
     jit_entry_fn entry = (jit_entry_fn)(void *)(code->memory + code->entry_offset);
@@ -404,13 +403,7 @@ PyObject *
 cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject *const *args,
            size_t nargsf, PyObject *kwnames)
 {
-    int handled;
-    PyObject *result = call_c(tstate, callable, args, PyVectorcall_NARGS(nargsf), kwnames,
-                              &handled);
-    if (handled) {
-        return result;
-    }
-    if (Py_IS_TYPE(callable, &JitFunction_Type)) {
+    if (Py_IS_TYPE(callable, &JitFunction_Type)) {   /* (first: most calls here are to Python) */
         JitFunction *wrapper = (JitFunction *)callable;
         JitCode *code = (JitCode *)wrapper->code;
         if (wrapper->state == CPJIT_STATE_COMPILED) {
@@ -425,6 +418,13 @@ cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject 
                                      state->stack_limit);
             }
         }
+        return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+    }
+    int handled;
+    PyObject *result = call_c(tstate, callable, args, PyVectorcall_NARGS(nargsf), kwnames,
+                              &handled);
+    if (handled) {
+        return result;
     }
     return PyObject_Vectorcall(callable, args, nargsf, kwnames);
 }

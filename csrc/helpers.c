@@ -136,11 +136,10 @@ static void __attribute__((noinline))
 publish_frame(_PyInterpreterFrame *frame, JitState *state, void *instr)
 {
     frame->prev_instr = (_Py_CODEUNIT *)instr;
-    Py_ssize_t nlocals = frame->f_code->co_nlocalsplus;
-    Py_ssize_t nslots = ((JitCode *)state->code)->nslots / 2;
+    Py_ssize_t raw_locals = ((JitCode *)state->code)->raw_locals;
     PyObject *error_type = NULL, *error_value = NULL, *error_traceback = NULL;
     int fetched = 0;   /* an exception may be being raised: kept aside while boxing */
-    for (Py_ssize_t j = 0; j < nlocals && j < nslots; j++) {
+    for (Py_ssize_t j = 0; j < raw_locals; j++) {
         int64_t kind = state->slots[2 * j + 1];
         if (kind == CPJIT_SLOT_CLEAN) {
             continue;

@@ -181,6 +181,7 @@ cpjit_jitcode_alloc(Py_ssize_t code_size, Py_ssize_t rwdata_words, Py_ssize_t ns
         PyCodeObject *c = (PyCodeObject *)co;
         int simple = !(c->co_flags & (CO_VARARGS | CO_VARKEYWORDS)) && c->co_kwonlyargcount == 0;
         self->fast_argcount = simple ? c->co_argcount : -1;
+        self->raw_locals = Py_MIN(c->co_nlocalsplus, nslots / 2);
     }
     self->keepalive = Py_NewRef(keepalive);
     self->rwdata = PyMem_Calloc((size_t)(rwdata_words ? rwdata_words : 1), sizeof(int64_t));

@@ -434,7 +434,8 @@ class Specializer:
     @staticmethod
     def _builtin_call(uop: UOp, state: State) -> Outcome:
         """A typed builtin call pushes what its decision (_call) said: the
-        callee's probable result as a hint."""
+        callee's probable result as a hint (and so does _CALL_FUNCTION: a
+        _CALL decided nothing for, under a NULL)."""
         callee = state.stack[-(uop.oparg + 1)]
         result = new(Item, (ANY, -1, _CALL_RESULTS.get(callee.hint)))
         return (state.pop_push(uop.oparg + 2, (result,)), None)
@@ -533,6 +534,7 @@ _TRANSFERS = {
     "_GUARD_LOCAL_TYPE": Specializer._guard_local_type,
     "_CALL_BUILTIN_O": Specializer._builtin_call,
     "_CALL_BUILTIN_FAST": Specializer._builtin_call,
+    "_CALL_FUNCTION": Specializer._builtin_call,  # (what an undecided _CALL pushes)
     "_GET_ITER_BUILTIN": Specializer._get_iter_builtin,
     "_RANGE_ITER": Specializer._range_iter,
     **{name: Specializer._typed_for_iter
@@ -648,6 +650,12 @@ class _Rewrite:
                 self.added(UOp("_PROFILE_CALL", uop.oparg, word, offset=uop.offset,
                                exit_to=uop.exit_to, exit_after=uop.exit_after,
                                comment="what it calls, for the next compile"), state, False)
+            if uop.name == "_CALL" and uop.operand0 == 0 \
+                    and state.stack[-(uop.oparg + 2)].type is NULL:
+                # A plain call (no method, no keywords): the uop without their cases.
+                self.added(uop.replace(name="_CALL_FUNCTION"), state, self.old_altered[index])
+                self.changes.append(f"@{2 * uop.offset} _CALL -> _CALL_FUNCTION")
+                return
             self.copy(index, index + 1)
             return
         source = self.specializer.feedback.source

@@ -112,6 +112,25 @@ def test_bound_method_object_call():
     check(bound_method_call, Point(3, 4))
 
 
+def plain_and_other_calls(f, p, xs):
+    a = f(1, c=2)            # keywords: _CALL
+    b = p.norm2()            # a method: _CALL
+    m = p.norm2
+    c = m()                  # a bound method object under a NULL: _CALL_FUNCTION unpacks nothing
+    d = f(*xs, c=1)          # CALL_FUNCTION_EX
+    e = abs(len(xs) - 9)     # builtins under a NULL
+    g = kw(4, c=5)
+    return a, b, c, d, e, g, bound_method_call(p)  # a Python function under a NULL
+
+
+def test_plain_calls_use_the_call_function_uop():
+    """A callable under a NULL called without keywords is a _CALL_FUNCTION
+    (no method or keyword case to test); method and keyword calls keep _CALL."""
+    w = check(plain_and_other_calls, kw, Point(3, 4), [1, 2], calls=3)
+    names = [u.name for u in w._info.trace.uops]
+    assert "_CALL_FUNCTION" in names and "_CALL" in names, names
+
+
 def bad_call(f):
     return f(1, 2, 3)
 

@@ -41,6 +41,22 @@ UOP(_CALL, (meth_or_null, callable, args[oparg] -- res), ESCAPES | SYNCS_FRAME) 
     CHECK_TRACING_AFTER();
 }
 
+// _CALL of a callable under a NULL (a global or an attribute called as a
+// function), without keywords: no method to unpack, no keyword names.  (The
+// analysis proved the NULL; it is checked all the same.)
+UOP(_CALL_FUNCTION, (null, callable, args[oparg] -- res), ESCAPES | SYNCS_FRAME) {
+    DEOPT_IF(null != NULL);
+    SET_IP();
+    res = cpjit_call(tstate, state, callable, args, (size_t)oparg | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                     NULL);
+    for (int i = 0; i < oparg; i++) {
+        Py_DECREF(args[i]);
+    }
+    Py_DECREF(callable);
+    ERROR_IF(res == NULL);
+    CHECK_TRACING_AFTER();
+}
+
 // CALL_FUNCTION_EX: func(*callargs, **kwargs) (kwargs when oparg & 1).  An
 // argument tuple or keyword dict that is not exact (the interpreter converts
 // it, with its own error messages) and C functions under tracing side-exit.

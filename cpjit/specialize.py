@@ -405,8 +405,11 @@ class Specializer:
 
     def _load_global_cached(self, uop: UOp, state: State) -> Outcome:
         hint = self._global_hint(uop.operand0.value)
-        items = (_NULL_ITEM,) if uop.oparg else ()
-        return (state.push(*items, Item(ANY, hint=hint)), None)
+        return (state.push(Item(ANY, hint=hint)), None)
+
+    @staticmethod
+    def _push_null_under(uop: UOp, state: State) -> Outcome:
+        return (state.pop_push(1, (_NULL_ITEM, state.stack[-1])), None)
 
     def _transfer_call(self, uop: UOp, state: State) -> Outcome:
         decision = self._decision(uop, state, Specializer._call)
@@ -528,6 +531,7 @@ _TRANSFERS = {
     "_DELETE_FAST": Specializer._delete_fast,
     "_LOAD_CONST": Specializer._load_const,
     "_PUSH_NULL": Specializer._push_null,
+    "_PUSH_NULL_UNDER": Specializer._push_null_under,
     "_COPY": Specializer._copy,
     "_SWAP": Specializer._swap,
     "_GUARD_TYPE": Specializer._guard_type,

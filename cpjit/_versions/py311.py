@@ -265,8 +265,9 @@ class Lowering:
 
     def LOAD_GLOBAL(self, ins):
         name = self._name(ins.arg >> 1)
-        return [self._u("_LOAD_GLOBAL_CACHED", ins, ins.arg & 1, Obj(name), self.trace.new_cache(),
-                        comment=name)]
+        load = self._u("_LOAD_GLOBAL_CACHED", ins, 0, Obj(name), self.trace.new_cache(),
+                       comment=name)
+        return [load, self._u("_PUSH_NULL_UNDER", ins)] if ins.arg & 1 else [load]
 
     def STORE_GLOBAL(self, ins):
         name = self._name(ins.arg)

@@ -4,8 +4,9 @@
  * The fast path reads what the cache says; a miss calls the runtime, which
  * does the generic operation (possibly running Python code) and refills. */
 
-// LOAD_GLOBAL through a cache of the global's (or builtin's) dict entry.
-UOP(_LOAD_GLOBAL_CACHED, ( -- null[oparg], value), ESCAPES | SYNCS_FRAME) {
+// LOAD_GLOBAL through a cache of the global's (or builtin's) dict entry (the
+// NULL a call wants below it is pushed by _PUSH_NULL_UNDER, after).
+UOP(_LOAD_GLOBAL_CACHED, ( -- value), ESCAPES | SYNCS_FRAME) {
     PyObject *name = (PyObject *)operand0;
     uint64_t *cache = (uint64_t *)operand1;
     PyDictObject *globals = (PyDictObject *)GLOBALS();
@@ -19,16 +20,13 @@ UOP(_LOAD_GLOBAL_CACHED, ( -- null[oparg], value), ESCAPES | SYNCS_FRAME) {
         DEOPT_IF(value == NULL);   /* undefined: the interpreter raises NameError */
     }
     Py_INCREF(value);
-    if (oparg) {
-        null[0] = NULL;
-    }
 }
 
 // _LOAD_GLOBAL_CACHED that runs no Python code (in a loop with raw locals:
 // they need no boxing first).  A miss refills the cache only when both dicts
 // have str keys only (a lookup then compares no objects); else, or when the
 // name is not defined, it side-exits.
-UOP(_LOAD_GLOBAL_CACHED_QUIET, ( -- null[oparg], value), 0) {
+UOP(_LOAD_GLOBAL_CACHED_QUIET, ( -- value), 0) {
     PyObject *name = (PyObject *)operand0;
     uint64_t *cache = (uint64_t *)operand1;
     PyDictObject *globals = (PyDictObject *)GLOBALS();
@@ -44,9 +42,6 @@ UOP(_LOAD_GLOBAL_CACHED_QUIET, ( -- null[oparg], value), 0) {
         DEOPT_IF(value == NULL);
     }
     Py_INCREF(value);
-    if (oparg) {
-        null[0] = NULL;
-    }
 }
 
 // LOAD_ATTR through a cache of an instance value, a __slots__ member or a

@@ -60,7 +60,7 @@ UOP(_BINARY_OP_FLOOR_DIVIDE_INT, (lhs, rhs -- res), 0) {
     DEOPT_IF(Py_SIZE(rhs) == 0);
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
         res = cpjit_box_i64(cpjit_floordiv(CPJIT_LONG_COMPACT_VALUE(lhs),
-                                                 CPJIT_LONG_COMPACT_VALUE(rhs)));
+                                           CPJIT_LONG_COMPACT_VALUE(rhs)));
     }
     else {
         res = PyNumber_FloorDivide(lhs, rhs);
@@ -75,7 +75,7 @@ UOP(_BINARY_OP_REMAINDER_INT, (lhs, rhs -- res), 0) {
     DEOPT_IF(Py_SIZE(rhs) == 0);
     if (LIKELY(CPJIT_LONG_IS_COMPACT(lhs) && CPJIT_LONG_IS_COMPACT(rhs))) {
         res = cpjit_box_i64(cpjit_mod(CPJIT_LONG_COMPACT_VALUE(lhs),
-                                            CPJIT_LONG_COMPACT_VALUE(rhs)));
+                                      CPJIT_LONG_COMPACT_VALUE(rhs)));
     }
     else {
         res = PyNumber_Remainder(lhs, rhs);

@@ -88,6 +88,48 @@ def fuse_range_iteration(trace: Trace, context: Context) -> list[str]:
             for uop in fused.values()]
 
 
+# A slice's subscript fused with its BUILD_SLICE, by (subscript uop, the
+# container's type): the uop that slices without the slice object.
+_SLICES = {("_BINARY_SUBSCR", list): "_BINARY_SLICE_LIST",
+           ("_BINARY_SUBSCR", tuple): "_BINARY_SLICE_TUPLE",
+           ("_BINARY_SUBSCR", str): "_BINARY_SLICE_STR",
+           ("_STORE_SUBSCR", list): "_STORE_SLICE_LIST"}
+
+
+def fuse_slices(trace: Trace, context: Context) -> list[str]:
+    """`a[i:j]`, `a[i:j:k]` (lists; tuples and strs with step 1) and
+    `a[i:j] = v` (lists) where the feedback saw that container type: the
+    _BUILD_SLICE and the generic subscript after it become one uop that
+    makes no slice object.  It is the subscript's instruction (errors and
+    tracebacks are its) and side-exits to the BUILD_SLICE (exit_to), where the
+    stack is what the fused uop starts from.  Not where such exits kept being
+    taken (feedback.no_speculation).  The analysis is kept
+    (analysis.fuse_pairs): the pair pushed an item of unknown type, as the
+    fused uop does."""
+    uops = trace.uops
+    feedback = context.feedback
+    fused = {}
+    changes = []
+    for i in [i for i, uop in enumerate(uops[:-1]) if uop.name == "_BUILD_SLICE"]:
+        build, subscript = uops[i], uops[i + 1]
+        if subscript.name not in ("_BINARY_SUBSCR", "_STORE_SUBSCR") \
+                or build.offset in feedback.no_speculation:
+            continue
+        predicted = feedback.at(subscript.offset)  # (..., container, key)
+        name = _SLICES.get((subscript.name, predicted[-2])) \
+            if predicted is not None and len(predicted) >= 2 else None
+        if name is not None:
+            fused[i] = subscript.replace(
+                name=name, oparg=build.oparg,
+                exit_to=build.offset if build.exit_to < 0 else build.exit_to,
+                comment=f"{predicted[-2].__name__} predicted by {feedback.source}")
+            changes.append(f"@{2 * subscript.offset} _BUILD_SLICE + {subscript.name} -> "
+                           f"{name} (no slice object)")
+    if fused:
+        analysis.fuse_pairs(trace, fused)
+    return changes
+
+
 def fuse_string_append(trace: Trace, context: Context) -> list[str]:
     """`s += t` / `s = s + t` on strings, stored back into `s`: append in place."""
     changes = []
@@ -261,6 +303,7 @@ PASSES = [
     ("specialize", run_specialize),
     ("fuse_compare_and_branch", fuse_compare_and_branch),
     ("fuse_range_iteration", fuse_range_iteration),
+    ("fuse_slices", fuse_slices),
     ("fuse_string_append", fuse_string_append),
     ("guard_loop_entries", guard_loop_entries),
     ("remove_redundant_guards", remove_redundant_guards),

@@ -64,6 +64,39 @@ cpjit_new_range_iter(int64_t start, int64_t stop)
     return (PyObject *)it;
 }
 
+/* One bound of a slice as PySlice_Unpack reads it: None is `none`, an
+ * exact compact int its value; 0 for anything else (the caller side-exits
+ * and the interpreter makes the slice object, converting it its own way). */
+static inline __attribute__((always_inline)) int
+cpjit_slice_index(PyObject *v, Py_ssize_t none, Py_ssize_t *out)
+{
+    if (v == Py_None) {
+        *out = none;
+        return 1;
+    }
+    if (PyLong_CheckExact(v) && CPJIT_LONG_IS_COMPACT(v)) {
+        *out = CPJIT_LONG_COMPACT_VALUE(v);
+        return 1;
+    }
+    return 0;
+}
+
+/* start:stop:step (step Py_None for start:stop) as PySlice_Unpack and
+ * PySlice_AdjustIndices make them for a sequence of `size` items: the number
+ * of items the slice selects, or -1 where a bound is not None or a compact
+ * int, or the step is 0 (the interpreter raises ValueError). */
+static inline __attribute__((always_inline)) Py_ssize_t
+cpjit_slice_indices(PyObject *start, PyObject *stop, PyObject *step, Py_ssize_t size,
+                    Py_ssize_t *istart, Py_ssize_t *istop, Py_ssize_t *istep)
+{
+    if (!cpjit_slice_index(step, 1, istep) || *istep == 0
+        || !cpjit_slice_index(start, *istep < 0 ? PY_SSIZE_T_MAX : 0, istart)
+        || !cpjit_slice_index(stop, *istep < 0 ? PY_SSIZE_T_MIN : PY_SSIZE_T_MAX, istop)) {
+        return -1;
+    }
+    return PySlice_AdjustIndices(size, istart, istop, *istep);
+}
+
 /* The global `name` through its cache (stencils/uops/caches.c), or NULL
  * where the cache does not hold it (a borrowed reference). */
 static inline __attribute__((always_inline)) PyObject *

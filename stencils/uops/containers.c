@@ -191,6 +191,110 @@ UOP(_BUILD_SLICE, (start, stop, step[oparg] -- slice), 0) {
     ERROR_IF(slice == NULL);
 }
 
+// Slicing without the slice object: BUILD_SLICE fused with the BINARY_SUBSCR
+// or STORE_SUBSCR after it (cpjit/optimize.py fuse_slices).  The uop is the
+// subscript's instruction; its side exit resumes at the BUILD_SLICE, with the
+// container and the bounds on the stack (exit_to), when the container is not
+// of the uop's type or a bound is not None or a compact int.  Each does what
+// the type's subscript function does with the slice (Objects/listobject.c,
+// tupleobject.c, unicodeobject.c).  Out of memory, the error is cleared and
+// the uop side-exits: the interpreter, redoing it, raises it itself.
+
+// container[start:stop] and container[start:stop:step] of an exact list.
+UOP(_BINARY_SLICE_LIST, (container, start, stop, step[oparg] -- res), 0) {
+    Py_ssize_t istart, istop, istep;
+    DEOPT_IF(!PyList_CheckExact(container));
+    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+                                            PyList_GET_SIZE(container), &istart, &istop, &istep);
+    DEOPT_IF(length < 0);
+    if (istep == 1) {
+        res = PyList_GetSlice(container, istart, istop);
+    }
+    else {
+        res = PyList_New(length);
+        if (res != NULL) {
+            for (Py_ssize_t i = 0; i < length; i++, istart += istep) {
+                PyObject *item = PyList_GET_ITEM(container, istart);
+                Py_INCREF(item);
+                PyList_SET_ITEM(res, i, item);
+            }
+        }
+    }
+    if (UNLIKELY(res == NULL)) {
+        PyErr_Clear();
+        DEOPT_IF(1);
+    }
+    Py_DECREF(container);
+    Py_DECREF(start);
+    Py_DECREF(stop);
+    if (oparg) {
+        Py_DECREF(step[0]);
+    }
+}
+
+// container[start:stop] of an exact tuple (a step other than 1: side exit).
+UOP(_BINARY_SLICE_TUPLE, (container, start, stop, step[oparg] -- res), 0) {
+    Py_ssize_t istart, istop, istep;
+    DEOPT_IF(!PyTuple_CheckExact(container));
+    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+                                            PyTuple_GET_SIZE(container), &istart, &istop, &istep);
+    DEOPT_IF(length < 0 || istep != 1);
+    res = PyTuple_GetSlice(container, istart, istop);
+    if (UNLIKELY(res == NULL)) {
+        PyErr_Clear();
+        DEOPT_IF(1);
+    }
+    Py_DECREF(container);
+    Py_DECREF(start);
+    Py_DECREF(stop);
+    if (oparg) {
+        Py_DECREF(step[0]);
+    }
+}
+
+// container[start:stop] of an exact str (a step other than 1: side exit).
+UOP(_BINARY_SLICE_STR, (container, start, stop, step[oparg] -- res), 0) {
+    Py_ssize_t istart, istop, istep;
+    DEOPT_IF(!PyUnicode_CheckExact(container) || !PyUnicode_IS_READY(container));
+    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+                                            PyUnicode_GET_LENGTH(container), &istart, &istop,
+                                            &istep);
+    DEOPT_IF(length < 0 || istep != 1);
+    res = length == 0 ? PyUnicode_New(0, 0)
+                      : PyUnicode_Substring(container, istart, istart + length);
+    if (UNLIKELY(res == NULL)) {
+        PyErr_Clear();
+        DEOPT_IF(1);
+    }
+    Py_DECREF(container);
+    Py_DECREF(start);
+    Py_DECREF(stop);
+    if (oparg) {
+        Py_DECREF(step[0]);
+    }
+}
+
+// container[start:stop] = value on an exact list (a step other than 1: side
+// exit).  The items it replaces are released, which can run Python code.
+UOP(_STORE_SLICE_LIST, (value, container, start, stop, step[oparg] -- ), ESCAPES | SYNCS_FRAME) {
+    Py_ssize_t istart, istop, istep;
+    DEOPT_IF(!PyList_CheckExact(container));
+    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+                                            PyList_GET_SIZE(container), &istart, &istop, &istep);
+    DEOPT_IF(length < 0 || istep != 1);
+    SET_IP();
+    int err = PyList_SetSlice(container, istart, istop, value);
+    Py_DECREF(value);
+    Py_DECREF(container);
+    Py_DECREF(start);
+    Py_DECREF(stop);
+    if (oparg) {
+        Py_DECREF(step[0]);
+    }
+    ERROR_IF(err);
+    CHECK_TRACING_AFTER();
+}
+
 // BUILD_STRING: concatenate `oparg` str pieces (operand0 is "").
 UOP(_BUILD_STRING, (pieces[oparg] -- str), 0) {
     str = _PyUnicode_JoinArray((PyObject *)operand0, pieces, oparg);

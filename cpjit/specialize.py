@@ -59,6 +59,7 @@ _CALL_RESULTS = {builtins.range: range, builtins.len: int, builtins.list: list,
 _METHOD_CALLS = {"method_noargs": ("_CALL_METHOD_DESCRIPTOR_NOARGS", 0),
                  "method_o": ("_CALL_METHOD_DESCRIPTOR_O", 1),
                  "method_fast": ("_CALL_METHOD_DESCRIPTOR_FAST", None)}
+_LIST_APPEND = Obj(list.append)  # (the method descriptor: list.append is list.__dict__["append"])
 _BUILDS = {"_BUILD_LIST": list, "_BUILD_TUPLE": tuple, "_BUILD_MAP": dict,
            "_BUILD_CONST_KEY_MAP": dict, "_BUILD_SET": set, "_BUILD_STRING": str,
            "_BUILD_SLICE": slice, "_LIST_TO_TUPLE": tuple, "_FORMAT_VALUE": str,
@@ -231,6 +232,8 @@ class Specializer:
             typed, wanted = _METHOD_CALLS[kind]
             if below.type is NULL or wanted not in (None, nargs):
                 return None
+            if typed == "_CALL_METHOD_DESCRIPTOR_O":  # (it appends to a list inline)
+                return Decision(typed, (UNKNOWN_ITEM,), operand0=_LIST_APPEND)
             return Decision(typed, (UNKNOWN_ITEM,))
         if kind not in ("builtin_o", "builtin_fast") or below.type is not NULL:
             return None

@@ -1,9 +1,11 @@
 """Every compiled instruction family, differentially against the plain interpreter."""
 
+import copy
 import math
+import sys
 
 import pytest
-from differential import check, compiled_without_exits, fresh
+from differential import check, compiled_without_exits, fresh, run, same
 
 import cpjit
 
@@ -129,6 +131,42 @@ def test_plain_calls_use_the_call_function_uop():
     w = check(plain_and_other_calls, kw, Point(3, 4), [1, 2], calls=3)
     names = [u.name for u in w._info.trace.uops]
     assert "_CALL_FUNCTION" in names and "_CALL" in names, names
+
+
+def appends(items, target):
+    for item in items:
+        target.append(item)      # list.append, inline (METH_O otherwise)
+    [].append(items)             # a temporary list, released at once
+    seen = set()
+    for item in items:
+        seen.add(item)           # another METH_O method
+    return target, len(seen)
+
+
+class Log(list):
+    def append(self, item):
+        super().append(("logged", item))
+
+
+@pytest.mark.parametrize("target", [[], list(range(7)), [None] * 8])
+def test_list_append_inline(target):
+    """list.append goes into the list's spare room, or grows it; the item's
+    reference count is the interpreter's."""
+    item = object()
+    items = [item, 2, "three", item] * 5
+    w = check(appends, items, inputs=lambda: (items, list(target)), calls=8)
+    uops = [u for u in w._info.trace.uops if u.name == "_CALL_METHOD_DESCRIPTOR_O"]
+    assert len(uops) == 3 and all(u.operand0.value is list.append for u in uops)
+    before = sys.getrefcount(item)
+    out = w(items, list(target))[0]
+    assert sys.getrefcount(item) == before + 10
+    del out
+    assert sys.getrefcount(item) == before
+    # a list subclass, a set (no append), None, on the same code: side exits
+    for other in (Log(target), set(), None):
+        want = run(fresh(appends), (items, copy.copy(other)))
+        got = run(w, (items, copy.copy(other)))
+        assert same(want, got), (want.summary(), got.summary())
 
 
 def bad_call(f):

@@ -145,19 +145,40 @@ UOP(_CALL_METHOD_DESCRIPTOR_NOARGS, (descr, self -- res), ESCAPES | SYNCS_FRAME)
     CHECK_TRACING_AFTER();
 }
 
-// A METH_O method descriptor (list.append, dict.__contains__...), as above.
+// A METH_O method descriptor (set.add, dict.__contains__...), as above.
+// list.append, operand0, is done inline as tier 1's PRECALL_NO_KW_LIST_APPEND
+// does: the item goes into the list's spare room, when it has some.
 UOP(_CALL_METHOD_DESCRIPTOR_O, (descr, self, arg -- res), ESCAPES | SYNCS_FRAME) {
-    DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
-    PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
-    DEOPT_IF(def->ml_flags != METH_O);
-    DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
-    SET_IP();
-    res = cpjit_call_checked(tstate, def->ml_meth, self, arg);
-    Py_DECREF(arg);
-    Py_DECREF(self);
-    Py_DECREF(descr);
-    ERROR_IF(res == NULL);
-    CHECK_TRACING_AFTER();
+    if (descr == (PyObject *)operand0 && PyList_CheckExact(self)) {
+        Py_ssize_t size = PyList_GET_SIZE(self);
+        int err = 0;
+        if (size < ((PyListObject *)self)->allocated) {
+            PyList_SET_ITEM(self, size, arg);   /* (takes the reference) */
+            Py_SET_SIZE(self, size + 1);
+        }
+        else {
+            err = PyList_Append(self, arg);   /* (out of memory: MemoryError) */
+            Py_DECREF(arg);
+        }
+        Py_DECREF(self);
+        Py_DECREF(descr);
+        ERROR_IF(err);
+        res = Py_None;
+        Py_INCREF(res);
+    }
+    else {
+        DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
+        PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+        DEOPT_IF(def->ml_flags != METH_O);
+        DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
+        SET_IP();
+        res = cpjit_call_checked(tstate, def->ml_meth, self, arg);
+        Py_DECREF(arg);
+        Py_DECREF(self);
+        Py_DECREF(descr);
+        ERROR_IF(res == NULL);
+        CHECK_TRACING_AFTER();
+    }
 }
 
 // A METH_FASTCALL method descriptor (str.strip, dict.get...), as above.

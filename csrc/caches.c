@@ -195,21 +195,22 @@ cpjit_store_attr_miss(PyObject *owner, PyObject *name, PyObject *value, uint64_t
     return PyObject_SetAttr(owner, name, value);
 }
 
-int
-cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache, PyObject **method)
+cpjit_method
+cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache)
 {
     PyTypeObject *type = Py_TYPE(owner);
     drop_entry(cache, type);
     uint64_t entry[CPJIT_CACHE_WORDS] = {0};
-    *method = NULL;
-    int found = _PyObject_GetMethod(owner, name, method);
-    if (!found || *method == NULL || type->tp_getattro != PyObject_GenericGetAttr) {
-        return found;
+    PyObject *method = NULL;
+    int found = _PyObject_GetMethod(owner, name, &method);
+    cpjit_method result = {method, found};
+    if (!found || method == NULL || type->tp_getattro != PyObject_GenericGetAttr) {
+        return result;
     }
     PyObject *descr = _PyType_Lookup(type, name);
-    if (descr != *method || !(Py_TYPE(descr)->tp_flags & Py_TPFLAGS_METHOD_DESCRIPTOR)
+    if (descr != method || !(Py_TYPE(descr)->tp_flags & Py_TPFLAGS_METHOD_DESCRIPTOR)
         || !(Py_TYPE(descr)->tp_flags & Py_TPFLAGS_IMMUTABLETYPE) || type->tp_version_tag == 0) {
-        return found;
+        return result;
     }
     if (!(type->tp_flags & Py_TPFLAGS_MANAGED_DICT) && type->tp_dictoffset == 0) {
         entry[0] = cache_key(CPJIT_METHOD_NO_DICT, type);
@@ -225,7 +226,7 @@ cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache, PyObjec
         entry[3] = keys == NULL ? 0 : (uint64_t)keys->dk_nentries;
         store_entry(cache, entry);
     }
-    return found;
+    return result;
 }
 
 /* The entry holding `name` itself (the fast path compares keys by identity)

@@ -125,7 +125,15 @@ enum {
 
 PyObject *cpjit_load_attr_miss(PyObject *owner, PyObject *name, uint64_t *cache);
 int cpjit_store_attr_miss(PyObject *owner, PyObject *name, PyObject *value, uint64_t *cache);
-int cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache, PyObject **method);
+/* What a LOAD_METHOD found: `method` (a new reference; NULL: an error) is
+ * an unbound method to call with the owner (`found` 1) or the attribute
+ * itself (`found` 0).  Returned in two registers, so that the stencil needs
+ * no stack slot for it (and its cache hit no stack frame). */
+typedef struct {
+    PyObject *method;
+    intptr_t found;
+} cpjit_method;
+cpjit_method cpjit_load_method_miss(PyObject *owner, PyObject *name, uint64_t *cache);
 PyObject *cpjit_load_global_miss(PyObject *globals, PyObject *builtins, PyObject *name,
                                  uint64_t *cache);
 

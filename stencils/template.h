@@ -152,6 +152,12 @@ DECLARE_SLOT_HOLE(_JIT_OPERAND1_SLOT)
 /* Unconditional jump. */
 #define JUMP() JUMP_IF(1)
 
+/* Done, on to the next uop with the outputs written: a fast path that
+ * leaves at once, so that clang lays it out alone, first (the build step
+ * then moves what follows, the slow path, to the cold code). */
+#define CONTINUE() \
+    do { UOP_WRITE_OUTPUTS(); CPJIT_TAIL(_JIT_CONTINUE, UOP_OUTPUTS_END); } while (0)
+
 /* For uops that may run arbitrary Python code on a slow path (flag
  * SYNCS_FRAME): publish the instruction before it (tracebacks, f_lineno,
  * the frame's completeness) ... */

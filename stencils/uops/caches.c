@@ -134,36 +134,31 @@ UOP(_LOAD_METHOD_CACHED, (owner -- meth_or_null, self_or_attr), ESCAPES | SYNCS_
     uint64_t *cache = (uint64_t *)operand1;
     PyTypeObject *type = Py_TYPE(owner);
     uint64_t *entry = cpjit_cache_entry(cache, type);
-    PyObject *method = NULL;
     if (LIKELY(entry != NULL)) {
-        if ((entry[0] >> 32) == CPJIT_METHOD_NO_DICT) {
-            method = (PyObject *)entry[1];
-        }
-        else if (*_PyObject_ValuesPointer(owner) != NULL) {
+        int hit = (entry[0] >> 32) == CPJIT_METHOD_NO_DICT;
+        if (!hit && *_PyObject_ValuesPointer(owner) != NULL) {
             PyDictKeysObject *keys = ((PyHeapTypeObject *)type)->ht_cached_keys;
-            if ((uint64_t)(uintptr_t)keys == entry[2] && (uint64_t)keys->dk_nentries == entry[3]) {
-                method = (PyObject *)entry[1];
-            }
+            hit = (uint64_t)(uintptr_t)keys == entry[2]
+                  && (uint64_t)keys->dk_nentries == entry[3];
+        }
+        if (LIKELY(hit && entry[1] != 0)) {
+            meth_or_null = (PyObject *)entry[1];
+            Py_INCREF(meth_or_null);
+            self_or_attr = owner;
+            CONTINUE();
         }
     }
-    if (LIKELY(method != NULL)) {
-        Py_INCREF(method);
-        meth_or_null = method;
+    SET_IP();
+    cpjit_method found = cpjit_load_method_miss(owner, (PyObject *)operand0, cache);
+    ERROR_KEEP_IF(found.method == NULL);
+    if (found.found) {
+        meth_or_null = found.method;
         self_or_attr = owner;
     }
     else {
-        SET_IP();
-        int found = cpjit_load_method_miss(owner, (PyObject *)operand0, cache, &method);
-        ERROR_KEEP_IF(method == NULL);
-        if (found) {
-            meth_or_null = method;
-            self_or_attr = owner;
-        }
-        else {
-            Py_DECREF(owner);
-            meth_or_null = NULL;
-            self_or_attr = method;
-        }
-        CHECK_TRACING_AFTER();
+        Py_DECREF(owner);
+        meth_or_null = NULL;
+        self_or_attr = found.method;
     }
+    CHECK_TRACING_AFTER();
 }

@@ -8,7 +8,9 @@ is reported and its jitted variant not timed.  Then pyperf times NAME-plain and
 NAME-jit for each kernel, one after the other.  The results go to results/:
 suite.json (both variants), plain.json and jit.json (the same benchmark names, for
 `python3 -m pyperf compare_to benchmarks/results/plain.json benchmarks/results/jit.json`),
-and a table of the speedups closes the run.
+and a table of the speedups closes the run, with beside pyperf's ratio of means the
+median ratio of plain and jitted runs timed in turn in one process (alternate.py),
+which a machine whose speed drifts during the run moves much less.
 """
 
 import argparse
@@ -20,10 +22,13 @@ from pathlib import Path
 import cpjit
 import pyperf
 
+import alternate
 import check
 import suite
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ALTERNATE_PAIRS = 20  # pairs of runs per kernel for the alternating ratio (alternate.py)
+ALTERNATE_PAIRS_FAST = 6  # with --fast
 
 
 class Timer:
@@ -96,25 +101,41 @@ def _format(bench):
     return f"{bench.format_value(bench.mean())} +- {bench.format_value(bench.stdev())}"
 
 
-def _table(names, results, verdicts):
-    rows = [("benchmark", "plain", "jit", "speedup", "check")]
-    ratios = []
+def _alternating(names, results, pairs):
+    """Each timed kernel's median paired ratio (alternate.py), or None where it failed."""
+    print(f"Timing plain and jitted alternately ({pairs} pairs of runs per kernel)...",
+          flush=True)
+    return {name: alternate.isolated(name, pairs) if (name, "jit") in results else None
+            for name in names}
+
+
+def _table(names, results, verdicts, alternating):
+    rows = [("benchmark", "plain", "jit", "speedup", "alternating", "check")]
+    ratios, paired = [], []
     for name in names:
         plain, jit = results.get((name, "plain")), results.get((name, "jit"))
         ratio = plain.mean() / jit.mean() if plain and jit else None
         if ratio is not None:
             ratios.append(ratio)
+        other = alternating.get(name)
+        if other is not None:
+            paired.append(other)
         rows.append((name, _format(plain) if plain else "-", _format(jit) if jit else "-",
-                     f"{ratio:.2f}x" if ratio else "-", verdicts[name].status))
+                     f"{ratio:.2f}x" if ratio else "-", f"{other:.2f}x" if other else "-",
+                     verdicts[name].status))
     if ratios:
         rows.append(("geometric mean", "", "", f"{statistics.geometric_mean(ratios):.2f}x",
+                     f"{statistics.geometric_mean(paired):.2f}x" if paired else "-",
                      f"({len(ratios)} of {len(names)} benchmarks)"))
-    widths = [max(len(row[k]) for row in rows) for k in range(4)]
+    widths = [max(len(row[k]) for row in rows) for k in range(5)]
     for row in rows:
         print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  "
-              f"{row[3]:>{widths[3]}}  {row[4]}")
+              f"{row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}  {row[5]}")
     plain_json, jit_json = (os.path.relpath(RESULTS / f"{v}.json") for v in suite.VARIANTS)
-    print("\nspeedup = plain mean / jit mean (above 1: the JIT is faster).  Significance:")
+    print("\nspeedup = plain mean / jit mean (above 1: the JIT is faster); alternating = the "
+          "median ratio of\nplain and jitted runs timed in turn in one process "
+          "(benchmarks/alternate.py: pyperf's\nvariants run minutes apart, and a drifting "
+          "machine moves their ratio).  Significance:")
     print(f"  python3 -m pyperf compare_to {plain_json} {jit_json} --table")
 
 
@@ -153,8 +174,10 @@ def main():
         return
     revision = _revision()
     _save(results, revision)
-    print(f"cpjit revision {revision}\n")
-    _table(names, results, verdicts)
+    alternating = _alternating(names, results, ALTERNATE_PAIRS_FAST if args.fast
+                               else ALTERNATE_PAIRS)
+    print(f"\ncpjit revision {revision}\n")
+    _table(names, results, verdicts, alternating)
 
 
 if __name__ == "__main__":

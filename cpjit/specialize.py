@@ -59,7 +59,10 @@ _CALL_RESULTS = {builtins.range: range, builtins.len: int, builtins.list: list,
 _METHOD_CALLS = {"method_noargs": ("_CALL_METHOD_DESCRIPTOR_NOARGS", 0),
                  "method_o": ("_CALL_METHOD_DESCRIPTOR_O", 1),
                  "method_fast": ("_CALL_METHOD_DESCRIPTOR_FAST", None)}
-_LIST_APPEND = Obj(list.append)  # (the method descriptor: list.append is list.__dict__["append"])
+# The method descriptor (list.append is list.__dict__["append"]) a method call
+# uop does inline, in its operand0.
+_INLINE_METHODS = {"_CALL_METHOD_DESCRIPTOR_O": Obj(list.append),
+                   "_CALL_METHOD_DESCRIPTOR_FAST": Obj(dict.get)}
 _BUILDS = {"_BUILD_LIST": list, "_BUILD_TUPLE": tuple, "_BUILD_MAP": dict,
            "_BUILD_CONST_KEY_MAP": dict, "_BUILD_SET": set, "_BUILD_STRING": str,
            "_BUILD_SLICE": slice, "_LIST_TO_TUPLE": tuple, "_FORMAT_VALUE": str,
@@ -232,9 +235,8 @@ class Specializer:
             typed, wanted = _METHOD_CALLS[kind]
             if below.type is NULL or wanted not in (None, nargs):
                 return None
-            if typed == "_CALL_METHOD_DESCRIPTOR_O":  # (it appends to a list inline)
-                return Decision(typed, (UNKNOWN_ITEM,), operand0=_LIST_APPEND)
-            return Decision(typed, (UNKNOWN_ITEM,))
+            # (list.append and dict.get are done inline: see their stencils)
+            return Decision(typed, (UNKNOWN_ITEM,), operand0=_INLINE_METHODS.get(typed, 0))
         if kind not in ("builtin_o", "builtin_fast") or below.type is not NULL:
             return None
         if callee.hint is builtins.len and nargs == 1:

@@ -169,6 +169,79 @@ def test_list_append_inline(target):
         assert same(want, got), (want.summary(), got.summary())
 
 
+def gets(d, keys, default):
+    out = []
+    for key in keys:
+        out.append(d.get(key, default))  # dict.get, inline (METH_FASTCALL otherwise)
+        out.append(d.get(key))
+    return out
+
+
+class BadKey:
+    """Hashes like 1; comparing raises (an error inside the lookup)."""
+
+    def __hash__(self):
+        return hash(1)
+
+    def __eq__(self, other):
+        raise ValueError("no comparing")
+
+    def __deepcopy__(self, memo):  # (the differential check compares the very object)
+        return self
+
+
+class Shrinking:
+    """Hashes like "a"; comparing empties the dict being searched."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def __hash__(self):
+        return hash("a")
+
+    def __eq__(self, other):
+        self.d.clear()
+        return False
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class MyDict(dict):
+    def get(self, key, default=None):
+        return ("MyDict", key, default)
+
+
+def test_dict_get_inline():
+    """dict.get on an exact dict is a lookup in the uop: hits, misses, with
+    and without a default, errors from the key (unhashable, a raising
+    __eq__), a dict changed by the lookup, other receivers."""
+    d = {"a": 1, 2: "two", (3,): None, 1: "one"}
+    default = object()
+    w = check(gets, d, ["a", 2, "zz", (3,), 7.5], default, calls=8)
+    uops = [u for u in w._info.trace.uops if u.name == "_CALL_METHOD_DESCRIPTOR_FAST"]
+    assert len(uops) == 2 and all(u.operand0.value is dict.get for u in uops)
+    before = sys.getrefcount(default)
+    out = w(d, ["zz", "a", "yy"], default)
+    assert sys.getrefcount(default) == before + 2
+    del out
+    assert sys.getrefcount(default) == before
+    for args in ((d, [[1]], None), (d, [BadKey()], 0), ({"a": 1}, [Shrinking({"a": 1})], 0),
+                 (MyDict(d), ["a"], 5), ({}, ["a"], None), ([1, 2], [0], None)):
+        want, got = run(fresh(gets), args), run(w, args)
+        assert same(want, got), (args, want.summary(), got.summary())
+    shrinking = {"a": 1}
+    assert w(shrinking, [Shrinking(shrinking)], 0) == [0, None] and shrinking == {}
+
+
+def wrong_gets(d):
+    return d.get(), d.get(1, 2, 3)
+
+
+def test_dict_get_with_a_wrong_number_of_arguments():
+    check(wrong_gets, {1: 2}, calls=8)
+
+
 def bad_call(f):
     return f(1, 2, 3)
 

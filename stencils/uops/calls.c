@@ -181,14 +181,26 @@ UOP(_CALL_METHOD_DESCRIPTOR_O, (descr, self, arg -- res), ESCAPES | SYNCS_FRAME)
     }
 }
 
-// A METH_FASTCALL method descriptor (str.strip, dict.get...), as above.
+// A METH_FASTCALL method descriptor (str.strip, str.split...), as above.
+// dict.get, operand0, is done inline on an exact dict: the lookup dict_get
+// makes (a key's __hash__ or __eq__ can run Python code or raise), without
+// the call and its argument parsing.
 UOP(_CALL_METHOD_DESCRIPTOR_FAST, (descr, self, args[oparg] -- res), ESCAPES | SYNCS_FRAME) {
-    DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
-    PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
-    DEOPT_IF(def->ml_flags != METH_FASTCALL);
-    DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
     SET_IP();
-    res = ((_PyCFunctionFast)(void (*)(void))def->ml_meth)(self, args, oparg);
+    if (descr == (PyObject *)operand0 && PyDict_CheckExact(self) && (oparg == 1 || oparg == 2)) {
+        res = PyDict_GetItemWithError(self, args[0]);   /* (borrowed) */
+        if (res == NULL && !PyErr_Occurred()) {
+            res = oparg == 2 ? args[1] : Py_None;
+        }
+        Py_XINCREF(res);
+    }
+    else {
+        DEOPT_IF(descr == NULL || !Py_IS_TYPE(descr, &PyMethodDescr_Type));
+        PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+        DEOPT_IF(def->ml_flags != METH_FASTCALL);
+        DEOPT_IF(!Py_IS_TYPE(self, ((PyMethodDescrObject *)descr)->d_common.d_type));
+        res = ((_PyCFunctionFast)(void (*)(void))def->ml_meth)(self, args, oparg);
+    }
     for (int i = 0; i < oparg; i++) {
         Py_DECREF(args[i]);
     }

@@ -8,13 +8,14 @@ import sys
 
 def _stencils(args) -> int:
     from . import stencil_table
+    from ._stencils import split_variant
     stencils = stencil_table.stencils()
     uops = stencil_table.uops()
     print(f"{len(stencils)} stencils, built with clang {stencil_table.clang_version()} "
           f"(table digest {stencil_table.digest()[:12]})")
     for name in sorted(stencils):
         stencil = stencils[name]
-        spec = uops.get(name)
+        spec = uops.get(split_variant(name)[0])  # a variant's: its uop's
         size = f"{len(stencil.code)} bytes"
         if stencil.trailing_jump:
             size += f" ({stencil.body_size} when followed by the next uop)"

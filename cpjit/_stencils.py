@@ -41,6 +41,27 @@ def hole_value_of_symbol(name: str) -> HoleValue | None:
     return HoleValue(name[len(JIT_SYMBOL_PREFIX):].lower())
 
 
+# Oparg variants.  A uop whose stack effect has a run of exactly `oparg` items
+# (`args[oparg]`) gets, besides its generic stencil, one stencil per oparg
+# below with oparg a compile-time constant: its stack addresses are constant
+# displacements and its loops over the run are unrolled, where the generic
+# stencil computes them from the patched oparg at run time.  The emitter
+# places the variant when a uop's oparg has one.  The only list of them.
+VARIANT_OPARGS = (0, 1, 2, 3)
+_VARIANT_MARK = "@"
+
+
+def variant_name(uop: str, oparg: int) -> str:
+    """The stencil name of `uop`'s variant for `oparg`: `_CALL_FUNCTION@2`."""
+    return f"{uop}{_VARIANT_MARK}{oparg}"
+
+
+def split_variant(name: str) -> tuple[str, int | None]:
+    """(uop, oparg) of a variant's stencil name; (name, None) for any other stencil."""
+    uop, mark, oparg = name.partition(_VARIANT_MARK)
+    return (uop, int(oparg)) if mark else (name, None)
+
+
 class Reloc(enum.Enum):
     """How a hole is written (x86-64 ELF relocation kinds, S + A - P style)."""
 

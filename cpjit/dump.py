@@ -28,6 +28,7 @@ import types
 from typing import Callable, Iterator
 
 from . import disasm, pipeline, stencil_table, translate
+from ._stencils import split_variant
 from .ir import LABEL, Trace
 
 Lines = Iterator[str]
@@ -375,7 +376,10 @@ def _stencils(dump: _Dump) -> Lines:
         if stencil.data:
             size += f", {len(stencil.data)} of data"
         yield f"  {name}: used {count} time{'s' if count > 1 else ''}; {size}"
-        spec = specs.get(name)
+        uop, oparg = split_variant(name)
+        if oparg is not None:
+            yield f"    {uop} compiled for oparg {oparg} (a constant: no oparg hole)"
+        spec = specs.get(uop)
         if spec is not None:
             flags = ", ".join(f for f in sorted(spec.flags) if not f.startswith("USES_"))
             yield f"    ({', '.join(spec.inputs)} -- {', '.join(spec.outputs)})  {flags}".rstrip()

@@ -40,7 +40,7 @@ import functools
 import struct
 
 from . import _runtime, stencil_table
-from ._stencils import HoleValue, Reloc, Stencil
+from ._stencils import HoleValue, Reloc, Stencil, split_variant
 from .ir import EXIT_ACTIONS, LABEL, CacheWords, CodeUnit, Obj, RwWord, Sym, Trace, UOp
 
 PATCH = struct.Struct("<IBBxxq")  # csrc/jitcode.c: offset, kind, base, value
@@ -279,8 +279,23 @@ def _pack_holes(parts, symbols: dict[str, int]) -> bytes:
     return bytes(packed)
 
 
+def _pack_variants(ids: dict[str, int]) -> bytes:
+    """The oparg variants as the runtime takes them: int64 triples (the uop's
+    stencil, oparg, the variant's stencil), from the variants' names."""
+    triples = []
+    for name, variant in ids.items():
+        uop, oparg = split_variant(name)
+        if oparg is not None:
+            if uop not in ids:
+                raise EmitError(f"the stencil table has variant {name} but no {uop}")
+            triples += (ids[uop], oparg, variant)
+    return struct.pack(f"<{len(triples)}q", *triples)
+
+
 def _register() -> None:
-    """Give the runtime every stencil: its bytes and holes (once per stencil table)."""
+    """Give the runtime every stencil: its bytes and holes (once per stencil
+    table), and which are oparg variants of which (the runtime keeps them
+    with the uop's stencil, so that picking one costs an array lookup)."""
     global _registered_digest, _stencil_names, _symbol_names
     digest = stencil_table.digest()
     if digest == _registered_digest:
@@ -303,7 +318,7 @@ def _register() -> None:
     if EXIT_STUB not in ids or ERROR_STUB not in ids or SHIM not in ids:
         raise EmitError("the stencil table has no shim or stubs")
     _runtime.register_stencils(entries, struct.pack(f"<{len(addresses)}q", *addresses),
-                               ids[SHIM], ids[EXIT_STUB], ids[ERROR_STUB])
+                               _pack_variants(ids), ids[SHIM], ids[EXIT_STUB], ids[ERROR_STUB])
     _stencil_ids.clear()
     _stencil_ids.update(ids)
     _stencil_names = names
@@ -412,7 +427,9 @@ class _Made:
         all_words = memoryview(self.words).cast("q")
         for index, uop in enumerate(uops, 1):
             words = all_words[index * U_WORDS:(index + 1) * U_WORDS]
-            placements.append(place(index, "uop", uop.name, uop,
+            # (The stencil the runtime placed: an oparg variant's, maybe.)
+            stencil = self.stencil_names[words[U_STENCIL]]
+            placements.append(place(index, "uop", stencil, uop,
                                     falls_through=index < count - 1,
                                     exit_stub=stub(words[U_EXIT], first_exit),
                                     exit_after_stub=stub(words[U_EXIT_AFTER], first_exit),

@@ -82,13 +82,21 @@ typedef struct {
     cpjit_hole *data_holes;
     Py_ssize_t ngot;        /* the symbols its holes reach through the GOT, first use first */
     int32_t *got;
+    /* A uop's oparg variants (cpjit/_stencils.py VARIANT_OPARGS): variants[oparg]
+     * is the id of its stencil compiled for that oparg, -1 for none. */
+    Py_ssize_t nvariants;
+    int64_t *variants;
+    int is_variant;         /* it is some stencil's variant (variants do not nest) */
 } cpjit_stencil;
 
 /* Registered stencil `id`, or NULL with a ValueError. */
 const cpjit_stencil *cpjit_stencil_at(int64_t id);
-/* The stencil named `name` (an exact str): 1 with its id and needs, 0 if
- * there is none, -1 with an error. */
-int cpjit_uop_stencil(PyObject *name, int64_t *id, int *needs);
+/* The stencil of the uop named `name` (an exact str): 1 with its id, 0 if
+ * there is none (an oparg variant's name is none), -1 with an error. */
+int cpjit_uop_stencil(PyObject *name, int64_t *id);
+/* The stencil to place for a uop of stencil `id` with `oparg`: its variant
+ * for that oparg if it has one, else `id` (a registered id). */
+int64_t cpjit_oparg_variant(int64_t id, int64_t oparg);
 /* The stencils of the shim, exit stubs and error stubs (registered with the table). */
 int64_t cpjit_shim_stencil(void);
 /* Changes with every registration (a stencil id is only good for one). */
@@ -121,8 +129,8 @@ int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64
                         Py_ssize_t ngot, int64_t slots_offset, unsigned char *out,
                         Py_ssize_t *written);
 
-/* register_stencils(stencils, symbol_addresses, shim, exit_stub, error_stub):
- * see resolve.c. */
+/* register_stencils(stencils, symbol_addresses, variants, shim, exit_stub,
+ * error_stub): see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
 
 /* ---- layout.c: a function's code laid out, copied and patched ---- */

@@ -385,19 +385,28 @@ encode_operand(Walk *w, PyObject *operand, int64_t *base, int64_t *value)
     return err;
 }
 
-/* The words of uop `index`, placement l->count (not a label); its operands
- * and exit steps are held while Python code may run (it could change the uop). */
+/* The words of uop `index`, placement l->count (not a label), whose uop has
+ * stencil `stencil`: the stencil placed is its variant for the uop's oparg
+ * if it has one.  Its operands and exit steps are held while Python code may
+ * run (it could change the uop). */
 static int
-describe_uop(Walk *w, Layout *l, PyObject *uop, Py_ssize_t index, int64_t stencil, int needs,
+describe_uop(Walk *w, Layout *l, PyObject *uop, Py_ssize_t index, int64_t stencil,
              int64_t *last_resume, PyObject **last_steps, int64_t *last_exit)
 {
     int64_t *u = l->uops + l->count * U_WORDS;
-    u[U_STENCIL] = stencil;
     u[U_JUMP] = u[U_EXIT] = u[U_EXIT_AFTER] = u[U_ERROR] = -1;
+    if (int_field(w, uop, index, F_OPARG, &u[U_OPARG]) < 0) {
+        return -1;
+    }
+    u[U_STENCIL] = cpjit_oparg_variant(stencil, u[U_OPARG]);
+    const cpjit_stencil *placed = cpjit_stencil_at(u[U_STENCIL]);
+    if (placed == NULL) {
+        return -1;
+    }
+    int needs = placed->needs;   /* (a variant's: the same exits as its uop's stencil) */
     int64_t exit_to = -1, exit_after = -1;
     PyObject *operand0, *operand1, *steps = NULL, *after_steps = NULL;
-    if (int_field(w, uop, index, F_OPARG, &u[U_OPARG]) < 0
-        || int_field(w, uop, index, F_OFFSET, &u[U_INSTR]) < 0
+    if (int_field(w, uop, index, F_OFFSET, &u[U_INSTR]) < 0
         || int_field(w, uop, index, F_JUMP_TO, &w->jump_to[l->count]) < 0
         || (needs & CPJIT_NEEDS_EXIT
             && (int_field(w, uop, index, F_EXIT_TO, &exit_to) < 0
@@ -555,14 +564,14 @@ walk(Walk *w, Layout *l, PyObject *uops, PyObject **exits)
             continue;
         }
         int64_t stencil;
-        int needs, found = cpjit_uop_stencil(name, &stencil, &needs);
+        int found = cpjit_uop_stencil(name, &stencil);
         if (found <= 0) {
             if (found == 0) {
                 PyErr_Format(PyExc_ValueError, "cpjit: no stencil for uop %U", name);
             }
             return -1;
         }
-        if (describe_uop(w, l, uop, index, stencil, needs, &last_resume, &last_steps,
+        if (describe_uop(w, l, uop, index, stencil, &last_resume, &last_steps,
                          &last_exit) < 0) {
             return -1;
         }

@@ -86,10 +86,11 @@ static PyMethodDef module_methods[] = {
      "of code memory live and kept for reuse."},
     {"set_python_hooks", cpjit_set_python_hooks, METH_VARARGS, NULL},
     {"register_stencils", cpjit_register_stencils, METH_VARARGS,
-     "register_stencils(stencils, symbol_addresses, shim, exit_stub, error_stub)\n--\n\n"
+     "register_stencils(stencils, symbol_addresses, variants, shim, exit_stub, error_stub)"
+     "\n--\n\n"
      "Every stencil (name, code, body_size, cold, data, data_align, holes, data_holes), the "
-     "addresses of the symbols their holes name and the shim and stub stencils, for "
-     "emit_trace()."},
+     "addresses of the symbols their holes name, the oparg variants (int64 triples: stencil, "
+     "oparg, variant) and the shim and stub stencils, for emit_trace()."},
     {"emit_trace", cpjit_emit_trace, METH_VARARGS,
      "emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset, "
      "exit_actions, encode_operand, step_value, keepalive)\n--\n\nLay out a trace's "

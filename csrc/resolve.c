@@ -16,7 +16,9 @@
  * patch kind, value code (CPJIT_HOLE_*), part (0 hot, 1 cold), symbol, addend. */
 enum { HOLE_BYTES = 24 };
 /* Bounds on what a stencil table may hold (far above any real stencil). */
-enum { STENCIL_BYTES_LIMIT = 1 << 24, DATA_ALIGN_LIMIT = 1 << 16 };
+enum { STENCIL_BYTES_LIMIT = 1 << 24, DATA_ALIGN_LIMIT = 1 << 16, VARIANT_OPARG_LIMIT = 256 };
+/* An oparg variant as emit.py packs it: int64 stencil, oparg, variant. */
+enum { VARIANT_BYTES = 24 };
 
 static cpjit_stencil *registry;
 static Py_ssize_t registry_size;
@@ -38,8 +40,11 @@ clear_stencil(cpjit_stencil *stencil)
     PyMem_Free(stencil->holes);
     PyMem_Free(stencil->data_holes);
     PyMem_Free(stencil->got);
+    PyMem_Free(stencil->variants);
     stencil->holes = stencil->data_holes = NULL;
     stencil->got = NULL;
+    stencil->variants = NULL;
+    stencil->nvariants = 0;
 }
 
 static void
@@ -81,7 +86,7 @@ cpjit_symbol_address(int32_t symbol)
 }
 
 int
-cpjit_uop_stencil(PyObject *name, int64_t *id, int *needs)
+cpjit_uop_stencil(PyObject *name, int64_t *id)
 {
     if (stencil_ids == NULL) {
         PyErr_SetString(PyExc_ValueError, "cpjit: no stencils registered");
@@ -93,8 +98,22 @@ cpjit_uop_stencil(PyObject *name, int64_t *id, int *needs)
         return PyErr_Occurred() ? -1 : 0;
     }
     *id = PyLong_AsLongLong(found);
-    *needs = registry[*id].needs;
-    return 1;
+    /* A variant is only placed for its oparg (cpjit_oparg_variant), never by
+     * its name: its code is only right for that oparg. */
+    return registry[*id].is_variant ? 0 : 1;
+}
+
+int64_t
+cpjit_oparg_variant(int64_t id, int64_t oparg)
+{
+    if (id < 0 || id >= registry_size) {
+        return id;   /* (cpjit_stencil_at refuses it) */
+    }
+    const cpjit_stencil *stencil = &registry[id];
+    if (oparg >= 0 && oparg < stencil->nvariants && stencil->variants[oparg] >= 0) {
+        return stencil->variants[oparg];
+    }
+    return id;
 }
 
 /* Decode packed holes (bytes), each checked to lie inside its part of
@@ -208,14 +227,74 @@ register_one(cpjit_stencil *stencil, PyObject *item)
     return summarize(stencil);
 }
 
+/* The oparg variants, packed int64 triples (stencil, oparg, variant), into
+ * each stencil's `variants` (all stencils registered); 0 or -1.  Each id is
+ * checked, and that a variant is no stencil's variant twice, has none itself,
+ * is not the stencil it stands for and is its only one for that oparg. */
+static int
+register_variants(PyObject *packed)
+{
+    const char *at = PyBytes_AS_STRING(packed);
+    Py_ssize_t n = PyBytes_GET_SIZE(packed) / VARIANT_BYTES;
+    if (PyBytes_GET_SIZE(packed) % VARIANT_BYTES != 0) {
+        PyErr_SetString(PyExc_ValueError, "cpjit: bad oparg variants");
+        return -1;
+    }
+    /* Check every triple, and size each stencil's table by its largest oparg. */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        int64_t v[3];
+        memcpy(v, at + k * VARIANT_BYTES, sizeof v);
+        if (v[0] < 0 || v[0] >= registry_size || v[2] < 0 || v[2] >= registry_size
+            || v[0] == v[2] || v[1] < 0 || v[1] >= VARIANT_OPARG_LIMIT
+            || registry[v[2]].is_variant) {
+            PyErr_Format(PyExc_ValueError, "cpjit: bad oparg variant %zd", k);
+            return -1;
+        }
+        registry[v[2]].is_variant = 1;
+        if (registry[v[0]].nvariants <= v[1]) {
+            registry[v[0]].nvariants = v[1] + 1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < registry_size; i++) {
+        cpjit_stencil *stencil = &registry[i];
+        if (stencil->nvariants == 0) {
+            continue;
+        }
+        if (stencil->is_variant) {
+            PyErr_Format(PyExc_ValueError, "cpjit: variant %U has variants", stencil->name);
+            return -1;
+        }
+        stencil->variants = PyMem_Malloc(sizeof(int64_t) * (size_t)stencil->nvariants);
+        if (stencil->variants == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t oparg = 0; oparg < stencil->nvariants; oparg++) {
+            stencil->variants[oparg] = -1;
+        }
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        int64_t v[3];
+        memcpy(v, at + k * VARIANT_BYTES, sizeof v);
+        int64_t *slot = &registry[v[0]].variants[v[1]];
+        if (*slot >= 0) {
+            PyErr_Format(PyExc_ValueError, "cpjit: two variants of %U for oparg %lld",
+                         registry[v[0]].name, (long long)v[1]);
+            return -1;
+        }
+        *slot = v[2];
+    }
+    return 0;
+}
+
 PyObject *
 cpjit_register_stencils(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *stencils;
+    PyObject *stencils, *variants;
     Py_buffer symbols;
     long long shim_id, exit_id, error_id;
-    if (!PyArg_ParseTuple(args, "O!y*LLL:register_stencils", &PyList_Type, &stencils, &symbols,
-                          &shim_id, &exit_id, &error_id)) {
+    if (!PyArg_ParseTuple(args, "O!y*O!LLL:register_stencils", &PyList_Type, &stencils,
+                          &symbols, &PyBytes_Type, &variants, &shim_id, &exit_id, &error_id)) {
         return NULL;
     }
     clear_registry();
@@ -257,6 +336,10 @@ cpjit_register_stencils(PyObject *Py_UNUSED(module), PyObject *args)
     if (PyDict_GET_SIZE(stencil_ids) != count) {
         clear_registry();
         return PyErr_Format(PyExc_ValueError, "cpjit: two stencils have the same name");
+    }
+    if (register_variants(variants) < 0) {
+        clear_registry();
+        return NULL;
     }
     if (shim_id < 0 || shim_id >= count || exit_id < 0 || exit_id >= count || error_id < 0
         || error_id >= count) {

@@ -60,7 +60,14 @@ cpjit_hole_value(const void *symbol)
     return value;
 }
 
+/* An oparg variant (cpjit/_stencils.py VARIANT_OPARGS) is compiled with its
+ * oparg a constant: no _JIT_OPARG hole, and clang folds the stack offsets
+ * and unrolls the loops that depend on it. */
+#ifdef CPJIT_FIXED_OPARG
+#define oparg ((int)(CPJIT_FIXED_OPARG))
+#else
 #define oparg ((int)(uint32_t)cpjit_hole_value(_JIT_OPARG))
+#endif
 #define operand0 cpjit_hole_value(_JIT_OPERAND0)
 #define operand1 cpjit_hole_value(_JIT_OPERAND1)
 

@@ -210,3 +210,30 @@ def test_stencils_command_lists_every_stencil():
     for name in stencil_table.stencils():
         assert f"\n{name}: " in out
     assert "continue" in out and "rel32" in out and "gotrel32" in out and "abs64" in out
+
+
+def test_oparg_variants_are_generated_for_runs_of_exactly_oparg_items():
+    """The uops with an `x[oparg]` input or output, and only those, get a
+    variant per VARIANT_OPARGS in the table: its source defines the oparg
+    before including the template, and its code has no oparg hole."""
+    from cpjit import stencil_table
+    from cpjit._build import cgen
+    from cpjit._stencils import VARIANT_OPARGS, HoleValue, split_variant, variant_name
+    uops = uopdefs.load(ROOT)
+    with_runs = {uop.name for uop in uops if uop.variant_opargs}
+    assert {"_CALL_FUNCTION", "_BUILD_TUPLE", "_UNPACK_SEQUENCE_EXACT"} <= with_runs
+    assert "_BUILD_MAP" not in with_runs  # values[oparg*2]: no variants
+    for uop in uops:
+        assert uop.variant_opargs == (VARIANT_OPARGS if any(
+            item.size == "oparg" for item in uop.inputs + uop.outputs) else ())
+    call = next(uop for uop in uops if uop.name == "_CALL_FUNCTION")
+    source = cgen.stencil_source(call, 2)
+    assert source.index("#define CPJIT_FIXED_OPARG 2") < source.index('#include "template.h"')
+    assert "CPJIT_FIXED_OPARG" not in cgen.stencil_source(call)
+    stencils = stencil_table.stencils()
+    variants = {name for name in stencils if split_variant(name)[1] is not None}
+    assert variants == {variant_name(name, oparg) for name in with_runs
+                        for oparg in VARIANT_OPARGS}
+    for name in variants:
+        holes = stencils[name].holes + stencils[name].cold_holes
+        assert all(hole.value is not HoleValue.OPARG for hole in holes), name

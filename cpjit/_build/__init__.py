@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .._stencils import variant_name
 from . import cgen, clang, uopdefs, writer
 
 SHIM = "shim"  # the entry trampoline: not a uop, compiled from stencils/shim.c
@@ -127,10 +128,12 @@ def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uo
     with tempfile.TemporaryDirectory(prefix="cpjit-stencils-") as tmp:
         work = Path(tmp)
         jobs = [(SHIM, root / "stencils" / "shim.c")]
-        for uop in uops:
-            source = work / f"{uop.name}.c"
-            source.write_text(cgen.stencil_source(uop))
-            jobs.append((uop.name, source))
+        for uop in uops:  # each uop's stencil, then its oparg variants
+            for oparg in (None, *uop.variant_opargs):
+                name = uop.name if oparg is None else variant_name(uop.name, oparg)
+                source = work / f"{name}.c"
+                source.write_text(cgen.stencil_source(uop, oparg))
+                jobs.append((name, source))
 
         def compile_one(job):
             name, source = job
@@ -151,8 +154,10 @@ def build(root: Path, output: Path | None = None, *, uop_dir: str = "stencils/uo
     os.replace(temporary, output)
     elapsed = time.perf_counter() - started
     total_bytes = sum(len(s.code) for s, _ in stencils)
-    log(f"cpjit build: compiled {len(stencils)} stencils ({total_bytes} bytes of code) with "
-        f"clang {compiler.version} in {elapsed:.1f}s -> {output}")
+    variants = sum(len(uop.variant_opargs) for uop in uops)
+    log(f"cpjit build: compiled {len(stencils)} stencils ({variants} of them oparg variants; "
+        f"{total_bytes} bytes of code) with clang {compiler.version} in {elapsed:.1f}s "
+        f"-> {output}")
     _byte_compile(output, log, rewritten=True)
     return output
 

@@ -6,6 +6,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+from .._stencils import VARIANT_OPARGS
+
 DECLARED_FLAGS = frozenset({"ESCAPES", "SYNCS_FRAME"})
 
 # Parentheses nest (three levels) in the stack effect: sizes like
@@ -102,6 +104,14 @@ class UopDef:
     @property
     def source(self) -> str:
         return f"{self.path}:{self.line}"
+
+    @property
+    def variant_opargs(self) -> tuple[int, ...]:
+        """The opargs the build compiles a variant of this uop for (_stencils.VARIANT_OPARGS):
+        all of them if an input or output is a run of exactly `oparg` items, else none."""
+        if any(item.size == "oparg" for item in self.inputs + self.outputs):
+            return VARIANT_OPARGS
+        return ()
 
 
 def total(items: tuple[StackItem, ...]) -> str:

@@ -97,13 +97,13 @@ _SLICES = {("_BINARY_SUBSCR", list): "_BINARY_SLICE_LIST",
 
 
 def fuse_slices(trace: Trace, context: Context) -> list[str]:
-    """`a[i:j]`, `a[i:j:k]` (lists; tuples and strs with step 1) and
-    `a[i:j] = v` (lists) where the feedback saw that container type: the
-    _BUILD_SLICE and the generic subscript after it become one uop that
-    makes no slice object.  It is the subscript's instruction (errors and
-    tracebacks are its) and side-exits to the BUILD_SLICE (exit_to), where the
-    stack is what the fused uop starts from.  Not where such exits kept being
-    taken (feedback.no_speculation).  The analysis is kept
+    """`a[i:j]`, `a[i:j:k]` (lists, tuples, strs) and `a[i:j] = v` (lists)
+    where the feedback saw that container type: the _BUILD_SLICE and the
+    generic subscript after it become one uop that makes no slice object (but
+    for a tuple's or str's step).  It is the subscript's instruction (errors
+    and tracebacks are its) and side-exits to the BUILD_SLICE (exit_to), where
+    the stack is what the fused uop starts from.  Not where such exits kept
+    being taken (feedback.no_speculation).  The analysis is kept
     (analysis.fuse_pairs): the pair pushed an item of unknown type, as the
     fused uop does."""
     uops = trace.uops

@@ -97,6 +97,25 @@ cpjit_slice_indices(PyObject *start, PyObject *stop, PyObject *step, Py_ssize_t 
     return PySlice_AdjustIndices(size, istart, istop, *istep);
 }
 
+/* container[start:stop:step] through a slice object, for an exact tuple or
+ * str whose bounds cpjit_slice_indices took (None or compact ints, a step
+ * not 0): its subscript function runs no Python code then, and can only
+ * fail for memory (NULL with the error set: the caller clears it and
+ * side-exits). */
+static inline __attribute__((always_inline)) PyObject *
+cpjit_subscript_slice(PyObject *container, PyObject *start, PyObject *stop, PyObject *step)
+{
+    PyObject *slice = PySlice_New(start, stop, step);
+    if (slice == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_GetItem(container, slice);
+    /* (CPython's own release: a slice of ints and None frees nothing that
+     * could run code, so it needs none of cpjit_decref's frame care.) */
+    Py_DecRef(slice);
+    return res;
+}
+
 /* The global `name` through its cache (stencils/uops/caches.c), or NULL
  * where the cache does not hold it (a borrowed reference). */
 static inline __attribute__((always_inline)) PyObject *

@@ -89,6 +89,21 @@ def test_three_bounds(seq, uop):
             same_as_plain(w, three, seq, i, j, k)
 
 
+@pytest.mark.parametrize("seq, uop", [((1, 2, 3, 4, 5), "_BINARY_SLICE_TUPLE"),
+                                      ("reversed", "_BINARY_SLICE_STR"),
+                                      ("héllo wörld", "_BINARY_SLICE_STR")])
+def test_a_step_on_tuples_and_strs_stays_in_machine_code(seq, uop):
+    """`s[::-1]`: the uop makes the slice object itself, without side exits."""
+    def reverse(seq):
+        return seq[::-1], seq[1::2], seq[::-2]
+
+    w = fused(reverse, seq, name=uop)
+    exits = sum(w.stats["side_exits"].values())
+    for _ in range(5):
+        same_as_plain(w, reverse, seq)
+    assert sum(w.stats["side_exits"].values()) == exits
+
+
 def test_a_list_slice_shares_its_items():
     item = object()
 

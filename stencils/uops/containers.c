@@ -197,8 +197,10 @@ UOP(_BUILD_SLICE, (start, stop, step[oparg] -- slice), 0) {
 // container and the bounds on the stack (exit_to), when the container is not
 // of the uop's type or a bound is not None or a compact int.  Each does what
 // the type's subscript function does with the slice (Objects/listobject.c,
-// tupleobject.c, unicodeobject.c).  Out of memory, the error is cleared and
-// the uop side-exits: the interpreter, redoing it, raises it itself.
+// tupleobject.c, unicodeobject.c), or, for a tuple's or str's step other
+// than 1 (rare, but `s[::-1]`), makes the slice object after all.  Out of
+// memory, the error is cleared and the uop side-exits: the interpreter,
+// redoing it, raises it itself.
 
 // container[start:stop] and container[start:stop:step] of an exact list.
 UOP(_BINARY_SLICE_LIST, (container, start, stop, step[oparg] -- res), 0) {
@@ -232,14 +234,15 @@ UOP(_BINARY_SLICE_LIST, (container, start, stop, step[oparg] -- res), 0) {
     }
 }
 
-// container[start:stop] of an exact tuple (a step other than 1: side exit).
+// container[start:stop] and container[start:stop:step] of an exact tuple.
 UOP(_BINARY_SLICE_TUPLE, (container, start, stop, step[oparg] -- res), 0) {
     Py_ssize_t istart, istop, istep;
     DEOPT_IF(!PyTuple_CheckExact(container));
     Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
                                             PyTuple_GET_SIZE(container), &istart, &istop, &istep);
-    DEOPT_IF(length < 0 || istep != 1);
-    res = PyTuple_GetSlice(container, istart, istop);
+    DEOPT_IF(length < 0);
+    res = istep == 1 ? PyTuple_GetSlice(container, istart, istop)
+                     : cpjit_subscript_slice(container, start, stop, oparg ? step[0] : Py_None);
     if (UNLIKELY(res == NULL)) {
         PyErr_Clear();
         DEOPT_IF(1);
@@ -252,16 +255,17 @@ UOP(_BINARY_SLICE_TUPLE, (container, start, stop, step[oparg] -- res), 0) {
     }
 }
 
-// container[start:stop] of an exact str (a step other than 1: side exit).
+// container[start:stop] and container[start:stop:step] of an exact str.
 UOP(_BINARY_SLICE_STR, (container, start, stop, step[oparg] -- res), 0) {
     Py_ssize_t istart, istop, istep;
     DEOPT_IF(!PyUnicode_CheckExact(container) || !PyUnicode_IS_READY(container));
     Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
                                             PyUnicode_GET_LENGTH(container), &istart, &istop,
                                             &istep);
-    DEOPT_IF(length < 0 || istep != 1);
-    res = length == 0 ? PyUnicode_New(0, 0)
-                      : PyUnicode_Substring(container, istart, istart + length);
+    DEOPT_IF(length < 0);
+    res = istep != 1 ? cpjit_subscript_slice(container, start, stop, oparg ? step[0] : Py_None)
+          : length == 0 ? PyUnicode_New(0, 0)
+          : PyUnicode_Substring(container, istart, istart + length);
     if (UNLIKELY(res == NULL)) {
         PyErr_Clear();
         DEOPT_IF(1);

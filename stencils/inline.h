@@ -97,6 +97,24 @@ cpjit_slice_indices(PyObject *start, PyObject *stop, PyObject *step, Py_ssize_t 
     return PySlice_AdjustIndices(size, istart, istop, *istep);
 }
 
+/* The end of a _BINARY_SLICE_* uop (its inputs named container, start,
+ * stop and step[oparg]): without a result (memory ran out) the error is
+ * cleared and the uop side-exits, for the interpreter to redo the
+ * instruction; else its inputs are released. */
+#define SLICE_DONE(res)                                 \
+    do {                                                \
+        if (UNLIKELY((res) == NULL)) {                  \
+            PyErr_Clear();                              \
+            DEOPT_IF(1);                                \
+        }                                               \
+        Py_DECREF(container);                           \
+        Py_DECREF(start);                               \
+        Py_DECREF(stop);                                \
+        if (oparg) {                                    \
+            Py_DECREF(step[0]);                         \
+        }                                               \
+    } while (0)
+
 /* container[start:stop:step] through a slice object, for an exact tuple or
  * str whose bounds cpjit_slice_indices took (None or compact ints, a step
  * not 0): its subscript function runs no Python code then, and can only

@@ -222,16 +222,7 @@ UOP(_BINARY_SLICE_LIST, (container, start, stop, step[oparg] -- res), 0) {
             }
         }
     }
-    if (UNLIKELY(res == NULL)) {
-        PyErr_Clear();
-        DEOPT_IF(1);
-    }
-    Py_DECREF(container);
-    Py_DECREF(start);
-    Py_DECREF(stop);
-    if (oparg) {
-        Py_DECREF(step[0]);
-    }
+    SLICE_DONE(res);
 }
 
 // container[start:stop] and container[start:stop:step] of an exact tuple.
@@ -243,16 +234,7 @@ UOP(_BINARY_SLICE_TUPLE, (container, start, stop, step[oparg] -- res), 0) {
     DEOPT_IF(length < 0);
     res = istep == 1 ? PyTuple_GetSlice(container, istart, istop)
                      : cpjit_subscript_slice(container, start, stop, oparg ? step[0] : Py_None);
-    if (UNLIKELY(res == NULL)) {
-        PyErr_Clear();
-        DEOPT_IF(1);
-    }
-    Py_DECREF(container);
-    Py_DECREF(start);
-    Py_DECREF(stop);
-    if (oparg) {
-        Py_DECREF(step[0]);
-    }
+    SLICE_DONE(res);
 }
 
 // container[start:stop] and container[start:stop:step] of an exact str.
@@ -266,16 +248,7 @@ UOP(_BINARY_SLICE_STR, (container, start, stop, step[oparg] -- res), 0) {
     res = istep != 1 ? cpjit_subscript_slice(container, start, stop, oparg ? step[0] : Py_None)
           : length == 0 ? PyUnicode_New(0, 0)
           : PyUnicode_Substring(container, istart, istart + length);
-    if (UNLIKELY(res == NULL)) {
-        PyErr_Clear();
-        DEOPT_IF(1);
-    }
-    Py_DECREF(container);
-    Py_DECREF(start);
-    Py_DECREF(stop);
-    if (oparg) {
-        Py_DECREF(step[0]);
-    }
+    SLICE_DONE(res);
 }
 
 // container[start:stop] = value on an exact list (a step other than 1: side

@@ -225,22 +225,22 @@ def _compile_nested(code: types.CodeType, qualname: str, globals_: dict,
     last compilation's, gives each its feedback, as a recompilation of a
     function has.  One that cannot be compiled runs in the interpreter; the
     dump says why."""
-    last = {n.code: n for n in previous}
+    last = {id(n.code): n for n in previous}  # (by identity: equal code objects compare equal)
     nested = []
     for const in code.co_consts:
         if not isinstance(const, types.CodeType) or const.co_name not in COMPREHENSIONS:
             continue
         name = f"{qualname}.{const.co_name}"
         options = {"profile": profile}
-        before = last.get(const)
+        before = last.get(id(const))
         if before is not None and before.record is not None:
             options["feedback"] = _learned(before.record, before.record.emitted.code)
         try:
             record = pipeline.compile_code(const, name, keep=keep, globals_=globals_, **options)
-        except (translate.Unsupported, pipeline.PassError) as error:
-            nested.append(NestedCode(const, name, None, str(error)))
+            _runtime.attach_code(record.emitted.code)
+        except (translate.Unsupported, pipeline.PassError, MemoryError) as error:
+            nested.append(NestedCode(const, name, None, str(error) or type(error).__name__))
             continue
-        _runtime.attach_code(record.emitted.code)
         nested.append(NestedCode(const, name, record))
         nested += _compile_nested(const, name, globals_, previous, profile, keep)
     return nested

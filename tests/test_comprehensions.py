@@ -162,3 +162,21 @@ def test_the_dump_shows_the_comprehensions():
         assert f"    {name}: " in text and " uops, " in text
         assert f"cpjit dump of {w.__module__}.{name}" in text  # its own dump follows
     assert text.count("== 5. Machine code ==") == 3
+
+
+def test_a_comprehension_that_does_not_compile_runs_in_the_interpreter(monkeypatch):
+    from cpjit import pipeline
+
+    compile_code = pipeline.compile_code
+
+    def refusing(code, qualname, **options):
+        if code.co_name == "<listcomp>":
+            raise pipeline.PassError("pass unbox failed on it: a test")
+        return compile_code(code, qualname, **options)
+
+    monkeypatch.setattr(pipeline, "compile_code", refusing)
+    w = check(comprehensions, list(range(20)), 2, calls=8)
+    reasons = {n.qualname: n.reason for n in w._info.nested}
+    assert reasons["comprehensions.<listcomp>"] == "pass unbox failed on it: a test"
+    assert reasons["comprehensions.<setcomp>"] is None
+    assert "comprehensions.<listcomp>: runs in the interpreter: pass unbox failed" in w.dump()

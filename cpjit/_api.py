@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import types
@@ -12,6 +13,12 @@ DEFAULT_WARMUP = 8  # calls in the interpreter before compiling a function witho
 FAILING_EXITS = 8  # exits through one stub that make its instruction compile generically
 MAX_GENERATIONS = 6  # compilations of one function (first, profile, exit storms)
 PROFILE_CALLS = 4  # calls a profile may take while some of its sites have not run
+
+
+# The code objects compiled with the function whose code holds them as
+# constants: comprehensions, which it calls as functions (their machine code
+# is attached to the code object, and calls from machine code run it).
+COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>"})
 
 
 class JitError(Exception):
@@ -139,6 +146,11 @@ def _compile(wrapper, *, strict: bool, dump: bool) -> None:
         return _fail(wrapper, strict, _unsupported_message(func, record.trace), record)
     if previous is not None and options:
         record.generation = previous.generation + 1
+    record.nested = _compile_nested(func.__code__, _describe(func), func.__globals__,
+                                    previous.nested if previous is not None else [],
+                                    options.get("profile", True), keep)
+    if any(n.record.profile for n in record.nested if n.record is not None):
+        record.profile = True  # (the comprehensions' profiles are read at the recompile)
     # A profiling compilation is compiled again at the next call, with the profile.
     wrapper._install(record.emitted.code, record, 1 if record.profile else 0)
     if os.environ.get("CPJIT_PERF_MAP", "") not in ("", "0"):
@@ -154,7 +166,6 @@ def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
     the profile it recorded becomes feedback, and instructions whose side
     exits keep being taken are compiled without speculation."""
     code = wrapper._code
-    trace = previous.trace
     if previous.profile and previous.profiled_calls + 1 < PROFILE_CALLS \
             and _unrun_profile_sites(previous, code):
         # Code that has not run yet (a loop the first call skipped) would be
@@ -162,21 +173,77 @@ def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
         previous.profiled_calls += 1
         wrapper._install(code, previous, 1)
         return None
-    starts = {ins.start: ins.offset for ins in trace.instructions}
-    failing = {starts.get(resume, resume) for resume, taken in
-               previous.emitted.exit_counts(code).items() if taken >= FAILING_EXITS}
+    failing = _failing(previous, code)
     known = previous.feedback.no_speculation if previous.feedback else frozenset()
     if (not previous.profile and not failing - known) or previous.generation >= MAX_GENERATIONS:
         code.quiet_exits()  # nothing a new compilation would do better
         return None
+    return {"feedback": _learned(previous, code), "profile": False}
+
+
+def _failing(previous: pipeline.CompileRecord, code) -> set[int]:
+    """The instructions whose side exits in `code` (the machine code of
+    `previous`) kept being taken."""
+    starts = {ins.start: ins.offset for ins in previous.trace.instructions}
+    return {starts.get(resume, resume) for resume, taken in
+            previous.emitted.exit_counts(code).items() if taken >= FAILING_EXITS}
+
+
+def _learned(previous: pipeline.CompileRecord, code) -> feedback.Feedback:
+    """The feedback of a new compilation of `previous`'s code: tier 1's, the
+    profile `code` recorded (if it did), what `previous` knew, and the
+    instructions whose side exits kept being taken, not to speculate on."""
+    trace = previous.trace
     learned = feedback.from_tier1(trace.code, trace.instructions)
     if previous.profile:
         learned = feedback.merged(learned, feedback.from_profile(trace,
                                                                  previous.emitted.cache_words(code)))
     if previous.feedback is not None:
         learned = feedback.merged(learned, previous.feedback)
-    learned.no_speculation = known | failing
-    return {"feedback": learned, "profile": False}
+    known = previous.feedback.no_speculation if previous.feedback else frozenset()
+    learned.no_speculation = known | _failing(previous, code)
+    return learned
+
+
+@dataclasses.dataclass
+class NestedCode:
+    """A comprehension compiled with its function: its compilation, or why it
+    runs in the interpreter."""
+
+    code: types.CodeType
+    qualname: str
+    record: pipeline.CompileRecord | None
+    reason: str | None = None
+
+
+def _compile_nested(code: types.CodeType, qualname: str, globals_: dict,
+                    previous: list[NestedCode], profile: bool, keep: bool) -> list[NestedCode]:
+    """Compile the comprehensions among `code`'s constants (and theirs) and
+    attach their machine code to their code objects: a call from machine
+    code runs it (the comprehension a jitted function makes and calls at
+    once; from the interpreter it runs there, as before).  `previous`, the
+    last compilation's, gives each its feedback, as a recompilation of a
+    function has.  One that cannot be compiled runs in the interpreter; the
+    dump says why."""
+    last = {id(n.code): n for n in previous}  # (by identity: equal code objects compare equal)
+    nested = []
+    for const in code.co_consts:
+        if not isinstance(const, types.CodeType) or const.co_name not in COMPREHENSIONS:
+            continue
+        name = f"{qualname}.{const.co_name}"
+        options = {"profile": profile}
+        before = last.get(id(const))
+        if before is not None and before.record is not None:
+            options["feedback"] = _learned(before.record, before.record.emitted.code)
+        try:
+            record = pipeline.compile_code(const, name, keep=keep, globals_=globals_, **options)
+            _runtime.attach_code(record.emitted.code)
+        except (translate.Unsupported, pipeline.PassError, MemoryError) as error:
+            nested.append(NestedCode(const, name, None, str(error) or type(error).__name__))
+            continue
+        nested.append(NestedCode(const, name, record))
+        nested += _compile_nested(const, name, globals_, previous, profile, keep)
+    return nested
 
 
 def _unrun_profile_sites(record: pipeline.CompileRecord, code) -> bool:

@@ -517,6 +517,15 @@ def _stats(dump: _Dump) -> Lines:
         yield f"  compile time: {record.seconds * 1e3:.3f} ms ({passes})"
     else:
         yield f"  passes: {', '.join(r.name for r in record.reports)}"
+    if record.nested:
+        yield ("  comprehensions compiled with it (their machine code runs when this code "
+               "calls them; their dumps follow):")
+        for nested in record.nested:
+            if nested.record is None:
+                yield f"    {nested.qualname}: runs in the interpreter: {nested.reason}"
+            else:
+                yield (f"    {nested.qualname}: {nested.record.uop_count} uops, "
+                       f"{nested.record.emitted.size} bytes")
 
 
 SECTIONS: list[Callable[[_Dump], Lines]] = [
@@ -545,7 +554,23 @@ def dump_text(wrapper, *, absolute: bool = False, timings: bool = True,
     """wrapper.dump(): the dump of a jit wrapper's compilation.  absolute=True shows
     addresses in memory; timings=False leaves out compile times (stable text);
     `sections` picks some of SECTION_NAMES."""
-    return render(subject_of(wrapper), absolute=absolute, timings=timings, sections=sections)
+    subject = subject_of(wrapper)
+    text = render(subject, absolute=absolute, timings=timings, sections=sections)
+    for nested in subject.record.nested if subject.record is not None else ():
+        if nested.record is not None:
+            text += "\n" + render(subject_of_nested(wrapper, nested), absolute=absolute,
+                                   timings=timings, sections=sections)
+    return text
+
+
+def subject_of_nested(wrapper, nested) -> Subject:
+    """The Subject of a comprehension compiled with a jit wrapper's function
+    (cpjit/_api.py NestedCode)."""
+    subject = Subject(f"{wrapper.__module__}.{nested.qualname}", nested.code,
+                      record=nested.record, fallback_reason=nested.reason)
+    if nested.record is not None:
+        subject.listings, subject.listings_note = _listings(nested.record)
+    return subject
 
 
 def emit_dump(wrapper, record, *, force: bool = False) -> None:
@@ -670,7 +695,10 @@ def write_perf_map(wrapper, record) -> None:
     """With CPJIT_PERF_MAP=1, add the regions of a new compilation to /tmp/perf-PID.map."""
     if os.environ.get("CPJIT_PERF_MAP", "") in ("", "0") or record.emitted is None:
         return
-    text = "".join(f"{start:x} {size:x} {name}\n" for start, size, name in
-                   placement_regions(record, f"{wrapper.__module__}.{wrapper.__qualname__}"))
+    regions = placement_regions(record, f"{wrapper.__module__}.{wrapper.__qualname__}")
+    for nested in record.nested:  # (its comprehensions)
+        if nested.record is not None:
+            regions += placement_regions(nested.record, f"{wrapper.__module__}.{nested.qualname}")
+    text = "".join(f"{start:x} {size:x} {name}\n" for start, size, name in regions)
     with open(f"/tmp/perf-{os.getpid()}.map", "a") as file:  # one write: threads don't mix lines
         file.write(text)

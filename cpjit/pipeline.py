@@ -44,6 +44,9 @@ class CompileRecord:
     profile: bool = False  # the code records a type profile
     profiled_calls: int = 0  # calls of the profiling code waited for so far
     generation: int = 1  # how many times the function was compiled
+    # Its comprehensions, compiled with it and attached to their code objects
+    # (cpjit/_api.py NestedCode).
+    nested: list = dataclasses.field(default_factory=list)
 
     def options(self) -> dict:
         """compile_code() keyword arguments that compile the same code the same way."""

@@ -192,6 +192,17 @@ PyObject *cpjit_call_jitted(PyObject *func, JitCode *code, PyObject *const *args
 /* Raise RecursionError instead of overflowing the C stack.  0 or -1. */
 int cpjit_check_c_stack(void);
 
+/* Code compiled for a code object that is not a JitFunction's (the
+ * comprehensions of a jitted function): attached to the code object through
+ * PEP 523's co_extra, as a borrowed pointer, so that calls from machine code
+ * of any function with that code run it (cpjit_call).  The JitCode detaches
+ * itself when it dies.  cpjit_code_extra_init at module load (0 or -1);
+ * attach: 0, or -1 with an error. */
+int cpjit_code_extra_init(void);
+int cpjit_attach_code(JitCode *code);
+JitCode *cpjit_attached_code(PyObject *co);
+void cpjit_detach_code(JitCode *code);
+
 /* Counters visible from Python (cpjit._runtime.counters()). */
 typedef struct {
     unsigned long long entries;     /* frames run by machine code */

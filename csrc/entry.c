@@ -399,6 +399,47 @@ call_c(PyThreadState *tstate, PyObject *callable, PyObject *const *args, Py_ssiz
     return NULL;
 }
 
+/* ---- code attached to code objects (comprehensions) ---- */
+
+static Py_ssize_t code_extra_index = -1;
+
+int
+cpjit_code_extra_init(void)
+{
+    /* No free function: the pointer is borrowed (see cpjit_detach_code). */
+    code_extra_index = _PyEval_RequestCodeExtraIndex(NULL);
+    return code_extra_index < 0 ? -1 : 0;
+}
+
+int
+cpjit_attach_code(JitCode *code)
+{
+    if (code_extra_index < 0 || code->co == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cpjit: cannot attach code");
+        return -1;
+    }
+    return _PyCode_SetExtra(code->co, code_extra_index, code);
+}
+
+JitCode *
+cpjit_attached_code(PyObject *co)
+{
+    void *extra = NULL;
+    if (code_extra_index < 0 || _PyCode_GetExtra(co, code_extra_index, &extra) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return (JitCode *)extra;
+}
+
+void
+cpjit_detach_code(JitCode *code)
+{
+    if (cpjit_attached_code(code->co) == code) {
+        (void)_PyCode_SetExtra(code->co, code_extra_index, NULL);
+    }
+}
+
 PyObject *
 cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject *const *args,
            size_t nargsf, PyObject *kwnames)
@@ -420,6 +461,16 @@ cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject 
         }
         return PyObject_Vectorcall(callable, args, nargsf, kwnames);
     }
+    if (PyFunction_Check(callable)) {
+        /* A function whose code has machine code attached (a comprehension
+         * of a jitted function), unless its side exits keep being taken. */
+        JitCode *code = cpjit_attached_code(((PyFunctionObject *)callable)->func_code);
+        if (code != NULL && code->rwdata[CPJIT_RW_EXITS] < CPJIT_EXIT_STORM) {
+            return call_compiled(tstate, callable, code, args, nargsf, kwnames,
+                                 state->stack_limit);
+        }
+        return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+    }
     int handled;
     PyObject *result = call_c(tstate, callable, args, PyVectorcall_NARGS(nargsf), kwnames,
                               &handled);
@@ -430,6 +481,33 @@ cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject 
 }
 
 #else  /* !CPJIT_SUPPORTED */
+
+int
+cpjit_code_extra_init(void)
+{
+    return 0;
+}
+
+int
+cpjit_attach_code(JitCode *code)
+{
+    (void)code;
+    PyErr_SetString(PyExc_RuntimeError, "cpjit: not supported on this version");
+    return -1;
+}
+
+JitCode *
+cpjit_attached_code(PyObject *co)
+{
+    (void)co;
+    return NULL;
+}
+
+void
+cpjit_detach_code(JitCode *code)
+{
+    (void)code;
+}
 
 int
 cpjit_check_c_stack(void)

@@ -279,6 +279,9 @@ jitcode_dealloc(JitCode *self)
         release_code_memory(self->memory, self->mapped_size);
     }
     PyMem_Free(self->rwdata);
+    if (self->co != NULL) {
+        cpjit_detach_code(self);   /* (before its code object may go) */
+    }
     Py_CLEAR(self->co);
     Py_CLEAR(self->keepalive);
     Py_TYPE(self)->tp_free((PyObject *)self);

@@ -75,7 +75,40 @@ counters(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
                          "pooled_bytes", cpjit_stats.pooled_bytes);
 }
 
+static PyObject *
+attach_code(PyObject *Py_UNUSED(module), PyObject *code)
+{
+    if (!JitCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "attach_code() expects a JitCode");
+        return NULL;
+    }
+    if (cpjit_attach_code((JitCode *)code) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+attached_code(PyObject *Py_UNUSED(module), PyObject *co)
+{
+    if (!PyCode_Check(co)) {
+        PyErr_SetString(PyExc_TypeError, "attached_code() expects a code object");
+        return NULL;
+    }
+    JitCode *code = cpjit_attached_code(co);
+    if (code == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(code);
+    return (PyObject *)code;
+}
+
 static PyMethodDef module_methods[] = {
+    {"attach_code", attach_code, METH_O,
+     "attach_code(jitcode)\n--\n\nRun `jitcode` for every call from machine code of a "
+     "function with its code object (a comprehension's), until the JitCode dies."},
+    {"attached_code", attached_code, METH_O,
+     "attached_code(co)\n--\n\nThe JitCode attached to code object `co`, or None."},
     {"lookup_symbol", lookup_symbol, METH_O,
      "lookup_symbol(name)\n--\n\nAddress of a C symbol machine code may call: the "
      "runtime's own (CPJIT_RUNTIME_SYMBOLS) or the interpreter's (dlsym)."},
@@ -110,7 +143,8 @@ static struct PyModuleDef runtime_module = {
 PyMODINIT_FUNC
 PyInit__runtime(void)
 {
-    if (PyType_Ready(&JitCode_Type) < 0 || PyType_Ready(&JitFunction_Type) < 0) {
+    if (PyType_Ready(&JitCode_Type) < 0 || PyType_Ready(&JitFunction_Type) < 0
+        || cpjit_code_extra_init() < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&runtime_module);

@@ -1,0 +1,182 @@
+"""Comprehensions of a jitted function run as machine code: their code objects
+are compiled with the function and their machine code attached to them
+(_runtime.attach_code), so that the function's calls of them enter it.
+Differentially against the interpreter, with the entries counted."""
+
+import gc
+import sys
+
+import pytest
+from differential import check, fresh, run, same
+
+import cpjit
+from cpjit import _runtime
+
+
+def entries() -> int:
+    return _runtime.counters()["entries"]
+
+
+def comprehensions(xs, scale):
+    squares = [x * x for x in xs if x % 3]
+    evens = {x % 7 for x in xs if x % 2 == 0}
+    index = {x: i * scale for i, x in enumerate(xs)}
+    grid = [[a + b for b in range(3)] for a in xs[:4]]  # nested: the inner one too
+    return squares, evens, index, grid
+
+
+def nested_codes(func):
+    """Every comprehension code object of `func`, nested ones included."""
+    found = []
+    stack = [func.__code__]
+    while stack:
+        code = stack.pop()
+        for const in code.co_consts:
+            if hasattr(const, "co_code") and const.co_name.startswith("<"):
+                found.append(const)
+                stack.append(const)
+    return found
+
+
+def test_comprehensions_run_as_machine_code():
+    w = check(comprehensions, list(range(40)), 3, calls=8)
+    codes = [c for c in nested_codes(w.__wrapped__)]
+    assert len(codes) == 5
+    attached = [_runtime.attached_code(c) for c in codes]
+    assert all(a is not None for a in attached), [c.co_name for c in codes]
+    before = entries()
+    w(list(range(10)), 2)
+    # the function itself, its four comprehensions and the inner one 4 times
+    assert entries() - before == 1 + 4 + 4
+    assert [n.qualname for n in w._info.nested] == [
+        "comprehensions.<listcomp>", "comprehensions.<setcomp>", "comprehensions.<dictcomp>",
+        "comprehensions.<listcomp>", "comprehensions.<listcomp>.<listcomp>"]
+
+
+def raising(xs, divisor):
+    return [x // divisor for x in xs]
+
+
+@pytest.mark.parametrize("divisor", [1, 0, "a"])
+def test_an_error_inside_a_comprehension(divisor):
+    """The traceback has the comprehension's frame and line, as plain."""
+    check(raising, [3, 4, 5], divisor, calls=6)
+
+
+def closure(xs, offset):
+    bump = offset * 2
+    return [x + bump + offset for x in xs], {k: bump for k in xs[:2]}
+
+
+def test_a_comprehension_using_the_function_s_locals():
+    w = check(closure, [1, 2, 3], 10, calls=8)
+    assert all(n.record is not None for n in w._info.nested), \
+        [n.reason for n in w._info.nested]
+
+
+def over(iterable):
+    return [item for item in iterable]
+
+
+def generated(n):
+    yield from range(n)
+    raise ValueError("generator failed")
+
+
+def test_iterables_of_every_kind():
+    w = check(over, [1, 2], calls=8)
+    for iterable in ((1, 2), "abc", {1: 2}, range(5), iter([4, 5]), map(str, [1, 2]),
+                     generated(3), 5, None):
+        want = run(fresh(over), (iterable,))
+        if hasattr(iterable, "__next__") or hasattr(iterable, "gi_frame"):
+            continue  # consumed by the plain run: checked below
+        assert same(want, run(w, (iterable,)))
+    for make in (lambda: iter([4, 5]), lambda: map(str, [1, 2]), lambda: generated(3)):
+        assert same(run(fresh(over), (make(),)), run(w, (make(),)))
+
+
+def test_tracing_runs_comprehensions_in_the_interpreter():
+    w = check(comprehensions, list(range(10)), 1, calls=8)
+    seen = []
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            seen.append(frame.f_code.co_name)
+        return None
+
+    sys.settrace(tracer)
+    try:
+        result = w(list(range(5)), 1)
+    finally:
+        sys.settrace(None)
+    assert result == comprehensions(list(range(5)), 1)
+    assert seen.count("<listcomp>") == 1 + 4 + 1  # every comprehension frame is seen
+
+
+def test_attached_code_goes_with_the_function():
+    def make():
+        def f(xs):
+            return [x + 1 for x in xs]
+        return f
+
+    f = make()
+    w = cpjit.jit(f, warmup=0)
+    for _ in range(6):
+        w([1, 2])
+    inner = nested_codes(f)[0]
+    assert _runtime.attached_code(inner) is not None
+    del w
+    gc.collect()
+    assert _runtime.attached_code(inner) is None
+    assert f([1, 2]) == [2, 3]
+
+
+def test_side_exit_storms_send_a_comprehension_back_to_the_interpreter():
+    """Compiled for ints (its profile), then given floats: after a storm of
+    side exits the comprehension runs in the interpreter, right as before."""
+    def mixed(xs):
+        return [x + 1 for x in xs]
+
+    w = check(mixed, [1, 2, 3], calls=8)
+    nested = w._info.nested[0].record
+    assert "_ADD_I64" in [u.name for u in nested.trace.uops]
+    for _ in range(100):
+        assert w([1.5, 2.5]) == [2.5, 3.5]
+    code = _runtime.attached_code(nested.code)
+    assert sum(nested.emitted.exit_counts(code).values()) >= 64
+    before = entries()
+    assert w([0.5]) == [1.5]
+    assert entries() - before == 1  # the function only
+
+
+def test_the_dump_shows_the_comprehensions():
+    def doubled(xs):
+        return [x * 2 for x in xs], {x: 0 for x in xs}
+
+    w = cpjit.jit(doubled, warmup=0)
+    for _ in range(8):
+        w([1, 2])
+    text = w.dump(timings=False)
+    assert "comprehensions compiled with it" in text
+    for name in (f"{w.__qualname__}.<listcomp>", f"{w.__qualname__}.<dictcomp>"):
+        assert f"    {name}: " in text and " uops, " in text
+        assert f"cpjit dump of {w.__module__}.{name}" in text  # its own dump follows
+    assert text.count("== 5. Machine code ==") == 3
+
+
+def test_a_comprehension_that_does_not_compile_runs_in_the_interpreter(monkeypatch):
+    from cpjit import pipeline
+
+    compile_code = pipeline.compile_code
+
+    def refusing(code, qualname, **options):
+        if code.co_name == "<listcomp>":
+            raise pipeline.PassError("pass unbox failed on it: a test")
+        return compile_code(code, qualname, **options)
+
+    monkeypatch.setattr(pipeline, "compile_code", refusing)
+    w = check(comprehensions, list(range(20)), 2, calls=8)
+    reasons = {n.qualname: n.reason for n in w._info.nested}
+    assert reasons["comprehensions.<listcomp>"] == "pass unbox failed on it: a test"
+    assert reasons["comprehensions.<setcomp>"] is None
+    assert "comprehensions.<listcomp>: runs in the interpreter: pass unbox failed" in w.dump()

@@ -47,6 +47,8 @@ class Subject:
     listings_note: str = ""
     fallback_reason: str | None = None
     warmup_calls: int | None = None  # calls counted by the wrapper until it compiled
+    # The comprehensions compiled with it, whose dumps follow its own.
+    nested: list["Subject"] = dataclasses.field(default_factory=list)
 
     @property
     def emitted(self):
@@ -86,6 +88,17 @@ def subject_of(wrapper) -> Subject:
     if isinstance(record, pipeline.CompileRecord):
         subject.record = record
         subject.listings, subject.listings_note = _listings(record)
+        subject.nested = [subject_of_nested(wrapper, n) for n in record.nested
+                          if n.record is not None]
+    return subject
+
+
+def subject_of_nested(wrapper, nested) -> Subject:
+    """The Subject of a comprehension compiled with a jit wrapper's function
+    (cpjit/_api.py NestedCode)."""
+    subject = Subject(f"{wrapper.__module__}.{nested.qualname}", nested.code,
+                      record=nested.record, fallback_reason=nested.reason)
+    subject.listings, subject.listings_note = _listings(nested.record)
     return subject
 
 
@@ -545,8 +558,11 @@ def render(subject: Subject, *, absolute: bool = False, timings: bool = True,
     if unknown:
         raise ValueError(f"unknown dump sections {sorted(unknown)}; choose from {SECTION_NAMES}")
     dump = _Dump(subject, absolute, timings)
-    return "".join(line + "\n" for name, section in zip(SECTION_NAMES, SECTIONS)
+    text = "".join(line + "\n" for name, section in zip(SECTION_NAMES, SECTIONS)
                    if name in sections for line in section(dump))
+    for nested in subject.nested:  # (its comprehensions' dumps)
+        text += "\n" + render(nested, absolute=absolute, timings=timings, sections=sections)
+    return text
 
 
 def dump_text(wrapper, *, absolute: bool = False, timings: bool = True,
@@ -554,23 +570,7 @@ def dump_text(wrapper, *, absolute: bool = False, timings: bool = True,
     """wrapper.dump(): the dump of a jit wrapper's compilation.  absolute=True shows
     addresses in memory; timings=False leaves out compile times (stable text);
     `sections` picks some of SECTION_NAMES."""
-    subject = subject_of(wrapper)
-    text = render(subject, absolute=absolute, timings=timings, sections=sections)
-    for nested in subject.record.nested if subject.record is not None else ():
-        if nested.record is not None:
-            text += "\n" + render(subject_of_nested(wrapper, nested), absolute=absolute,
-                                   timings=timings, sections=sections)
-    return text
-
-
-def subject_of_nested(wrapper, nested) -> Subject:
-    """The Subject of a comprehension compiled with a jit wrapper's function
-    (cpjit/_api.py NestedCode)."""
-    subject = Subject(f"{wrapper.__module__}.{nested.qualname}", nested.code,
-                      record=nested.record, fallback_reason=nested.reason)
-    if nested.record is not None:
-        subject.listings, subject.listings_note = _listings(nested.record)
-    return subject
+    return render(subject_of(wrapper), absolute=absolute, timings=timings, sections=sections)
 
 
 def emit_dump(wrapper, record, *, force: bool = False) -> None:

@@ -180,3 +180,13 @@ def test_a_comprehension_that_does_not_compile_runs_in_the_interpreter(monkeypat
     assert reasons["comprehensions.<listcomp>"] == "pass unbox failed on it: a test"
     assert reasons["comprehensions.<setcomp>"] is None
     assert "comprehensions.<listcomp>: runs in the interpreter: pass unbox failed" in w.dump()
+
+
+def test_the_command_line_dump_shows_the_comprehensions(tmp_path):
+    from cpjit import dump
+
+    source = tmp_path / "with_comprehension.py"
+    source.write_text("def f(xs):\n    return [x * 2 for x in xs if x]\n")
+    text = dump.dump_file_function(f"{source}:f", call="[1, 2, 0]", timings=False)
+    assert "    f.<listcomp>: " in text
+    assert "cpjit dump of with_comprehension.f.<listcomp>" in text

@@ -30,10 +30,13 @@ def disabled() -> bool:
 
 
 def _has_loop(code: types.CodeType) -> bool:
+    """Whether `code` loops: itself, or in a comprehension it runs (compiled with it)."""
     version = _versions.current
     if version is None:
         return False
-    return any(name in version.BACKWARD_JUMPS for name in _opnames(code))
+    return any(name in version.BACKWARD_JUMPS for name in _opnames(code)) \
+        or any(isinstance(const, types.CodeType) and const.co_name in COMPREHENSIONS
+               and _has_loop(const) for const in code.co_consts)
 
 
 def _opnames(code: types.CodeType):

@@ -190,3 +190,16 @@ def test_the_command_line_dump_shows_the_comprehensions(tmp_path):
     text = dump.dump_file_function(f"{source}:f", call="[1, 2, 0]", timings=False)
     assert "    f.<listcomp>: " in text
     assert "cpjit dump of with_comprehension.f.<listcomp>" in text
+
+
+def test_a_function_whose_loop_is_a_comprehension_compiles_at_its_first_call():
+    """As a function with a loop of its own does: one call can run long."""
+    def only(xs):
+        return [x for x in xs]
+
+    def none(xs):
+        return len(xs)
+
+    w, v = cpjit.jit(only), cpjit.jit(none)
+    assert w([1]) == [1] and v([1]) == 1
+    assert w.compiled and not v.compiled

@@ -69,9 +69,11 @@ void cpjit_dealloc(PyObject *op, _PyInterpreterFrame *frame, JitState *state, vo
 extern char cpjit_deopt_marker;
 #define CPJIT_DEOPT ((PyObject *)&cpjit_deopt_marker)
 
-/* CALL: like PyObject_Vectorcall, but a compiled function called with plain
- * positional arguments runs on a frame pushed by the runtime, without going
- * through CPython's call machinery. */
+/* CALL: like PyObject_Vectorcall, but a compiled function (a JitFunction,
+ * or a function whose code object has machine code attached: a jitted
+ * function's comprehension) called with plain positional arguments runs on a
+ * frame pushed by the runtime, without going through CPython's call
+ * machinery. */
 PyObject *cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable,
                      PyObject *const *args, size_t nargsf, PyObject *kwnames);
 

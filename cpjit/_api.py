@@ -181,7 +181,7 @@ def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
     if (not previous.profile and not failing - known) or previous.generation >= MAX_GENERATIONS:
         code.quiet_exits()  # nothing a new compilation would do better
         return None
-    return {"feedback": _learned(previous, code), "profile": False}
+    return {"feedback": _learned(previous, code, failing), "profile": False}
 
 
 def _failing(previous: pipeline.CompileRecord, code) -> set[int]:
@@ -192,10 +192,10 @@ def _failing(previous: pipeline.CompileRecord, code) -> set[int]:
             previous.emitted.exit_counts(code).items() if taken >= FAILING_EXITS}
 
 
-def _learned(previous: pipeline.CompileRecord, code) -> feedback.Feedback:
+def _learned(previous: pipeline.CompileRecord, code, failing: set[int]) -> feedback.Feedback:
     """The feedback of a new compilation of `previous`'s code: tier 1's, the
-    profile `code` recorded (if it did), what `previous` knew, and the
-    instructions whose side exits kept being taken, not to speculate on."""
+    profile `code` recorded (if it did), what `previous` knew, and `failing`
+    (_failing), the instructions not to speculate on any more."""
     trace = previous.trace
     learned = feedback.from_tier1(trace.code, trace.instructions)
     if previous.profile:
@@ -204,7 +204,7 @@ def _learned(previous: pipeline.CompileRecord, code) -> feedback.Feedback:
     if previous.feedback is not None:
         learned = feedback.merged(learned, previous.feedback)
     known = previous.feedback.no_speculation if previous.feedback else frozenset()
-    learned.no_speculation = known | _failing(previous, code)
+    learned.no_speculation = known | failing
     return learned
 
 
@@ -237,7 +237,9 @@ def _compile_nested(code: types.CodeType, qualname: str, globals_: dict,
         options = {"profile": profile}
         before = last.get(id(const))
         if before is not None and before.record is not None:
-            options["feedback"] = _learned(before.record, before.record.emitted.code)
+            last_code = before.record.emitted.code
+            options["feedback"] = _learned(before.record, last_code,
+                                           _failing(before.record, last_code))
         try:
             record = pipeline.compile_code(const, name, keep=keep, globals_=globals_, **options)
             _runtime.attach_code(record.emitted.code)

@@ -97,6 +97,10 @@ cpjit_slice_indices(PyObject *start, PyObject *stop, PyObject *step, Py_ssize_t 
     return PySlice_AdjustIndices(size, istart, istop, *istep);
 }
 
+/* The step of a slice uop (stencils/uops/containers.c): its step[oparg]
+ * input, or None for start:stop. */
+#define SLICE_STEP (oparg ? step[0] : Py_None)
+
 /* The end of a _BINARY_SLICE_* uop (its inputs named container, start,
  * stop and step[oparg]): without a result (memory ran out) the error is
  * cleared and the uop side-exits, for the interpreter to redo the

@@ -206,7 +206,7 @@ UOP(_BUILD_SLICE, (start, stop, step[oparg] -- slice), 0) {
 UOP(_BINARY_SLICE_LIST, (container, start, stop, step[oparg] -- res), 0) {
     Py_ssize_t istart, istop, istep;
     DEOPT_IF(!PyList_CheckExact(container));
-    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+    Py_ssize_t length = cpjit_slice_indices(start, stop, SLICE_STEP,
                                             PyList_GET_SIZE(container), &istart, &istop, &istep);
     DEOPT_IF(length < 0);
     if (istep == 1) {
@@ -229,11 +229,11 @@ UOP(_BINARY_SLICE_LIST, (container, start, stop, step[oparg] -- res), 0) {
 UOP(_BINARY_SLICE_TUPLE, (container, start, stop, step[oparg] -- res), 0) {
     Py_ssize_t istart, istop, istep;
     DEOPT_IF(!PyTuple_CheckExact(container));
-    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+    Py_ssize_t length = cpjit_slice_indices(start, stop, SLICE_STEP,
                                             PyTuple_GET_SIZE(container), &istart, &istop, &istep);
     DEOPT_IF(length < 0);
     res = istep == 1 ? PyTuple_GetSlice(container, istart, istop)
-                     : cpjit_subscript_slice(container, start, stop, oparg ? step[0] : Py_None);
+                     : cpjit_subscript_slice(container, start, stop, SLICE_STEP);
     SLICE_DONE(res);
 }
 
@@ -241,11 +241,11 @@ UOP(_BINARY_SLICE_TUPLE, (container, start, stop, step[oparg] -- res), 0) {
 UOP(_BINARY_SLICE_STR, (container, start, stop, step[oparg] -- res), 0) {
     Py_ssize_t istart, istop, istep;
     DEOPT_IF(!PyUnicode_CheckExact(container) || !PyUnicode_IS_READY(container));
-    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+    Py_ssize_t length = cpjit_slice_indices(start, stop, SLICE_STEP,
                                             PyUnicode_GET_LENGTH(container), &istart, &istop,
                                             &istep);
     DEOPT_IF(length < 0);
-    res = istep != 1 ? cpjit_subscript_slice(container, start, stop, oparg ? step[0] : Py_None)
+    res = istep != 1 ? cpjit_subscript_slice(container, start, stop, SLICE_STEP)
           : length == 0 ? PyUnicode_New(0, 0)
           : PyUnicode_Substring(container, istart, istart + length);
     SLICE_DONE(res);
@@ -256,7 +256,7 @@ UOP(_BINARY_SLICE_STR, (container, start, stop, step[oparg] -- res), 0) {
 UOP(_STORE_SLICE_LIST, (value, container, start, stop, step[oparg] -- ), ESCAPES | SYNCS_FRAME) {
     Py_ssize_t istart, istop, istep;
     DEOPT_IF(!PyList_CheckExact(container));
-    Py_ssize_t length = cpjit_slice_indices(start, stop, oparg ? step[0] : Py_None,
+    Py_ssize_t length = cpjit_slice_indices(start, stop, SLICE_STEP,
                                             PyList_GET_SIZE(container), &istart, &istop, &istep);
     DEOPT_IF(length < 0 || istep != 1);
     SET_IP();

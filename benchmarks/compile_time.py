@@ -24,7 +24,7 @@ import textwrap
 import time
 
 import cpjit
-from cpjit import pipeline, translate
+from cpjit import _versions, pipeline, translate
 
 import suite
 
@@ -87,9 +87,12 @@ class Timing:
 
 
 def measure(label, function, repeat):
-    """The medians of `repeat` compilations of `function`'s code (after one untimed)."""
+    """The medians of `repeat` first compilations of `function`'s code (after one
+    untimed): its bytecode is decoded each time, as when a function is first jitted."""
     samples = []
     for _ in range(repeat + 1):
+        # Each is a first compilation: the bytecode is read (decoded) again.
+        _versions.current.forget_decoded()
         started = time.perf_counter()
         try:
             record = pipeline.compile_code(function.__code__, label,

@@ -77,9 +77,10 @@ CACHE_ENTRIES = 4  # CPJIT_CACHE_ENTRIES: entries (types) of an attribute or met
 LABEL = "_LABEL"
 
 
-@dataclasses.dataclass(slots=True, frozen=True)
-class Instruction:
-    """One bytecode instruction, EXTENDED_ARG prefixes folded in (offsets in code units)."""
+class Instruction(NamedTuple):
+    """One bytecode instruction, EXTENDED_ARG prefixes folded in (offsets in
+    code units).  A named tuple: decoding makes one per instruction of every
+    function compiled, and a tuple is made in C."""
 
     offset: int  # the instruction itself
     start: int  # its first EXTENDED_ARG prefix, or `offset`

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import opcode
 import types
 import weakref
 from typing import Callable
 
 from bytecode import ConcreteBytecode
+from bytecode.instr import UNSET
 
 from ..ir import CACHE_ENTRIES, CACHE_WORDS, CodeUnit, Instruction, Obj, Sym, UOp
 
@@ -114,49 +114,53 @@ def decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     return list(instructions), list(table)
 
 
+def forget_decoded() -> None:
+    """Forget every code object read (so that the next compilation of each
+    reads its bytecode again, as a first one does: for compile-time benchmarks)."""
+    _decoded.clear()
+
+
 def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
-    concrete = ConcreteBytecode.from_code(code)
-    instructions = []
-    offset = 0
+    # With extended_arg=True the package keeps each EXTENDED_ARG prefix and
+    # each inline CACHE entry an instruction of its own: one per code unit,
+    # so an instruction's index is its offset.
+    concrete = ConcreteBytecode.from_code(code, extended_arg=True)
+    caches, forward, backward = _CACHES, FORWARD_JUMPS, BACKWARD_JUMPS
+    found = []  # (offset, start, name, arg, following, line, jump target)
     start = None
     extended = 0
-    for instr in concrete:
-        size = instr.size // 2
+    for offset, instr in enumerate(concrete):
         name = instr.name
         if name == "CACHE":
-            offset += size
             continue
+        arg = instr.arg
         if name == "EXTENDED_ARG":
             if start is None:
                 start = offset
-            extended = (extended << 8) | instr.arg
-            offset += size
+            extended = (extended << 8) | arg
             continue
-        if size > 1:  # the package folds the EXTENDED_ARG prefixes into the instruction
-            start = offset if start is None else start
-            offset += size - 1
-            size = 1
-        arg = instr.arg if instr.opcode >= opcode.HAVE_ARGUMENT else None
-        if arg is not None and start is not None:
-            arg = (extended << 8) | arg
-        following = offset + size + _CACHES.get(name, 0)
+        if arg is UNSET:
+            arg = None
+        elif start is not None:
+            arg |= extended << 8
         jump = None
-        if name in FORWARD_JUMPS:
-            jump = offset + size + arg
-        elif name in BACKWARD_JUMPS:
-            jump = offset + size - arg
-        line = instr.location.lineno if instr.location is not None else None
-        instructions.append(Instruction(offset, offset if start is None else start, name, arg,
-                                        following, line, jump))
-        offset += size
+        if name in forward:
+            jump = offset + 1 + arg
+        elif name in backward:
+            jump = offset + 1 - arg
+        location = instr.location
+        found.append((offset, offset if start is None else start, name, arg,
+                      offset + 1 + caches.get(name, 0),
+                      location.lineno if location is not None else None, jump))
         start, extended = None, 0
     # Jumps and fall-through go to an instruction's first prefix: name the
-    # instruction itself (side exits still resume at its `start`).
-    at_start = {ins.start: ins.offset for ins in instructions}
-    instructions = [
-        dataclasses.replace(ins, after=ins.next, next=at_start.get(ins.next, ins.next),
-                            jump_target=at_start.get(ins.jump_target, ins.jump_target))
-        for ins in instructions]
+    # instruction itself (side exits still resume at its `start`, and the
+    # interpreter after one at `after`).
+    at_start = {start: offset for offset, start, *_ in found}
+    new = tuple.__new__
+    instructions = [new(Instruction, (offset, start, name, arg, at_start.get(following, following),
+                                      line, at_start.get(jump, jump), following))
+                    for offset, start, name, arg, following, line, jump in found]
     return instructions, list(concrete.exception_table)
 
 

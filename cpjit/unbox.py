@@ -120,11 +120,13 @@ class _Walk:
     state is updated after."""
 
     def __init__(self, trace: Trace, states, region_at, walked: list[int],
-                 no_speculation: frozenset[int] = frozenset()):
+                 no_speculation: frozenset[int] = frozenset(),
+                 written: dict[int, frozenset[int]] | None = None):
         """`walked`: the indexes of the uops to walk even where nothing is
         unboxed (see copy_plain): those that may start unboxing (a load of an
         int or float local or constant, typed arithmetic on boxed operands,
-        range iteration) and where each loop with raw locals starts."""
+        range iteration) and where each loop with raw locals starts.
+        `written`: id(region) -> the locals its loop stores into."""
         self.trace = trace
         self.states = states
         self.flags = _uop_flags()
@@ -141,6 +143,10 @@ class _Walk:
         self.raw_items: dict[int, Virtual] = {}  # and their items (each in its slot)
         self.syncs: tuple[tuple[str, int, bool], ...] = ()  # their sync uops (name, local, deopts)
         self.sync_steps: tuple[ExitStep, ...] = ()  # and exit steps
+        self.written = written or {}
+        # Raw locals boxed into the frame since they were last stored, on the
+        # straight-line path walked (emptied at every label: a join).
+        self.clean: set[int] = set()
         self.used_slots = False
         self.current: UOp | None = None
         self.consumers: dict[int, tuple[int | None, int]] = {}  # (see consumer())
@@ -275,12 +281,16 @@ class _Walk:
 
     def enter(self, raw: dict[int, str]) -> None:
         """Where the raw locals are `raw` from here on (a loop's region, or none):
-        what boxes them, made once per region instead of at every sync or exit."""
+        what boxes them, made once per region instead of at every sync or exit.
+        Only the locals the loop stores into can change in their slots (a
+        slot is marked dirty only when written): the others need no boxing."""
         self.raw = raw
         self.raw_items = {local: _raw_item(kind, local) for local, kind in raw.items()}
         if raw:
             self.used_slots = True
-        ordered = sorted(raw.items())
+        written = self.written.get(id(raw), ())
+        ordered = sorted(item for item in raw.items() if item[0] in written)
+        self.clean = set()
         names = [("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
                  for local, kind in ordered]
         self.syncs = tuple((name, local, name in self.deopts) for name, local in names)
@@ -288,10 +298,14 @@ class _Walk:
                                             for local, kind in ordered))
 
     def sync_locals(self, steps: tuple | None = None) -> None:
-        """Box the raw locals into the frame (each if it changed).  (emit()'s
-        work, done once for all: they see the same state, whose exit steps
-        the caller may have at hand.)"""
-        if not self.syncs:
+        """Box the raw locals into the frame (each if it changed), but for
+        those known to be boxed already: synced since the last store into
+        them, on the straight-line path here (self.clean).  (emit()'s work,
+        done once for all: they see the same state, whose exit steps the
+        caller may have at hand.)"""
+        clean = self.clean
+        syncs = [sync for sync in self.syncs if sync[1] not in clean] if clean else self.syncs
+        if not syncs:
             return
         if steps is None:
             steps = self.exit_steps()
@@ -299,7 +313,8 @@ class _Walk:
         offset, exit_to, exit_after = at.offset, at.exit_to, at.exit_after
         self.out += [UOp(name, local, 0, 0, offset, exit_to, -1, "", exit_after,
                          steps if deopts else ())
-                     for name, local, deopts in self.syncs]
+                     for name, local, deopts in syncs]
+        clean.update([sync[1] for sync in syncs])
 
     def item_type(self, index: int, from_top: int):
         state = self.states[index]
@@ -457,6 +472,7 @@ class _Walk:
                 for local, kind in sorted(region.items()):
                     self.emit("_ENTER_LOCAL_I64" if kind == I64 else "_ENTER_LOCAL_F64", local)
             self.enter(region)
+        self.clean.clear()
         self.out.append(uop)
 
     def leave_region(self) -> None:
@@ -578,6 +594,7 @@ class _Walk:
         top = self.stack[-1]
         if local in self.raw:
             kind = self.raw[local]
+            self.clean.discard(local)  # (its slot is written: dirty)
             if top is None:
                 self.emit("_POP_UNBOX_I64" if kind == I64 else "_POP_UNBOX_F64", local)
             else:
@@ -994,12 +1011,17 @@ def unbox(trace: Trace, context) -> list[str]:
     marked = [i for i, name in enumerate(names) if name in _MARKED]
     region_at: list[dict[int, str] | None] = [None] * len(uops)  # index -> its loop's raw locals
     regions, spans = [], []  # (and the uops each spans)
+    written = {}  # id(region) -> the locals its loop stores into
     for start, end in loops:
         raw = _raw_locals(trace, states, start, end, jumps, marked)
         if raw:
             regions.append(raw)
             spans.append((start, end))
             region_at[start:end + 1] = [raw] * (end + 1 - start)
+            written[id(raw)] = frozenset(
+                uops[i].oparg
+                for i in marked[bisect.bisect_left(marked, start):bisect.bisect_right(marked, end)]
+                if names[i] == "_STORE_FAST")
     # Walked even where nothing is unboxed: the uops outside the regions that
     # may unbox something, and where each region starts (see _Walk.copy_plain).
     walked = [i for i in _outside(marked, spans)
@@ -1010,7 +1032,7 @@ def unbox(trace: Trace, context) -> list[str]:
         names += [uop.name for uop in uops[before:]]
         walked = sorted([*walked, *(start for start, _ in spans),
                          *(i for i in range(before, len(uops)) if region_at[i] is not None)])
-    walk = _Walk(trace, states, region_at, walked, context.feedback.no_speculation)
+    walk = _Walk(trace, states, region_at, walked, context.feedback.no_speculation, written)
     out, out_names = walk.run()
     changes = []
     for text in sorted({_describe_region(trace, raw) for raw in regions}):

@@ -579,3 +579,38 @@ def test_a_loop_entry_guard_that_keeps_failing_is_compiled_away():
     for k in range(50):
         assert w(0.5 + k, 50) == accumulate(0.5 + k, 50)
     assert sum(w.stats["side_exits"].values()) == before  # no more exits
+
+
+def caller_local(name):
+    return sys._getframe(1).f_locals[name]
+
+
+def synced_once_per_store(n, step):
+    """`step` is raw but never stored in the loop; `total` is stored twice per
+    iteration, each time before calls that look at it."""
+    total = 0
+    seen = []
+    for i in range(n):
+        total += step
+        seen.append(caller_local("total"))  # synced here...
+        seen.append(caller_local("total"))  # ...and still boxed here
+        seen.append(caller_local("step"))
+        total += i
+        seen.append(caller_local("total"))  # stored since: synced again
+        seen.append(caller_local("i"))
+    return total, seen
+
+
+def test_callees_see_raw_locals_synced_only_where_they_changed():
+    w = check(synced_once_per_store, 12, 3, calls=3)
+    final = w.dump(sections=("uops",))
+    final = final[final.index("final:"):]
+    names = synced_once_per_store.__code__.co_varnames
+    syncs = [names[int(line.split("oparg=")[1].split()[0])]
+             for line in final.splitlines() if "_SYNC_LOCAL_I64" in line]
+    # Never `step` (not stored in the loop, so never changed in its slot).
+    # In the loop, `total` and `i` before the first call and `total` again after
+    # its second store: a call that follows another with no store between needs
+    # no sync.  Then both on the way out of the loop.
+    assert final.count("_ENTER_LOCAL_I64") == 3, final
+    assert syncs == ["total", "i", "total", "total", "i"], final

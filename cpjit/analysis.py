@@ -367,6 +367,13 @@ def _analyze(trace: Trace, transfers: Transfers) -> _Analysis:
                 if old is None:  # (most often: no need to join)
                     states[index + 1] = fallthrough
                     follow = True
+                elif uops[index + 1].name != LABEL:
+                    # Its only way in is from this uop: its state is what this
+                    # uop makes of the one it was given, no join needed.  (Only
+                    # labels join; they only grow, so the walk ends.)
+                    if fallthrough is not old and fallthrough != old:
+                        states[index + 1] = fallthrough
+                        follow = True
                 else:  # (merge, written out: the path of every revisit)
                     merged = old.join(fallthrough)
                     if merged is None:

@@ -190,6 +190,14 @@ cpjit_uop_int_field(const Py_ssize_t offsets[F_COUNT], PyObject *uop, Py_ssize_t
  * exit_actions, encode_operand, step_value, keepalive): see layout.c. */
 PyObject *cpjit_emit_trace(PyObject *module, PyObject *args);
 
+/* ---- stackwalk.c: the stack depth before each uop, checked ---- */
+
+/* stack_walk(uops, uop_type, label, oparg_free_steps, steps, stacksize,
+ * entry_depths, pushing_actions, error, instructions=None): see stackwalk.c. */
+PyObject *cpjit_stack_walk(PyObject *module, PyObject *args);
+/* The STEP_* flags of the steps stack_walk reads, as module constants: 0 or -1. */
+int cpjit_add_step_flags(PyObject *module);
+
 /* ---- wrapper.c: the decorated callable ---- */
 
 #define CPJIT_PROFILE_PATIENCE 1024

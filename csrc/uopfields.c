@@ -44,7 +44,7 @@ cpjit_find_uop_fields(PyObject *type, Py_ssize_t offsets[F_COUNT])
         if (member == NULL || member->type != Py_T_OBJECT_EX
             || member->offset < (Py_ssize_t)sizeof(PyObject)
             || member->offset > t->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
-            PyErr_Format(PyExc_TypeError, "cpjit: %.100s.%s is not a slot the emitter can read",
+            PyErr_Format(PyExc_TypeError, "cpjit: %.100s.%s is not an object slot of its own",
                          t->tp_name, cpjit_uop_field_names[f]);
             return -1;
         }

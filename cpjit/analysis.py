@@ -13,12 +13,11 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 from __future__ import annotations
 
 import heapq
-import itertools
 import operator
 from typing import Callable, Mapping, NamedTuple
 
-from . import stencil_table
-from .ir import LABEL, Trace, UOp
+from . import _runtime, stencil_table
+from .ir import LABEL, PUSHING_ACTIONS, Trace, UOp
 
 
 class _Marker:
@@ -402,25 +401,23 @@ def _analyze(trace: Trace, transfers: Transfers) -> _Analysis:
     return _Analysis(list(uops), states, altered)
 
 
-class _Flow(NamedTuple):
-    """How a uop that jumps or does not fall through goes on (see _STEPS)."""
-
-    falls_through: bool
-    jumps: bool
-    jump_pops: int | None
-
-
 class _Steps(dict):
-    """What the stack walk needs of a uop, by (name, oparg), worked out on
-    first use: (pops, pushes - pops, its _Flow or None when it just falls
-    through, its side exits (exit_target, exit_after) or None), so that
-    most uops take a short path."""
+    """What the stack walk (csrc/stackwalk.c) needs of a uop, by (name,
+    oparg), worked out on first use: (pops, pushes, flags, jump_pops), ints,
+    its flags the _runtime.STEP_* bits that hold: it falls through (is not a
+    terminator), jumps, has a branch that pops jump_pops of the stack before
+    it (else the branch has the stack after it), side-exits to redo its
+    instruction (exit_target), side-exits after its effect (exit_after)."""
 
-    def __missing__(self, key: tuple[str, int]) -> tuple:
+    def __missing__(self, key: tuple[str, int]) -> tuple[int, int, int, int]:
         pops, pushes, falls_through, jumps, jump_pops = EFFECTS[key]
-        flow = _Flow(falls_through, jumps, jump_pops) if jumps or not falls_through else None
-        exits = _side_exits(key[0])
-        known = self[key] = (pops, pushes - pops, flow, exits if any(exits) else None)
+        exit_target, exit_after = _side_exits(key[0])
+        flags = ((_runtime.STEP_FALLS_THROUGH if falls_through else 0)
+                 | (_runtime.STEP_JUMPS if jumps else 0)
+                 | (_runtime.STEP_JUMP_POPS if jump_pops is not None else 0)
+                 | (_runtime.STEP_EXIT if exit_target else 0)
+                 | (_runtime.STEP_EXIT_AFTER if exit_after else 0))
+        known = self[key] = (pops, pushes, flags, jump_pops or 0)
         return known
 
 
@@ -446,132 +443,31 @@ _OPARG_FREE_STEPS = _OpargFreeSteps()
 def stack_depths(trace: Trace) -> list[int | None]:
     """The real stack depth before each uop (None: unreachable), following
     every branch with its own stack effect.  Raises AnalysisError where paths
-    disagree, where a uop pops more than there is, or where the stack would
-    outgrow the frame's (co_stacksize)."""
-    return _walk(trace, None)
+    disagree (at a label, by falling through or by a jump), where a uop pops
+    more than there is, where the stack would outgrow the frame's
+    (co_stacksize), or where a branch has no label to go to."""
+    return _stack_walk(trace, None)
 
 
-def _walk(trace: Trace, entry_depths: dict[int, int] | None) -> list[int | None]:
-    """stack_depths, and with `entry_depths` check_stack's side-exit check
-    on the same walk.  The walk goes in code order, a run of uops at a time:
-    from the entry, and from each label once a branch reaches it, up to a
-    uop that does not fall through (or a label already walked), so each
-    reachable uop is visited once, with its depth.  (Every check looks at
-    one uop or one edge, so which order finds a broken trace's first error
-    is the only thing the order decides.)  A wrong side exit is reported
-    after the walk, the first by index: the walk's own errors come first."""
-    uops = trace.uops
-    depths: list[int | None] = [None] * len(uops)
-    if not uops:
-        return depths
-    limit = trace.code.co_stacksize
-    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
-    steps, oparg_free_steps = _STEPS, _OPARG_FREE_STEPS
-    check_exits = entry_depths is not None
-    wrong: tuple | None = None  # (index, uop, resume, real) of the first wrong side exit
-    pushed: dict[int, int] = {}  # (see _pushes)
-    last_steps, last_pushed = (), 0
-    depths[0] = 0
-    pending = [0]  # where runs start (the entry, labels reached by a branch): a heap
-    walked: set[int] = set()  # the labels runs went through
-    while pending:
-        start = heapq.heappop(pending)
-        if start in walked:
-            continue  # (a run before it fell through into it)
-        depth = depths[start]
-        for index, uop in enumerate(itertools.islice(uops, start, None), start):
-            name = uop.name
-            if name == LABEL:
-                if index != start:  # falling through into it
-                    known = depths[index]
-                    if known is None:
-                        depths[index] = depth
-                    elif known != depth:
-                        raise AnalysisError(f"stack depth {depth} or {known} at uop {index}")
-                    if index in walked:
-                        break
-                walked.add(index)
-                continue
-            depths[index] = depth
-            pops, delta, flow, exits = oparg_free_steps[name] or steps[name, uop.oparg]
-            after = depth + delta
-            if pops > depth or after > limit:
-                _raise_overflow(index, uop, depth, pops, after, limit)
-            if exits is not None and check_exits:
-                # (Exit steps come in runs of uops sharing them: the last
-                # count is at hand.  The exit and the exit-after checks are
-                # spelled out one after the other: a loop over the two made
-                # check_stack a third slower, and it runs on every compile.)
-                to_target, to_after = exits
-                if to_target:
-                    real = depth
-                    exit_steps = uop.exit_steps
-                    if exit_steps:
-                        if exit_steps is not last_steps:
-                            last_steps, last_pushed = exit_steps, _pushes(exit_steps, pushed)
-                        real += last_pushed
-                    if entry_depths.get(uop.exit_to, real) != real \
-                            and (wrong is None or index < wrong[0]):
-                        wrong = (index, uop, uop.exit_to, real)
-                if to_after:
-                    real = after
-                    exit_steps = uop.exit_after_steps
-                    if exit_steps:
-                        if exit_steps is not last_steps:
-                            last_steps, last_pushed = exit_steps, _pushes(exit_steps, pushed)
-                        real += last_pushed
-                    if entry_depths.get(uop.exit_after, real) != real \
-                            and (wrong is None or index < wrong[0]):
-                        wrong = (index, uop, uop.exit_after, real)
-            if flow is None:  # (most uops)
-                depth = after
-                continue
-            falls_through, jumps, jump_pops = flow
-            if jumps:
-                target = labels.get(uop.jump_to)
-                if target is None:
-                    raise AnalysisError(f"uop {index} {uop.describe()}: no label")
-                branch = after if jump_pops is None else depth - jump_pops
-                known = depths[target]
-                if known is None:
-                    depths[target] = branch
-                    heapq.heappush(pending, target)
-                elif known != branch:
-                    raise AnalysisError(f"stack depth {branch} or {known} at uop {target}")
-            if not falls_through:
-                break
-            depth = after
-    if wrong is not None:
-        index, uop, resume, real = wrong
-        raise AnalysisError(f"uop {index} {uop.describe()} side-exits to @{2 * resume} "
-                            f"with {real} stack items; the interpreter expects "
-                            f"{entry_depths[resume]}")
-    return depths
-
-
-def _raise_overflow(index: int, uop: UOp, depth: int, pops: int, after: int, limit: int):
-    if pops > depth:
-        raise AnalysisError(f"uop {index} {uop.describe()} pops {pops} of {depth} items")
-    raise AnalysisError(f"uop {index} {uop.describe()} leaves {after} items "
-                        f"(the frame has room for {limit})")
+def _stack_walk(trace: Trace, entry_depths: dict[int, int] | None,
+                instructions: list | None = None):
+    """stack_depths, with `entry_depths` check_stack's side-exit check on
+    the same walk, and with `instructions` instruction_depths.  In C
+    (csrc/stackwalk.c, which says how it walks): it runs twice per
+    compilation, and in Python it took a tenth of one."""
+    return _runtime.stack_walk(tuple(trace.uops), UOp, LABEL, _OPARG_FREE_STEPS, _STEPS,
+                               trace.code.co_stacksize, entry_depths, PUSHING_ACTIONS,
+                               AnalysisError, instructions)
 
 
 def instruction_depths(trace: Trace) -> dict[int, int]:
     """The interpreter's stack depth at the start of each instruction, by the
     offset a side exit resumes at (the instruction's first EXTENDED_ARG).  Read
     off the trace as translated, where each instruction's uops begin with the
-    stack exactly as the interpreter has it."""
-    starts = {ins.offset: ins.start for ins in trace.instructions}
-    result: dict[int, int] = {}
-    previous = None
-    for uop, depth in zip(trace.uops, stack_depths(trace)):
-        if depth is None or uop.name == LABEL:
-            continue
-        offset = uop.offset
-        if offset != previous and offset in starts:
-            result.setdefault(starts[offset], depth)
-        previous = offset
-    return result
+    stack exactly as the interpreter has it: the depth before each
+    instruction's first reachable uop (stack_depths; raises AnalysisError as
+    it does)."""
+    return _stack_walk(trace, None, trace.instructions)
 
 
 def _side_exits(name: str) -> tuple[bool, bool]:
@@ -588,17 +484,9 @@ def check_stack(trace: Trace, entry_depths: dict[int, int] | None = None) -> Non
     """Check the finished trace's real stack (stack_depths), and with the
     interpreter's `entry_depths` (instruction_depths of the translated trace)
     that every side exit hands the interpreter the stack it expects: the items
-    still on the stack plus those its exit steps box.  A rewrite that leaves
-    items behind, pops too many or exits with the wrong stack is a bug, caught
-    here before any code is emitted (raises AnalysisError)."""
-    _walk(trace, entry_depths)
-
-
-def _pushes(steps: tuple, known: dict[int, int]) -> int:
-    """How many items exit `steps` push, remembered in `known` by the steps'
-    id (for one walk, while the uops hold them: a tuple of steps is slow to
-    hash, and uops share their steps)."""
-    count = known.get(id(steps))
-    if count is None:
-        count = known[id(steps)] = sum(step.pushes for step in steps)
-    return count
+    still on the stack plus those its exit steps box (ExitStep.pushes).  A
+    rewrite that leaves items behind, pops too many or exits with the wrong
+    stack is a bug, caught here before any code is emitted (raises
+    AnalysisError; the first wrong side exit by index is reported after the
+    walk's own errors)."""
+    _stack_walk(trace, entry_depths)

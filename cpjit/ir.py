@@ -113,7 +113,7 @@ class ExitStep(NamedTuple):
 
     @property
     def pushes(self) -> int:
-        return 1 if self.action in ("box_i64", "box_f64", "local", "const") else 0
+        return 1 if self.action in PUSHING_ACTIONS else 0
 
     def describe(self, local_name=str) -> str:
         """In words, e.g. "box slot 12 (an int) under 1 item", "sync local i"."""
@@ -131,6 +131,9 @@ class ExitStep(NamedTuple):
 # Action codes of exit steps in an exit record (csrc/runtime.h CPJIT_EXIT_*).
 EXIT_ACTIONS = {"box_i64": 1, "box_f64": 2, "local": 3, "const": 4, "sync_i64": 5,
                 "sync_f64": 6}
+# The actions whose step pushes an item onto the stack (ExitStep.pushes; the
+# stack walk, csrc/stackwalk.c, counts them).
+PUSHING_ACTIONS = frozenset({"box_i64", "box_f64", "local", "const"})
 
 
 @dataclasses.dataclass(slots=True)

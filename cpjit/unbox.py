@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import itertools
 import struct
+import sys
 
 from . import analysis, stencil_table
 from .analysis import EFFECTS
@@ -77,8 +78,10 @@ class Virtual:
 def _raw_item(kind: str, slot: int) -> Virtual:
     """The raw item of `kind` in `slot`.  Items are immutable, so each is one
     shared object: cheap to make, and the same state is the same objects
-    (which the walk's exit-steps cache goes by)."""
-    return Virtual("raw", kind, slot=slot, exit_action="box_" + kind, exit_value=slot)
+    (which the walk's exit-steps cache goes by).  (Exit step actions are
+    interned: the stack walk, csrc/stackwalk.c, tells them apart by address.)"""
+    return Virtual("raw", kind, slot=slot, exit_action=sys.intern("box_" + kind),
+                   exit_value=slot)
 
 
 @functools.lru_cache(maxsize=None)
@@ -294,7 +297,7 @@ class _Walk:
         names = [("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
                  for local, kind in ordered]
         self.syncs = tuple((name, local, name in self.deopts) for name, local in names)
-        self.sync_steps = self.intern(tuple(ExitStep("sync_" + kind, local)
+        self.sync_steps = self.intern(tuple(ExitStep(sys.intern("sync_" + kind), local)
                                             for local, kind in ordered))
 
     def sync_locals(self, steps: tuple | None = None) -> None:

@@ -133,11 +133,70 @@ int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64
  * error_stub): see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
 
+/* ---- uopfields.c: the fields of a uop (cpjit/ir.py UOp), read from their slots ---- */
+
+/* The fields read (a dataclass with slots; cpjit_uop_field_names spells them). */
+enum {
+    F_NAME, F_OPARG, F_OPERAND0, F_OPERAND1, F_OFFSET, F_EXIT_TO, F_JUMP_TO, F_EXIT_AFTER,
+    F_EXIT_STEPS, F_EXIT_AFTER_STEPS, F_COUNT,
+};
+extern const char *const cpjit_uop_field_names[F_COUNT];
+
+/* Where each field's slot is in an instance of `type`, so that a walk over
+ * the uops reads them with no attribute lookup; only instances of exactly
+ * `type` may be read so.  0, or -1 with a TypeError. */
+int cpjit_find_uop_fields(PyObject *type, Py_ssize_t offsets[F_COUNT]);
+
+/* Field `f` of uop `index` (borrowed), or NULL with a TypeError if unset. */
+static inline PyObject *
+cpjit_uop_field(const Py_ssize_t offsets[F_COUNT], PyObject *uop, Py_ssize_t index, int f)
+{
+    PyObject *value = *(PyObject **)((char *)uop + offsets[f]);
+    if (value == NULL) {
+        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd has no %s", index,
+                     cpjit_uop_field_names[f]);
+    }
+    return value;
+}
+
+/* Int field `f` of uop `index` as an int64 (an int subclass is read as an
+ * int: no Python code runs).  0, or -1 with a TypeError or OverflowError. */
+static inline int
+cpjit_uop_int_field(const Py_ssize_t offsets[F_COUNT], PyObject *uop, Py_ssize_t index, int f,
+                    int64_t *out)
+{
+    PyObject *value = cpjit_uop_field(offsets, uop, index, f);
+    if (value == NULL) {
+        return -1;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd: %s must be an int, not %.100s", index,
+                     cpjit_uop_field_names[f], Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow) {
+        PyErr_Format(PyExc_OverflowError, "cpjit: uop %zd: %s does not fit 64 bits", index,
+                     cpjit_uop_field_names[f]);
+        return -1;
+    }
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 
 /* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,
  * exit_actions, encode_operand, step_value, keepalive): see layout.c. */
 PyObject *cpjit_emit_trace(PyObject *module, PyObject *args);
+
+/* ---- stackwalk.c: the stack depth before each uop, checked ---- */
+
+/* stack_walk(uops, uop_type, label, oparg_free_steps, steps, stacksize,
+ * entry_depths, pushing_actions, error, instructions=None): see stackwalk.c. */
+PyObject *cpjit_stack_walk(PyObject *module, PyObject *args);
+/* The STEP_* flags of the steps stack_walk reads, as module constants: 0 or -1. */
+int cpjit_add_step_flags(PyObject *module);
 
 /* ---- wrapper.c: the decorated callable ---- */
 

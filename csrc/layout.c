@@ -155,58 +155,6 @@ map_value(Map *m, int64_t a, int64_t b)
     }
 }
 
-/* The UOp fields the walk reads (cpjit/ir.py UOp: a dataclass with slots). */
-enum {
-    F_NAME, F_OPARG, F_OPERAND0, F_OPERAND1, F_OFFSET, F_EXIT_TO, F_JUMP_TO, F_EXIT_AFTER,
-    F_EXIT_STEPS, F_EXIT_AFTER_STEPS, F_COUNT,
-};
-static const char *const field_names[F_COUNT] = {
-    "name", "oparg", "operand0", "operand1", "offset", "exit_to", "jump_to", "exit_after",
-    "exit_steps", "exit_after_steps",
-};
-
-#ifndef Py_T_OBJECT_EX
-#include <structmember.h>   /* 3.11: T_OBJECT_EX */
-#define Py_T_OBJECT_EX T_OBJECT_EX
-#endif
-
-/* Where each field's slot is in an instance of `type`, so the walk reads
- * them with no attribute lookup: from the type's own member descriptors,
- * each checked to be an object slot inside an instance of that very type
- * (the walk reads only instances of exactly `type`).  0, or -1 with a TypeError. */
-static int
-find_fields(PyObject *type, Py_ssize_t offsets[F_COUNT])
-{
-    static PyObject *names[F_COUNT];   /* interned, made once */
-    if (!PyType_Check(type) || ((PyTypeObject *)type)->tp_dict == NULL) {
-        PyErr_SetString(PyExc_TypeError, "cpjit: the uop type must be a ready type");
-        return -1;
-    }
-    PyTypeObject *t = (PyTypeObject *)type;
-    for (int f = 0; f < F_COUNT; f++) {
-        if (names[f] == NULL && (names[f] = PyUnicode_InternFromString(field_names[f])) == NULL) {
-            return -1;
-        }
-        /* (An exact str key: the lookup runs no Python code.) */
-        PyObject *descr = PyDict_GetItemWithError(t->tp_dict, names[f]);
-        if (descr == NULL && PyErr_Occurred()) {
-            return -1;
-        }
-        PyMemberDef *member = descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)
-                              && PyDescr_TYPE(descr) == t
-                              ? ((PyMemberDescrObject *)descr)->d_member : NULL;
-        if (member == NULL || member->type != Py_T_OBJECT_EX
-            || member->offset < (Py_ssize_t)sizeof(PyObject)
-            || member->offset > t->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
-            PyErr_Format(PyExc_TypeError, "cpjit: %.100s.%s is not a slot the emitter can read",
-                         t->tp_name, field_names[f]);
-            return -1;
-        }
-        offsets[f] = member->offset;
-    }
-    return 0;
-}
-
 /* What the walk keeps track of besides the layout's words. */
 typedef struct {
     PyTypeObject *type;             /* the uop type (exactly) */
@@ -266,35 +214,14 @@ walk_free(Walk *w)
 static PyObject *
 field(const Walk *w, PyObject *uop, Py_ssize_t index, int f)
 {
-    PyObject *value = *(PyObject **)((char *)uop + w->offsets[f]);
-    if (value == NULL) {
-        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd has no %s", index, field_names[f]);
-    }
-    return value;
+    return cpjit_uop_field(w->offsets, uop, index, f);
 }
 
-/* Int field `f` of uop `index` as an int64 (an int subclass is read as an
- * int: no Python code runs). */
+/* Int field `f` of uop `index` as an int64 (see cpjit_uop_int_field). */
 static int
 int_field(const Walk *w, PyObject *uop, Py_ssize_t index, int f, int64_t *out)
 {
-    PyObject *value = field(w, uop, index, f);
-    if (value == NULL) {
-        return -1;
-    }
-    if (!PyLong_Check(value)) {
-        PyErr_Format(PyExc_TypeError, "cpjit: uop %zd: %s must be an int, not %.100s", index,
-                     field_names[f], Py_TYPE(value)->tp_name);
-        return -1;
-    }
-    int overflow;
-    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (overflow) {
-        PyErr_Format(PyExc_OverflowError, "cpjit: uop %zd: %s does not fit 64 bits", index,
-                     field_names[f]);
-        return -1;
-    }
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+    return cpjit_uop_int_field(w->offsets, uop, index, f, out);
 }
 
 /* The token of an exit steps tuple: tuples equal to one seen before share
@@ -1115,7 +1042,7 @@ cpjit_emit_trace(PyObject *Py_UNUSED(module), PyObject *args)
              *patches = NULL, *geometry = NULL, *records = NULL, *data = NULL, *got = NULL;
     uint64_t generation = cpjit_registry_generation();
     l.units = PyLong_AsLongLong(units);
-    if ((l.units == -1 && PyErr_Occurred()) || find_fields(uop_type, w.offsets) < 0) {
+    if ((l.units == -1 && PyErr_Occurred()) || cpjit_find_uop_fields(uop_type, w.offsets) < 0) {
         goto done;
     }
     w.type = (PyTypeObject *)uop_type;

@@ -129,6 +129,12 @@ static PyMethodDef module_methods[] = {
      "exit_actions, encode_operand, step_value, keepalive)\n--\n\nLay out a trace's "
      "stencils, copy their bytes, resolve their holes and make the JitCode (see "
      "csrc/layout.c and cpjit/emit.py)."},
+    {"stack_walk", cpjit_stack_walk, METH_VARARGS,
+     "stack_walk(uops, uop_type, label, oparg_free_steps, steps, stacksize, entry_depths, "
+     "pushing_actions, error, instructions=None)\n--\n\nThe stack depth before each uop of "
+     "a trace (None: unreachable), checked on the way; with entry_depths, its side exits "
+     "too; with instructions, the depth at each instruction's start instead (see "
+     "csrc/stackwalk.c and cpjit/analysis.py)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -154,7 +160,8 @@ PyInit__runtime(void)
     if (PyModule_AddType(module, &JitCode_Type) < 0
         || PyModule_AddType(module, &JitFunction_Type) < 0
         || PyModule_AddIntConstant(module, "SUPPORTED", CPJIT_SUPPORTED) < 0
-        || PyModule_AddStringConstant(module, "VERSION_NAME", CPJIT_VERSION_NAME) < 0) {
+        || PyModule_AddStringConstant(module, "VERSION_NAME", CPJIT_VERSION_NAME) < 0
+        || cpjit_add_step_flags(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

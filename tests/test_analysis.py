@@ -24,6 +24,15 @@ sys.path.insert(0, str(BENCHMARKS))
 import compile_time  # noqa: E402  (benchmarks/compile_time.py)
 
 
+def outcome(transfers, uop, state):
+    """(the state on falling through, on jumping) after `uop`, as the analysis has them."""
+    if uop.name == LABEL:
+        return state, None
+    transfer = transfers.get(uop.name)
+    return (transfer is not None and transfer(uop, state)) \
+        or analysis.generic_transfer(uop, state)
+
+
 def reference_states(trace, transfers):
     uops = trace.uops
     labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
@@ -38,12 +47,7 @@ def reference_states(trace, transfers):
             state = states[i]
             if state is None:
                 continue
-            if uop.name == LABEL:
-                fallthrough, jump = state, None
-            else:
-                transfer = transfers.get(uop.name)
-                fallthrough, jump = (transfer is not None and transfer(uop, state)) \
-                    or analysis.generic_transfer(uop, state)
+            fallthrough, jump = outcome(transfers, uop, state)
             for target, new in ((i + 1, fallthrough), (labels.get(uop.jump_to), jump)):
                 if new is None or target is None or target >= len(uops):
                     continue
@@ -96,12 +100,7 @@ def test_analysis_finds_a_fixpoint(func):
     for index, (uop, state) in enumerate(zip(uops, states)):
         if state is None:
             continue
-        if uop.name == LABEL:
-            fallthrough, jump = state, None
-        else:
-            transfer = transfers.get(uop.name)
-            fallthrough, jump = (transfer is not None and transfer(uop, state)) \
-                or analysis.generic_transfer(uop, state)
+        fallthrough, jump = outcome(transfers, uop, state)
         where = f"after uop {index} {uop.describe()}"
         if fallthrough is not None and index + 1 < len(uops):
             following = states[index + 1]

@@ -32,7 +32,6 @@ import dataclasses
 import functools
 import itertools
 import struct
-import sys
 
 from . import analysis, stencil_table
 from .analysis import EFFECTS
@@ -42,6 +41,9 @@ I64, F64 = "i64", "f64"
 _COPY_SLOT = {I64: "_COPY_SLOT_I64", F64: "_COPY_SLOT_F64"}  # (the kind marks a local dirty)
 _BOX_INSERTS = {I64: "_BOX_INSERT_I64", F64: "_BOX_INSERT_F64"}
 _KIND = {int: I64, float: F64}
+# Exit step actions (ir.EXIT_ACTIONS), as literals: interned strings.
+_BOX_ACTIONS = {I64: "box_i64", F64: "box_f64"}
+_SYNC_ACTIONS = {I64: "sync_i64", F64: "sync_f64"}
 _INT_OPS = {"_BINARY_OP_ADD_INT": "_ADD_I64", "_BINARY_OP_SUBTRACT_INT": "_SUB_I64",
             "_BINARY_OP_MULTIPLY_INT": "_MUL_I64", "_BINARY_OP_FLOOR_DIVIDE_INT": "_FLOORDIV_I64",
             "_BINARY_OP_REMAINDER_INT": "_MOD_I64"}
@@ -78,10 +80,10 @@ class Virtual:
 def _raw_item(kind: str, slot: int) -> Virtual:
     """The raw item of `kind` in `slot`.  Items are immutable, so each is one
     shared object: cheap to make, and the same state is the same objects
-    (which the walk's exit-steps cache goes by).  (Exit step actions are
-    interned: the stack walk, csrc/stackwalk.c, tells them apart by address.)"""
-    return Virtual("raw", kind, slot=slot, exit_action=sys.intern("box_" + kind),
-                   exit_value=slot)
+    (which the walk's exit-steps cache goes by).  (Its exit action is a
+    literal of _BOX_ACTIONS, interned: the stack walk, csrc/stackwalk.c, tells
+    actions apart by address.)"""
+    return Virtual("raw", kind, slot=slot, exit_action=_BOX_ACTIONS[kind], exit_value=slot)
 
 
 @functools.lru_cache(maxsize=None)
@@ -297,7 +299,7 @@ class _Walk:
         names = [("_SYNC_LOCAL_I64" if kind == I64 else "_SYNC_LOCAL_F64", local)
                  for local, kind in ordered]
         self.syncs = tuple((name, local, name in self.deopts) for name, local in names)
-        self.sync_steps = self.intern(tuple(ExitStep(sys.intern("sync_" + kind), local)
+        self.sync_steps = self.intern(tuple(ExitStep(_SYNC_ACTIONS[kind], local)
                                             for local, kind in ordered))
 
     def sync_locals(self, steps: tuple | None = None) -> None:
@@ -967,21 +969,24 @@ def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[int, int]],
-                marked: list[int]) -> dict[int, str]:
+                marked: list[int]) -> tuple[dict[int, str], frozenset[int]]:
     """Locals of a loop that can live in slots: plain locals whose type is the
-    same int or float wherever the loop reads or writes them.  (`marked`: the
-    indexes of the trace's uops that touch locals, and of others, in order.)"""
+    same int or float wherever the loop reads or writes them; and those of
+    them the loop stores into (the others never change in their slots).
+    (`marked`: the indexes of the trace's uops that touch locals, and of
+    others, in order.)"""
     uops = trace.uops
     # Entered only through its header, by falling into it.
     if start == 0 or uops[start - 1].name in _uop_flags().terminates:
-        return {}
+        return {}, frozenset()
     if any(start <= target <= end and not start <= i <= end for i, target in jumps):
-        return {}
+        return {}, frozenset()
     code = trace.code
     cells = set(code.co_cellvars)
     # Plain locals: not cells (nor free variables, numbered after them).
     plain = {local for local, name in enumerate(code.co_varnames) if name not in cells}
     kinds: dict[int, str | None] = {}
+    stored = set()
     for i in marked[bisect.bisect_left(marked, start):bisect.bisect_right(marked, end)]:
         uop, state = uops[i], states[i]
         local, name = uop.oparg, uop.name
@@ -991,12 +996,14 @@ def _raw_locals(trace: Trace, states, start: int, end: int, jumps: list[tuple[in
             kind = _KIND.get(state.locals[local])
         elif name == "_STORE_FAST":
             kind = _KIND.get(state.stack[-1].type)
+            stored.add(local)
         else:  # _LOCAL_USERS
             kind = None
         if local not in plain or kinds.get(local, kind) != kind:
             kind = None
         kinds[local] = kind
-    return {local: kind for local, kind in kinds.items() if kind is not None}
+    raw = {local: kind for local, kind in kinds.items() if kind is not None}
+    return raw, frozenset(stored.intersection(raw))
 
 
 def unbox(trace: Trace, context) -> list[str]:
@@ -1016,15 +1023,12 @@ def unbox(trace: Trace, context) -> list[str]:
     regions, spans = [], []  # (and the uops each spans)
     written = {}  # id(region) -> the locals its loop stores into
     for start, end in loops:
-        raw = _raw_locals(trace, states, start, end, jumps, marked)
+        raw, stored = _raw_locals(trace, states, start, end, jumps, marked)
         if raw:
             regions.append(raw)
             spans.append((start, end))
             region_at[start:end + 1] = [raw] * (end + 1 - start)
-            written[id(raw)] = frozenset(
-                uops[i].oparg
-                for i in marked[bisect.bisect_left(marked, start):bisect.bisect_right(marked, end)]
-                if names[i] == "_STORE_FAST")
+            written[id(raw)] = stored
     # Walked even where nothing is unboxed: the uops outside the regions that
     # may unbox something, and where each region starts (see _Walk.copy_plain).
     walked = [i for i in _outside(marked, spans)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import opcode
+import operator
 import types
 import weakref
 from typing import Callable
@@ -76,27 +78,25 @@ except ImportError:  # pragma: no cover
     _ADAPTIVE_NAMES = opcode.opname
 
 
-# By opcode: the name of a specialized instruction, None for an adaptive one
-# (waiting to specialize: it says nothing yet).
-_SPECIALIZED_NAMES = tuple(None if name.endswith("_ADAPTIVE") else name
+# By opcode: the name of a specialized instruction; for an adaptive one
+# (waiting to specialize: it says nothing yet) the name of the instruction
+# it stands for.
+_SPECIALIZED_NAMES = tuple(name[:-len("_ADAPTIVE")] if name.endswith("_ADAPTIVE") else name
                            for name in _ADAPTIVE_NAMES)
+_offset_of = operator.attrgetter("offset")
+_name_of = operator.attrgetter("name")
 
 
 def specialized(code: types.CodeType, instructions: list[Instruction]) -> list[tuple[int, str]]:
     """(index, name) of each of `instructions` that tier 1 specialized, in
     order: its opcode in the code object's adaptive bytecode is another one
-    than its own, and not an adaptive one."""
-    opcodes = code._co_code_adaptive[::2]  # one per code unit
-    count = len(opcodes)
+    than its own, and not an adaptive one.  (The instructions are compared
+    at C speed: most were not specialized.)"""
+    adaptive = code._co_code_adaptive[::2]  # an opcode per code unit
     names = _SPECIALIZED_NAMES
-    found = []
-    for index, ins in enumerate(instructions):
-        offset = ins.offset
-        if offset < count:
-            name = names[opcodes[offset]]
-            if name is not None and name != ins.name:
-                found.append((index, name))
-    return found
+    now = map(names.__getitem__, map(adaptive.__getitem__, map(_offset_of, instructions)))
+    changed = itertools.compress(itertools.count(), map(operator.ne, now, map(_name_of, instructions)))
+    return [(index, names[adaptive[instructions[index].offset]]) for index in changed]
 
 
 _decoded: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
@@ -123,21 +123,26 @@ def forget_decoded() -> None:
 def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
     # With extended_arg=True the package keeps each EXTENDED_ARG prefix and
     # each inline CACHE entry an instruction of its own: one per code unit,
-    # so an instruction's index is its offset.
+    # so an instruction's index is its offset.  The walk steps over each
+    # instruction's cache entries (their number is fixed by its opcode).
     concrete = ConcreteBytecode.from_code(code, extended_arg=True)
+    units = list(concrete)  # (its own __getitem__ is a Python method)
     caches, forward, backward = _CACHES, FORWARD_JUMPS, BACKWARD_JUMPS
-    found = []  # (offset, start, name, arg, following, line, jump target)
+    read = _READ
+    new = tuple.__new__
+    instructions = []
+    prefixed = False  # whether some instruction has EXTENDED_ARG prefixes
     start = None
-    extended = 0
-    for offset, instr in enumerate(concrete):
-        name = instr.name
-        if name == "CACHE":
-            continue
-        arg = instr.arg
-        if name == "EXTENDED_ARG":
-            if start is None:
-                start = offset
-            extended = (extended << 8) | arg
+    extended = offset = 0
+    count = len(units)
+    while offset < count:
+        name, arg, location = read(units[offset])
+        if name == "EXTENDED_ARG" or name == "CACHE":  # (a CACHE here: not from the compiler)
+            if name == "EXTENDED_ARG":
+                if start is None:
+                    start = offset
+                extended = (extended << 8) | arg
+            offset += 1
             continue
         if arg is UNSET:
             arg = None
@@ -148,20 +153,28 @@ def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
             jump = offset + 1 + arg
         elif name in backward:
             jump = offset + 1 - arg
-        location = instr.location
-        found.append((offset, offset if start is None else start, name, arg,
-                      offset + 1 + caches.get(name, 0),
-                      location.lineno if location is not None else None, jump))
-        start, extended = None, 0
-    # Jumps and fall-through go to an instruction's first prefix: name the
-    # instruction itself (side exits still resume at its `start`, and the
-    # interpreter after one at `after`).
-    at_start = {start: offset for offset, start, *_ in found}
-    new = tuple.__new__
-    instructions = [new(Instruction, (offset, start, name, arg, at_start.get(following, following),
-                                      line, at_start.get(jump, jump), following))
-                    for offset, start, name, arg, following, line, jump in found]
+        following = offset + 1 + caches.get(name, 0)
+        if start is None:
+            start = offset
+        else:
+            prefixed = True
+        instructions.append(new(Instruction, (
+            offset, start, name, arg, following,
+            location.lineno if location is not None else None, jump, following)))
+        start, extended, offset = None, 0, following
+    if prefixed:
+        # Jumps and fall-through go to an instruction's first prefix: name
+        # the instruction itself (side exits still resume at its `start`,
+        # and the interpreter after one at `after`).
+        at_start = {ins.start: ins.offset for ins in instructions if ins.start != ins.offset}
+        instructions = [ins._replace(next=at_start.get(ins.next, ins.next),
+                                     jump_target=at_start.get(ins.jump_target, ins.jump_target))
+                        for ins in instructions]
     return instructions, list(concrete.exception_table)
+
+
+# What _decode reads of each of the package's instructions (properties).
+_READ = operator.attrgetter("name", "arg", "location")
 
 
 def nlocalsplus(code: types.CodeType) -> int:

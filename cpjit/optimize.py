@@ -11,7 +11,7 @@ import dataclasses
 
 from . import analysis, stencil_table
 from .feedback import Feedback
-from .ir import LABEL, Obj, Trace, UOp
+from .ir import LABEL, Obj, Trace, UOp, jumps_into, positions
 from .specialize import Specializer, specialize
 from .unbox import unbox
 
@@ -61,7 +61,7 @@ def fuse_compare_and_branch(trace: Trace, context: Context) -> list[str]:
     last = len(uops) - 1
     fused = {}
     changes = []
-    for i in [i for i, uop in enumerate(uops) if uop.name in _FUSED_BRANCHES]:
+    for i in positions(uops, _FUSED_BRANCHES):
         if i < last and uops[i + 1].name == "_POP_JUMP_IF_BOOL":
             uop, following = uops[i], uops[i + 1]
             fused[i] = uop.replace(name=_FUSED_BRANCHES[uop.name], operand0=following.operand0,
@@ -79,8 +79,9 @@ def fuse_range_iteration(trace: Trace, context: Context) -> list[str]:
     is kept (analysis.fuse_pairs): _RANGE_ITER pushes what the pair pushed."""
     uops = trace.uops
     fused = {}
-    for i in [i for i, uop in enumerate(uops[:-1]) if uop.name == "_CALL_RANGE"]:
-        if uops[i + 1].name == "_GET_ITER_BUILTIN":
+    last = len(uops) - 1
+    for i in positions(uops, {"_CALL_RANGE"}):
+        if i < last and uops[i + 1].name == "_GET_ITER_BUILTIN":
             fused[i] = uops[i].replace(name="_RANGE_ITER")
     if fused:
         analysis.fuse_pairs(trace, fused)
@@ -110,7 +111,10 @@ def fuse_slices(trace: Trace, context: Context) -> list[str]:
     feedback = context.feedback
     fused = {}
     changes = []
-    for i in [i for i, uop in enumerate(uops[:-1]) if uop.name == "_BUILD_SLICE"]:
+    last = len(uops) - 1
+    for i in positions(uops, {"_BUILD_SLICE"}):
+        if i == last:
+            continue
         build, subscript = uops[i], uops[i + 1]
         if subscript.name not in ("_BINARY_SUBSCR", "_STORE_SUBSCR") \
                 or build.offset in feedback.no_speculation:
@@ -132,32 +136,28 @@ def fuse_slices(trace: Trace, context: Context) -> list[str]:
 
 def fuse_string_append(trace: Trace, context: Context) -> list[str]:
     """`s += t` / `s = s + t` on strings, stored back into `s`: append in place."""
-    changes = []
     uops = trace.uops
-    if not any(uop.name == "_BINARY_OP_ADD_STR" for uop in uops):
+    found = positions(uops, {"_BINARY_OP_ADD_STR"})
+    if not found:
         return []
     try:
         _, states = context.analyze(trace)
     except analysis.AnalysisError:
         return []
-    out = []
-    skip = False
-    for i, uop in enumerate(uops):
-        if skip:
-            skip = False
-            continue
+    changes = []
+    fused = {}
+    for i in found:
+        uop = uops[i]
         following = uops[i + 1] if i + 1 < len(uops) else None
         state = states[i]
-        if (uop.name == "_BINARY_OP_ADD_STR" and following is not None and state is not None
-                and following.name == "_STORE_FAST"
+        if (following is not None and state is not None and following.name == "_STORE_FAST"
                 and state.stack[-2].alias == following.oparg):
-            out.append(uop.replace(name="_BINARY_OP_INPLACE_ADD_STR",
-                                           oparg=following.oparg))
+            fused[i] = uop.replace(name="_BINARY_OP_INPLACE_ADD_STR", oparg=following.oparg)
             changes.append(f"@{2 * uop.offset} str + str stored back: append in place")
-            skip = True
-            continue
-        out.append(uop)
-    uops[:] = out
+    if fused:
+        # (A new list: the fused uop's transfer is not the pair's, so the
+        # next analysis starts afresh.)
+        uops[:] = [fused.get(i, uop) for i, uop in enumerate(uops) if i - 1 not in fused]
     return changes
 
 
@@ -171,11 +171,10 @@ def guard_loop_entries(trace: Trace, context: Context) -> list[str]:
     known (no guards per iteration, and ints and floats can be unboxed).
     Not for loops whose entry guard kept failing (feedback.no_speculation)."""
     uops = trace.uops
-    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
+    labels = {uops[i].oparg: i for i in positions(uops, {LABEL})}
     back_edges: dict[int, list[int]] = {}
-    for i, uop in enumerate(uops):
-        if uop.name != LABEL and uop.jump_to in labels:
-            back_edges.setdefault(labels[uop.jump_to], []).append(i)
+    for i in jumps_into(uops, labels):
+        back_edges.setdefault(labels[uops[i].jump_to], []).append(i)
     loops = [(header, sources) for header, sources in back_edges.items()
              if all(source > header for source in sources) and header > 0
              and not analysis.terminates(uops[header - 1].name)
@@ -226,7 +225,8 @@ def guard_loop_entries(trace: Trace, context: Context) -> list[str]:
 
 def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
     """Drop type guards on items whose type is already proven."""
-    if not any(uop.name == "_GUARD_TYPE" for uop in trace.uops):
+    guards = positions(trace.uops, {"_GUARD_TYPE"})
+    if not guards:
         return []
     try:
         _, states = context.analyze(trace)
@@ -234,9 +234,9 @@ def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
         return []
     changes = []
     redundant = set()
-    for index, (uop, state) in enumerate(zip(trace.uops, states)):
-        if (uop.name == "_GUARD_TYPE" and state is not None
-                and state.stack[-uop.oparg].type is uop.operand0.value):
+    for index in guards:
+        uop, state = trace.uops[index], states[index]
+        if state is not None and state.stack[-uop.oparg].type is uop.operand0.value:
             changes.append(f"@{2 * uop.offset} removed _GUARD_TYPE "
                            f"{uop.operand0.value.__name__} (proven)")
             redundant.add(index)
@@ -247,47 +247,49 @@ def remove_redundant_guards(trace: Trace, context: Context) -> list[str]:
 def prune_tracing_checks(trace: Trace, context: Context) -> list[str]:
     """Drop _CHECK_TRACING where no path into it comes from code that can run
     Python (specialization made those uops non-escaping)."""
-    specs = stencil_table.uops()
     uops = trace.uops
-    jumps_to: dict[int, list] = {}
-    for uop in uops:
-        if uop.name != LABEL and uop.jump_to >= 0:
-            jumps_to.setdefault(uop.jump_to, []).append(uop)
+    checks = positions(uops, {"_CHECK_TRACING"})
+    if not checks:
+        return []
+    specs = stencil_table.uops()
+    jumps_to: dict[int, list] | None = None  # label offset -> the uops jumping there
     changes = []
-    kept = []
-    for i, uop in enumerate(uops):
-        if uop.name != "_CHECK_TRACING":
-            kept.append(uop)
-            continue
+    removed = set()
+    for i in checks:
+        uop = uops[i]
         needed = False
         j = i - 1
         while j >= 0 and uops[j].name == LABEL:
+            if jumps_to is None:
+                jumps_to = {}
+                for source in uops:
+                    if source.name != LABEL and source.jump_to >= 0:
+                        jumps_to.setdefault(source.jump_to, []).append(source)
             for source in jumps_to.get(uops[j].oparg, ()):
                 needed |= specs[source.name].escapes
             j -= 1
         if j >= 0 and uops[j].name != LABEL and not specs[uops[j].name].flags & {"TERMINATES"}:
             spec = specs[uops[j].name]
             needed |= spec.escapes and "SYNCS_FRAME" not in spec.flags
-        if needed:
-            kept.append(uop)
-        else:
+        if not needed:
+            removed.add(i)
             changes.append(f"@{2 * uop.offset} removed _CHECK_TRACING (nothing before it "
                            "can run Python)")
-    uops[:] = kept
+    if removed:
+        uops[:] = [uop for i, uop in enumerate(uops) if i not in removed]
     return changes
 
 
 def merge_tracing_checks(trace: Trace, context: Context) -> list[str]:
     """Drop a _CHECK_TRACING that directly follows another one (no code in
     between can turn tracing on)."""
-    changes = []
-    kept = []
-    for uop in trace.uops:
-        if uop.name == "_CHECK_TRACING" and kept and kept[-1].name == "_CHECK_TRACING":
-            changes.append(f"removed duplicate _CHECK_TRACING @{2 * uop.offset}")
-            continue
-        kept.append(uop)
-    trace.uops[:] = kept
+    uops = trace.uops
+    checks = positions(uops, {"_CHECK_TRACING"})
+    duplicates = set(checks).intersection([i + 1 for i in checks])
+    if not duplicates:
+        return []
+    changes = [f"removed duplicate _CHECK_TRACING @{2 * uops[i].offset}" for i in sorted(duplicates)]
+    uops[:] = [uop for i, uop in enumerate(uops) if i not in duplicates]
     return changes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import operator
@@ -202,6 +203,7 @@ class UOp:
 
 _new_object = object.__new__
 name_of = operator.attrgetter("name")
+_offset_of = operator.attrgetter("offset")
 
 
 def positions(uops: list[UOp], names: Container[str]) -> list[int]:
@@ -247,8 +249,6 @@ class Trace:
     # states and which uops changed the state); reused while the uops are the
     # very same objects, and kept up to date by passes that edit it in place.
     analysis: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
-    # The instructions by offset (instruction_at), made when first asked for.
-    _by_offset: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def new_cache(self, words: int = CACHE_WORDS) -> CacheWords:
         """Reserve the read-write words of one inline cache (or profile)."""
@@ -264,7 +264,10 @@ class Trace:
                                    profile_sites=list(self.profile_sites))
 
     def instruction_at(self, offset: int) -> Instruction | None:
-        by_offset = self._by_offset
-        if by_offset is None or len(by_offset) != len(self.instructions):
-            by_offset = self._by_offset = {ins.offset: ins for ins in self.instructions}
-        return by_offset.get(offset)
+        """The instruction at `offset`, or None (the instructions are in
+        offset order: a binary search, in C)."""
+        instructions = self.instructions
+        index = bisect.bisect_left(instructions, offset, key=_offset_of)
+        if index < len(instructions) and instructions[index].offset == offset:
+            return instructions[index]
+        return None

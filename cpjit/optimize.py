@@ -36,16 +36,23 @@ class Context:
         """The specializer of this compilation and the trace's states under its
         transfer functions (every pass uses the same ones, so analysis.analyze
         can reuse an analysis of unchanged uops).  Raises analysis.AnalysisError."""
+        specializer, transfers = self.specializer(trace)
+        return specializer, analysis.analyze(trace, transfers)
+
+    def specializer(self, trace: Trace) -> tuple[Specializer, dict]:
+        """The specializer of this compilation for `trace` and its transfer
+        functions (the specialize pass's, then the later passes')."""
         if self._specializer is None or self._specialized is not trace:
             self._specializer = Specializer(trace, self.feedback, self.globals)
             self._transfers = self._specializer.transfers()
             self._specialized = trace
-        return self._specializer, analysis.analyze(trace, self._transfers)
+        return self._specializer, self._transfers
 
 
 def run_specialize(trace: Trace, context: Context) -> list[str]:
     """Typed uops (with guards) for proven or predicted operand types."""
-    return specialize(trace, context.feedback, context.globals, context.profile)
+    return specialize(trace, context.feedback, context.globals, context.profile,
+                      context.specializer(trace))
 
 
 _FUSED_BRANCHES = {"_COMPARE_OP_INT": "_COMPARE_INT_AND_BRANCH",

@@ -567,18 +567,24 @@ assert not _METHOD_TRANSFERS.keys() & _TRANSFERS.keys()
 
 
 def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
-               profile: bool = False) -> list[str]:
+               profile: bool = False,
+               made: tuple[Specializer, dict] | None = None) -> list[str]:
     """Rewrite the trace's generic uops into typed ones; return what changed.
     With `profile`, generic uops left whose operand types are not proven get a
     _PROFILE uop in front (trace.profile_sites), for a later compilation.
 
     The analysis of the typed trace is handed on (see _Rewrite) when every
     visit of every uop was decided alike: each typed uop's transfer, after
-    its guards', is then what the generic uop's did at each visit."""
-    specializer = Specializer(trace, feedback, globals_)
+    its guards', is then what the generic uop's did at each visit.
+    `made`: a Specializer for this trace and its transfers() (else made
+    here), which the passes after this one go on analyzing with."""
+    specializer, transfers = made or (None, None)
+    if specializer is None:
+        specializer = Specializer(trace, feedback, globals_)
+        transfers = specializer.transfers()
     specializer.decisions = {}
     try:
-        analyzed = analysis.analysis_of(trace, specializer.transfers())
+        analyzed = analysis.analysis_of(trace, transfers)
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
     # (An analysis made before was not recorded: decide again.)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import itertools
 import operator
 import types
 from typing import Container, NamedTuple, Union
@@ -202,30 +201,21 @@ class UOp:
 
 
 _new_object = object.__new__
-name_of = operator.attrgetter("name")
 _offset_of = operator.attrgetter("offset")
 
 
 def positions(uops: list[UOp], names: Container[str]) -> list[int]:
-    """The indexes of the uops named one of `names`, in order.  Found at C
-    speed (no Python code runs per uop): a pass mostly looks for a few uops
-    among many, and a loop over all of them would cost more than its work.
-    (`names`: a set, a dict or a tuple of them, not one str.)"""
-    assert not isinstance(names, str)
-    return list(itertools.compress(itertools.count(), map(names.__contains__, map(name_of, uops))))
-
-
-_jump_to_of = operator.attrgetter("jump_to")
+    """The indexes of the uops named one of `names` (a set, a dict or a
+    tuple of names), in order: what most passes look for among the uops.
+    (A comprehension: reading a slot is specialized in the interpreter, and
+    beats operator.attrgetter, which looks the attribute up each time.)"""
+    return [i for i, uop in enumerate(uops) if uop.name in names]
 
 
 def jumps_into(uops: list[UOp], targets: Container[int]) -> list[int]:
     """The indexes of the uops that jump to one of `targets` (instruction
-    offsets: those of the trace's labels, say), in order; at C speed, as positions()."""
-    found = itertools.compress(itertools.count(), map(targets.__contains__, map(_jump_to_of, uops)))
-    return [i for i in found if uops[i].name != LABEL]
-# UOp.replace fills every field by name:
-assert UOp.__slots__ == ("name", "oparg", "operand0", "operand1", "offset", "exit_to", "jump_to",
-                         "comment", "exit_after", "exit_steps", "exit_after_steps")
+    offsets: those of the trace's labels, say), in order."""
+    return [i for i, uop in enumerate(uops) if uop.jump_to in targets and uop.name != LABEL]
 
 
 @dataclasses.dataclass

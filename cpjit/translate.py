@@ -11,11 +11,10 @@ is published before them and tracing is checked after them.
 from __future__ import annotations
 
 import functools
-import itertools
 import types
 
 from . import _versions, analysis, stencil_table
-from .ir import LABEL, CodeUnit, Instruction, Trace, UOp, name_of
+from .ir import LABEL, CodeUnit, Instruction, Trace, UOp
 
 
 class Unsupported(Exception):
@@ -116,7 +115,7 @@ def _publish_all(trace: Trace, lowered: list, reached: set[int],
     branches that can run it: a tracing check goes there.  (Few functions
     have such uops: one look at all the names finds there is nothing to do.)"""
     needs_ip = _publishing()
-    if needs_ip.isdisjoint(map(name_of, itertools.chain.from_iterable(filter(None, lowered)))):
+    if needs_ip.isdisjoint([uop.name for uops in lowered if uops is not None for uop in uops]):
         return set()
     check_at: set[int] = set()
     for ins, uops in zip(trace.instructions, lowered):

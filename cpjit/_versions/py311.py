@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import opcode
 import operator
 import types
@@ -78,25 +77,27 @@ except ImportError:  # pragma: no cover
     _ADAPTIVE_NAMES = opcode.opname
 
 
-# By opcode: the name of a specialized instruction; for an adaptive one
-# (waiting to specialize: it says nothing yet) the name of the instruction
-# it stands for.
-_SPECIALIZED_NAMES = tuple(name[:-len("_ADAPTIVE")] if name.endswith("_ADAPTIVE") else name
+# By opcode: the name of a specialized instruction, None for an adaptive one
+# (waiting to specialize: it says nothing yet).
+_SPECIALIZED_NAMES = tuple(None if name.endswith("_ADAPTIVE") else name
                            for name in _ADAPTIVE_NAMES)
-_offset_of = operator.attrgetter("offset")
-_name_of = operator.attrgetter("name")
 
 
 def specialized(code: types.CodeType, instructions: list[Instruction]) -> list[tuple[int, str]]:
     """(index, name) of each of `instructions` that tier 1 specialized, in
     order: its opcode in the code object's adaptive bytecode is another one
-    than its own, and not an adaptive one.  (The instructions are compared
-    at C speed: most were not specialized.)"""
-    adaptive = code._co_code_adaptive[::2]  # an opcode per code unit
+    than its own, and not an adaptive one."""
+    opcodes = code._co_code_adaptive[::2]  # one per code unit
+    count = len(opcodes)
     names = _SPECIALIZED_NAMES
-    now = map(names.__getitem__, map(adaptive.__getitem__, map(_offset_of, instructions)))
-    changed = itertools.compress(itertools.count(), map(operator.ne, now, map(_name_of, instructions)))
-    return [(index, names[adaptive[instructions[index].offset]]) for index in changed]
+    found = []
+    for index, ins in enumerate(instructions):
+        offset = ins.offset
+        if offset < count:
+            name = names[opcodes[offset]]
+            if name is not None and name != ins.name:
+                found.append((index, name))
+    return found
 
 
 _decoded: "weakref.WeakKeyDictionary[types.CodeType, tuple]" = weakref.WeakKeyDictionary()
@@ -167,9 +168,12 @@ def _decode(code: types.CodeType) -> tuple[list[Instruction], list]:
         # the instruction itself (side exits still resume at its `start`,
         # and the interpreter after one at `after`).
         at_start = {ins.start: ins.offset for ins in instructions if ins.start != ins.offset}
-        instructions = [ins._replace(next=at_start.get(ins.next, ins.next),
-                                     jump_target=at_start.get(ins.jump_target, ins.jump_target))
-                        for ins in instructions]
+        for index, ins in enumerate(instructions):
+            offset, start, name, arg, following, line, jump, after = ins
+            if following in at_start or jump in at_start:
+                instructions[index] = new(Instruction, (
+                    offset, start, name, arg, at_start.get(following, following), line,
+                    at_start.get(jump, jump), after))
     return instructions, list(concrete.exception_table)
 
 

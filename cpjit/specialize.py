@@ -159,27 +159,25 @@ class Specializer:
         # The last visit's decision of each uop by id: (uop, stack, decision).
         self._last_decision: dict[int, tuple] = {}
 
-    def _visited(self, uop: UOp, decision: "Decision | None") -> "Decision | None":
-        """Note the decision of this visit of `uop` (when recording)."""
+    def _decision(self, uop: UOp, state: State, decider) -> "Decision | None":
+        """`decider`'s decision for `uop` at this visit of the analysis, noted
+        (while specialize records them, in self.decisions: a uop decided
+        differently on two visits makes them unstable).  A decider reads the
+        uop's inputs on the stack, never the locals, so a revisit with the
+        stack of the last visit (the usual one: the loop header's locals
+        changed) has the last visit's decision, which is taken as it is (it
+        was noted then)."""
+        key = id(uop)
+        last = self._last_decision.get(key)
+        if last is not None and last[0] is uop and last[1] == state.stack:
+            return last[2]
+        decision = decider(self, uop, state)
         decisions = self.decisions
         if decisions is not None:
-            key = id(uop)
             if key in decisions and decisions[key] != decision:
                 self.unstable = True
             decisions[key] = decision
-        return decision
-
-    def _decision(self, uop: UOp, state: State, decider) -> "Decision | None":
-        """`decider`'s decision for `uop` at this visit of the analysis (noted:
-        _visited).  A decider reads the uop's inputs on the stack, never the
-        locals, so a revisit with the stack of the last visit (the usual one:
-        the loop header's locals changed) has the last visit's decision,
-        which is taken as it is (it was noted then)."""
-        last = self._last_decision.get(id(uop))
-        if last is not None and last[0] is uop and last[1] == state.stack:
-            return last[2]
-        decision = self._visited(uop, decider(self, uop, state))
-        self._last_decision[id(uop)] = (uop, state.stack, decision)
+        self._last_decision[key] = (uop, state.stack, decision)
         return decision
 
     # -- decisions for generic uops --
@@ -198,21 +196,29 @@ class Specializer:
         stack = state.stack
         if len(stack) < n:
             return None, ()  # (generic_transfer reports the underflow)
-        facts = tuple([item.type if isinstance(item.type, type) else None
-                       for item in stack[len(stack) - n:]])
+        # (Loops, not comprehensions: this runs at most analysis visits, for
+        # n <= 3 items, and a comprehension is a call of its own.)
+        facts = ()
+        for item in stack[len(stack) - n:]:
+            fact = item.type
+            facts += (fact if isinstance(fact, type) else None,)
         found = choices.match(facts)
         if found is not None:
             return found[1], ()  # all proven: nothing to guard
         if None not in facts:
             return None, ()  # (the feedback adds nothing)
         predicted = self._predicted(uop, n)
-        found = choices.match(tuple([f if f is not None else p
-                                     for f, p in zip(facts, predicted)]))
+        completed = ()
+        for fact, guess in zip(facts, predicted):
+            completed += (guess if fact is None else fact,)
+        found = choices.match(completed)
         if found is None:
             return None, ()
         key, choice = found
-        guards = tuple((n - i, k) for i, k in enumerate(key)
-                       if k is not None and facts[i] is not k)
+        guards = ()
+        for i, k in enumerate(key):
+            if k is not None and facts[i] is not k:
+                guards += ((n - i, k),)
         return choice, guards
 
     def _call(self, uop: UOp, state: State) -> Decision | None:
@@ -243,7 +249,7 @@ class Specializer:
             return Decision("_CALL_LEN", (Item(int),), operand0=Obj(builtins.len))
         if callee.hint is builtins.isinstance and nargs == 2:
             return Decision("_CALL_ISINSTANCE", (Item(bool),), operand0=Obj(builtins.isinstance))
-        result = Item(ANY, hint=_CALL_RESULTS.get(callee.hint))
+        result = new(Item, (ANY, -1, _CALL_RESULTS.get(callee.hint)))
         if kind == "builtin_o" and nargs == 1:
             return Decision("_CALL_BUILTIN_O", (result,))
         if kind == "builtin_fast":
@@ -410,7 +416,7 @@ class Specializer:
 
     def _load_global_cached(self, uop: UOp, state: State) -> Outcome:
         hint = self._global_hint(uop.operand0.value)
-        return (state.push(Item(ANY, hint=hint)), None)
+        return (state.push(new(Item, (ANY, -1, hint))), None)
 
     @staticmethod
     def _push_null_under(uop: UOp, state: State) -> Outcome:
@@ -424,7 +430,7 @@ class Specializer:
         callee = stack[-(uop.oparg + 1)]
         below = stack[-(uop.oparg + 2)]
         result = _CALL_RESULTS.get(callee.hint) if below.type is NULL else None
-        return (state.pop_push(uop.oparg + 2, (Item(ANY, hint=result),)), None)
+        return (state.pop_push(uop.oparg + 2, (new(Item, (ANY, -1, result)),)), None)
 
     @staticmethod
     def _typed_result(uop: UOp, state: State) -> Outcome:
@@ -435,7 +441,7 @@ class Specializer:
         decision = self._decision(uop, state, Specializer._decide_get_iter)
         if decision is None:
             if state.stack[-1].hint is range:
-                return (state.pop_push(1, (Item(ANY, hint=RANGE_ITER),)), None)
+                return (state.pop_push(1, (_RANGE_ITER_ITEM,)), None)
             return None
         return self._decided(uop, state, decision)
 
@@ -453,7 +459,7 @@ class Specializer:
         iterable = state.stack[-1].type
         fact = _GET_ITER_FACTS.get(iterable, ANY)
         hint = RANGE_ITER if iterable is range else None
-        return (state.pop_push(1, (Item(fact, hint=hint),)), None)
+        return (state.pop_push(1, (new(Item, (fact, -1, hint)),)), None)
 
     @staticmethod
     def _range_iter(uop: UOp, state: State) -> Outcome:

@@ -140,7 +140,7 @@ int cpjit_uop_type_init(PyObject *module);
 
 /* ---- uopfields.c: the fields of a uop (cpjit/ir.py UOp), read from their slots ---- */
 
-/* The fields read (a dataclass with slots; cpjit_uop_field_names spells them). */
+/* The fields read (members of uop.c's UOpBase; cpjit_uop_field_names spells them). */
 enum {
     F_NAME, F_OPARG, F_OPERAND0, F_OPERAND1, F_OFFSET, F_EXIT_TO, F_JUMP_TO, F_EXIT_AFTER,
     F_EXIT_STEPS, F_EXIT_AFTER_STEPS, F_COUNT,

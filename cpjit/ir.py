@@ -8,6 +8,8 @@ import operator
 import types
 from typing import Container, NamedTuple, Union
 
+from . import _runtime
+
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Obj:
@@ -138,8 +140,7 @@ EXIT_ACTIONS = {"box_i64": 1, "box_f64": 2, "local": 3, "const": 4, "sync_i64": 
 PUSHING_ACTIONS = frozenset({"box_i64", "box_f64", "local", "const"})
 
 
-@dataclasses.dataclass(slots=True)
-class UOp:
+class UOp(_runtime.UOpBase):
     """One micro-op of a trace.
 
     `offset` is the instruction it implements: its error stub reports that
@@ -147,43 +148,34 @@ class UOp:
     (the instruction's start unless stated), `exit_after` where it resumes when
     the uop leaves after its effect (the next instruction).  `jump_to` is the
     offset of the instruction a branch goes to.
+
+    Its fields are those of its C base (csrc/uop.c: a compilation makes and
+    copies a few hundred uops, and a dataclass's __init__ is a Python
+    function), which behaves as a dataclass with slots would: UOp(name,
+    oparg=0, operand0=0, operand1=0, offset=-1, exit_to=-1, jump_to=-1,
+    comment="", exit_after=-1, exit_steps=(), exit_after_steps=()), positional
+    in that order or by keyword; == compares every field; unhashable; a
+    repr like a dataclass's.
+    `replace(**changes)` is a copy with some fields changed.
     """
 
+    __slots__ = ()
+
+    # The fields (annotations only: a class attribute would hide the member).
     name: str
-    oparg: int = 0
-    operand0: Operand = 0
-    operand1: Operand = 0
-    offset: int = -1
-    exit_to: int = -1
-    jump_to: int = -1
-    comment: str = ""
-    exit_after: int = -1
+    oparg: int  # = 0
+    operand0: Operand  # = 0
+    operand1: Operand  # = 0
+    offset: int  # = -1
+    exit_to: int  # = -1
+    jump_to: int  # = -1
+    comment: str  # = ""
+    exit_after: int  # = -1
     # What its side exit does first, to box what is unboxed at that point
     # (ExitSteps, from cpjit/unbox.py); uops with the same resume offset and
     # steps share an exit stub.  The same for its exit after its effect.
-    exit_steps: tuple = ()
-    exit_after_steps: tuple = ()
-
-    def replace(self, **changes) -> "UOp":
-        """A copy with some fields changed (dataclasses.replace, seven times
-        faster: the passes copy uops a lot).  Its slots are filled in place:
-        calling UOp() costs more than that (its __init__ is entered from C)."""
-        new = _new_object(UOp)
-        new.name = self.name
-        new.oparg = self.oparg
-        new.operand0 = self.operand0
-        new.operand1 = self.operand1
-        new.offset = self.offset
-        new.exit_to = self.exit_to
-        new.jump_to = self.jump_to
-        new.comment = self.comment
-        new.exit_after = self.exit_after
-        new.exit_steps = self.exit_steps
-        new.exit_after_steps = self.exit_after_steps
-        if changes:
-            for field in changes:
-                setattr(new, field, changes[field])
-        return new
+    exit_steps: tuple  # = ()
+    exit_after_steps: tuple  # = ()
 
     def describe(self) -> str:
         parts = [self.name]
@@ -200,7 +192,6 @@ class UOp:
         return " ".join(parts)
 
 
-_new_object = object.__new__
 _offset_of = operator.attrgetter("offset")
 
 
@@ -216,6 +207,12 @@ def jumps_into(uops: list[UOp], targets: Container[int]) -> list[int]:
     """The indexes of the uops that jump to one of `targets` (instruction
     offsets: those of the trace's labels, say), in order."""
     return [i for i, uop in enumerate(uops) if uop.jump_to in targets and uop.name != LABEL]
+
+
+# The fields in positional order, as the C base takes them (and its repr shows them):
+assert UOp.__match_args__ == tuple(UOp.__annotations__) == (
+    "name", "oparg", "operand0", "operand1", "offset", "exit_to", "jump_to", "comment",
+    "exit_after", "exit_steps", "exit_after_steps")
 
 
 @dataclasses.dataclass

@@ -133,9 +133,14 @@ int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64
  * error_stub): see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
 
+/* ---- uop.c: _runtime.UOpBase, the C base of cpjit/ir.py UOp ---- */
+
+/* Ready the type and add it to the module: 0, or -1 with an error. */
+int cpjit_uop_type_init(PyObject *module);
+
 /* ---- uopfields.c: the fields of a uop (cpjit/ir.py UOp), read from their slots ---- */
 
-/* The fields read (a dataclass with slots; cpjit_uop_field_names spells them). */
+/* The fields read (members of uop.c's UOpBase; cpjit_uop_field_names spells them). */
 enum {
     F_NAME, F_OPARG, F_OPERAND0, F_OPERAND1, F_OFFSET, F_EXIT_TO, F_JUMP_TO, F_EXIT_AFTER,
     F_EXIT_STEPS, F_EXIT_AFTER_STEPS, F_COUNT,

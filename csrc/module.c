@@ -172,5 +172,9 @@ PyInit__runtime(void)
         return NULL;
     }
 #endif
+    if (cpjit_uop_type_init(module) < 0) {   /* _runtime.UOpBase (uop.c) */
+        Py_DECREF(module);
+        return NULL;
+    }
     return module;
 }

@@ -2,8 +2,9 @@
  *
  * layout.c (emit_trace) and stackwalk.c (stack_walk) read every uop of a
  * trace, several fields each: they read them straight from the instance's
- * slots (UOp is a dataclass with slots), found once per call from the type's
- * own member descriptors, instead of looking each attribute up.
+ * slots (UOp's fields are object members of its C base, uop.c's UOpBase),
+ * found once per call from the type's member descriptors, instead of
+ * looking each attribute up.
  */
 #include "cpjit.h"
 
@@ -17,33 +18,44 @@ const char *const cpjit_uop_field_names[F_COUNT] = {
     "exit_steps", "exit_after_steps",
 };
 
-/* Each member descriptor is checked to be an object slot inside an instance
- * of that very type (the callers read only instances of exactly `type`). */
+/* Each field is looked up along the type's MRO (as an attribute of its
+ * instances would be, but with no Python code run) and must be a member
+ * descriptor for an object slot of a type in that MRO, inside that type's
+ * instances, so inside every instance of `type` too (the callers read only
+ * instances of exactly `type`). */
 int
 cpjit_find_uop_fields(PyObject *type, Py_ssize_t offsets[F_COUNT])
 {
     static PyObject *names[F_COUNT];   /* interned, made once */
-    if (!PyType_Check(type) || ((PyTypeObject *)type)->tp_dict == NULL) {
+    PyTypeObject *t = PyType_Check(type) ? (PyTypeObject *)type : NULL;
+    PyObject *mro = t != NULL && t->tp_dict != NULL ? t->tp_mro : NULL;
+    if (mro == NULL || !PyTuple_Check(mro)) {
         PyErr_SetString(PyExc_TypeError, "cpjit: the uop type must be a ready type");
         return -1;
     }
-    PyTypeObject *t = (PyTypeObject *)type;
     for (int f = 0; f < F_COUNT; f++) {
         if (names[f] == NULL
             && (names[f] = PyUnicode_InternFromString(cpjit_uop_field_names[f])) == NULL) {
             return -1;
         }
-        /* (An exact str key: the lookup runs no Python code.) */
-        PyObject *descr = PyDict_GetItemWithError(t->tp_dict, names[f]);
-        if (descr == NULL && PyErr_Occurred()) {
-            return -1;
+        /* (Exact str keys: the lookups run no Python code.) */
+        PyObject *descr = NULL;
+        for (Py_ssize_t k = 0; descr == NULL && k < PyTuple_GET_SIZE(mro); k++) {
+            PyObject *base = PyTuple_GET_ITEM(mro, k);
+            PyObject *dict = PyType_Check(base) ? ((PyTypeObject *)base)->tp_dict : NULL;
+            if (dict != NULL && PyDict_Check(dict)
+                && (descr = PyDict_GetItemWithError(dict, names[f])) == NULL && PyErr_Occurred()) {
+                return -1;
+            }
         }
-        PyMemberDef *member = descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)
-                              && PyDescr_TYPE(descr) == t
+        PyTypeObject *owner = descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                              ? PyDescr_TYPE(descr) : NULL;
+        PyMemberDef *member = owner != NULL && PyType_IsSubtype(t, owner)
                               ? ((PyMemberDescrObject *)descr)->d_member : NULL;
         if (member == NULL || member->type != Py_T_OBJECT_EX
             || member->offset < (Py_ssize_t)sizeof(PyObject)
-            || member->offset > t->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+            || member->offset > owner->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)
+            || owner->tp_basicsize > t->tp_basicsize) {
             PyErr_Format(PyExc_TypeError, "cpjit: %.100s.%s is not an object slot of its own",
                          t->tp_name, cpjit_uop_field_names[f]);
             return -1;

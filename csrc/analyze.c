@@ -82,7 +82,7 @@ typedef struct {
 /* The effect last looked up for uop i (analyze: one per uop), with the name
  * (held) and oparg it was looked up for. */
 typedef struct {
-    PyObject *name;         /* NULL: none yet */
+    PyObject *name;         /* NULL: none yet (see Analysis.has_known) */
     int64_t oparg;
     Effect effect;
 } KnownEffect;
@@ -392,7 +392,8 @@ typedef struct {
     Py_ssize_t n;
     /* the analysis: per uop (one block with the labels and the worklist) */
     PyObject **states;      /* the state before it (held), or NULL: not reached yet */
-    KnownEffect *known;
+    KnownEffect *known;     /* set up on first use: */
+    char *has_known;
     char *is_label;
     char *pending;          /* it is in the worklist */
     char *altered;
@@ -402,13 +403,14 @@ typedef struct {
     Py_ssize_t nwork;
 } Analysis;
 
-/* The per-uop arrays, in one zeroed block.  0, or -1 with a MemoryError. */
+/* The per-uop arrays, in one block.  0, or -1 with a MemoryError.  (Only
+ * what must start zeroed is: the known effects are set up on first use.) */
 static int
 analysis_init(Analysis *a)
 {
     size_t n = (size_t)a->n;
-    char *block = PyMem_Calloc(1, n * (sizeof(PyObject *) + sizeof(KnownEffect) + sizeof(Label)
-                                       + sizeof(Py_ssize_t) + 3));
+    char *block = PyMem_Malloc(n * (sizeof(PyObject *) + sizeof(KnownEffect) + sizeof(Label)
+                                    + sizeof(Py_ssize_t) + 4));
     if (block == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -417,9 +419,12 @@ analysis_init(Analysis *a)
     a->known = (KnownEffect *)(a->states + n);
     a->labels = (Label *)(a->known + n);
     a->work = (Py_ssize_t *)(a->labels + n);
-    a->is_label = (char *)(a->work + n);
+    a->has_known = (char *)(a->work + n);
+    a->is_label = a->has_known + n;
     a->pending = a->is_label + n;
     a->altered = a->pending + n;
+    memset(a->states, 0, n * sizeof(PyObject *));
+    memset(a->has_known, 0, 4 * n);
     return 0;
 }
 
@@ -429,10 +434,23 @@ analysis_free(Analysis *a)
     if (a->states != NULL) {
         for (Py_ssize_t i = 0; i < a->n; i++) {
             Py_XDECREF(a->states[i]);
-            Py_XDECREF(a->known[i].name);
+            if (a->has_known[i]) {
+                Py_XDECREF(a->known[i].name);
+            }
         }
         PyMem_Free(a->states);
     }
+}
+
+/* The known effect of uop `index`, set up (empty) if it was not yet. */
+static KnownEffect *
+known_effect(Analysis *a, Py_ssize_t index)
+{
+    if (!a->has_known[index]) {
+        a->has_known[index] = 1;
+        a->known[index].name = NULL;
+    }
+    return &a->known[index];
 }
 
 /* (An index is in the worklist at most once: see `pending`.) */
@@ -603,7 +621,8 @@ outcome(Analysis *a, PyObject *uop, Py_ssize_t index, PyObject *state, PyObject 
         }
         Py_DECREF(result);
     }
-    return generic_transfer(&a->c, uop, index, state, &a->known[index], fallthrough, jump);
+    return generic_transfer(&a->c, uop, index, state, known_effect(a, index), fallthrough,
+                            jump);
 }
 
 /* old.join(new) for the state before uop `index` (a label): a new

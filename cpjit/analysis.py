@@ -12,9 +12,8 @@ caller (see specialize.py), so the analysis and the rewrite agree.
 
 from __future__ import annotations
 
-import heapq
 import operator
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, NamedTuple
 
 from . import _runtime, stencil_table
 from .ir import LABEL, PUSHING_ACTIONS, Trace, UOp
@@ -163,8 +162,9 @@ Outcome = tuple[State | None, State | None]
 Transfer = Callable[[UOp, State], "Outcome | None"]
 # The transfer functions by uop name (a uop without one, or whose transfer
 # function returns None, has only its generic stack effect: generic_transfer).
-# The analysis looks them up itself, one dictionary lookup per visit.
-Transfers = Mapping[str, Transfer]
+# The analysis looks them up itself (in C), one dictionary lookup per visit:
+# a dict.
+Transfers = dict[str, Transfer]
 
 
 class Effect(NamedTuple):
@@ -215,7 +215,9 @@ def entry_state(trace: Trace) -> State:
 
 
 def generic_transfer(uop: UOp, state: State) -> Outcome:
-    """Stack effect from the uop's metadata, nothing known about what it pushes."""
+    """Stack effect from the uop's metadata, nothing known about what it pushes.
+    (_analyze has its own, in C: csrc/analyze.c generic_transfer, the same
+    steps; keep the two the same: tests/test_analysis.py compares them.)"""
     pops, pushes, falls_through, jumps, jump_pops = EFFECTS[uop.name, uop.oparg]
     stack = state.stack
     if pops > len(stack):
@@ -318,87 +320,28 @@ def remove_uops(trace: Trace, indices: set[int]) -> None:
 
 
 def _analyze(trace: Trace, transfers: Transfers) -> _Analysis:
-    uops = trace.uops
-    transfer_of = transfers.get
-    labels = {u.oparg: i for i, u in enumerate(uops) if u.name == LABEL}
-    states: list[State | None] = [None] * len(uops)
-    states[0] = entry_state(trace)
-    altered = bytearray(len(uops))
-    last = len(uops) - 1
+    """The state before each uop, and which uops altered it (see _Analysis).
+    In C (csrc/analyze.c, which says how it walks): it runs once per
+    compilation, and its bookkeeping in Python took a tenth of one.
 
-    def merge(target: int, new: State) -> bool:
-        """Join `new` into the state before `target`; whether that changed it."""
-        old = states[target]
-        merged = new if old is None else old.join(new)
-        if merged is None:
-            raise AnalysisError(f"stack depths differ at uop {target}")
-        if merged is old or merged == old:
-            return False
-        states[target] = merged
-        return True
+    Uops are visited in code order (lowest index first: a loop body is
+    revisited once its back edge changes the header, not once per path),
+    each with what the uop before it made of its own state (`transfers`,
+    called from C, or generic_transfer); a uop that is not a label has no
+    other way in, so only labels join (State.join), and they only grow, so
+    the walk ends."""
+    return new(_Analysis, _runtime.analyze(trace.uops, UOp, LABEL, transfers, EFFECTS,
+                                           entry_state(trace), State, _join, UNKNOWN,
+                                           AnalysisError))
 
-    # Visit in code order (lowest index first): a loop body is revisited once
-    # its back edge changes the header, not once per path.
-    work = [0]
-    pending = {0}
-    while work:
-        index = heapq.heappop(work)
-        pending.discard(index)
-        state = states[index]
-        while True:
-            uop = uops[index]
-            name = uop.name
-            if name == LABEL:
-                fallthrough, jump = state, None
-            else:
-                transfer = transfer_of(name)
-                fallthrough, jump = (transfer is not None and transfer(uop, state)) \
-                    or generic_transfer(uop, state)
-                if fallthrough is not state or jump is not None:
-                    altered[index] = 1
-            if jump is not None:
-                target = labels.get(uop.jump_to)
-                if target is None:
-                    raise AnalysisError(f"{uop.describe()}: no label")
-            follow = False
-            if fallthrough is not None and index < last:
-                old = states[index + 1]
-                if old is None:  # (most often: no need to join)
-                    states[index + 1] = fallthrough
-                    follow = True
-                elif uops[index + 1].name != LABEL:
-                    # Its only way in is from this uop: its state is what this
-                    # uop makes of the one it was given, no join needed.  (Only
-                    # labels join; they only grow, so the walk ends.)
-                    if fallthrough is not old and fallthrough != old:
-                        states[index + 1] = fallthrough
-                        follow = True
-                else:  # (merge, written out: the path of every revisit)
-                    merged = old.join(fallthrough)
-                    if merged is None:
-                        raise AnalysisError(f"stack depths differ at uop {index + 1}")
-                    if merged is not old and merged != old:
-                        states[index + 1] = merged
-                        follow = True
-            if jump is not None:
-                if merge(target, jump) and target not in pending:
-                    pending.add(target)
-                    heapq.heappush(work, target)
-            if not follow:
-                break
-            index += 1
-            if work and work[0] <= index:
-                # Something before it comes first (after a back edge): queue
-                # it, unless it is queued already.  (`work` holds what
-                # `pending` does: nothing at or before `index` is queued
-                # when work[0] is after it.)
-                if index not in pending:
-                    pending.add(index)
-                    heapq.heappush(work, index)
-                break
-            # The next uop in code order is next anyway: no need to queue it.
-            state = states[index]
-    return _Analysis(list(uops), states, altered)
+
+_join = State.join
+
+
+def _c_generic_transfer(uop: UOp, state: State) -> Outcome:
+    """generic_transfer as _analyze does it, in C (csrc/analyze.c), for the
+    tests that compare the two."""
+    return _runtime.generic_transfer(uop, state, UOp, EFFECTS, State, UNKNOWN, AnalysisError)
 
 
 class _Steps(dict):

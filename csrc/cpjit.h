@@ -203,6 +203,14 @@ PyObject *cpjit_stack_walk(PyObject *module, PyObject *args);
 /* The STEP_* flags of the steps stack_walk reads, as module constants: 0 or -1. */
 int cpjit_add_step_flags(PyObject *module);
 
+/* ---- analyze.c: the type analysis' worklist ---- */
+
+/* analyze(uops, uop_type, label, transfers, effects, entry, state_type, join,
+ * unknown, error) and generic_transfer(uop, state, uop_type, effects,
+ * state_type, unknown, error): see analyze.c. */
+PyObject *cpjit_analyze(PyObject *module, PyObject *args);
+PyObject *cpjit_generic_transfer(PyObject *module, PyObject *args);
+
 /* ---- wrapper.c: the decorated callable ---- */
 
 #define CPJIT_PROFILE_PATIENCE 1024

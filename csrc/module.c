@@ -135,6 +135,15 @@ static PyMethodDef module_methods[] = {
      "a trace (None: unreachable), checked on the way; with entry_depths, its side exits "
      "too; with instructions, the depth at each instruction's start instead (see "
      "csrc/stackwalk.c and cpjit/analysis.py)."},
+    {"analyze", cpjit_analyze, METH_VARARGS,
+     "analyze(uops, uop_type, label, transfers, effects, entry, state_type, join, unknown, "
+     "error)\n--\n\nThe type analysis of a trace: (list(uops), the state before each uop "
+     "(None: unreachable), altered), found with the transfer functions by uop name (see "
+     "csrc/analyze.c and cpjit/analysis.py)."},
+    {"generic_transfer", cpjit_generic_transfer, METH_VARARGS,
+     "generic_transfer(uop, state, uop_type, effects, state_type, unknown, error)\n--\n\n"
+     "What analyze() makes of a uop without a transfer function: analysis.generic_transfer, "
+     "in C."},
     {NULL, NULL, 0, NULL},
 };
 

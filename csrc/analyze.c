@@ -460,34 +460,14 @@ known_effect(Analysis *a, Py_ssize_t index)
 static void
 push_work(Analysis *a, Py_ssize_t index)
 {
-    Py_ssize_t *heap = a->work, at = a->nwork++;
     a->pending[index] = 1;
-    while (at > 0 && heap[(at - 1) / 2] > index) {
-        heap[at] = heap[(at - 1) / 2];
-        at = (at - 1) / 2;
-    }
-    heap[at] = index;
+    cpjit_heap_push(a->work, &a->nwork, index);
 }
 
 static Py_ssize_t
 pop_work(Analysis *a)
 {
-    Py_ssize_t *heap = a->work, first = heap[0], last = heap[--a->nwork], at = 0;
-    for (;;) {
-        Py_ssize_t child = 2 * at + 1;
-        if (child >= a->nwork) {
-            break;
-        }
-        if (child + 1 < a->nwork && heap[child + 1] < heap[child]) {
-            child++;
-        }
-        if (heap[child] >= last) {
-            break;
-        }
-        heap[at] = heap[child];
-        at = child;
-    }
-    heap[at] = last;
+    Py_ssize_t first = cpjit_heap_pop(a->work, &a->nwork);
     a->pending[first] = 0;
     return first;
 }

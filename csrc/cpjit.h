@@ -133,6 +133,43 @@ int cpjit_resolve_holes(const int64_t *placements, Py_ssize_t count, const int64
  * error_stub): see resolve.c. */
 PyObject *cpjit_register_stencils(PyObject *module, PyObject *args);
 
+/* ---- a min-heap of indexes (the worklists of stackwalk.c and analyze.c:
+ * lowest index first, so that a walk goes in code order) ---- */
+
+static inline void
+cpjit_heap_push(Py_ssize_t *heap, Py_ssize_t *count, Py_ssize_t index)
+{
+    Py_ssize_t at = (*count)++;
+    while (at > 0 && heap[(at - 1) / 2] > index) {
+        heap[at] = heap[(at - 1) / 2];
+        at = (at - 1) / 2;
+    }
+    heap[at] = index;
+}
+
+/* The lowest index, taken out (the heap must not be empty). */
+static inline Py_ssize_t
+cpjit_heap_pop(Py_ssize_t *heap, Py_ssize_t *count)
+{
+    Py_ssize_t first = heap[0], last = heap[--*count], at = 0;
+    for (;;) {
+        Py_ssize_t child = 2 * at + 1;
+        if (child >= *count) {
+            break;
+        }
+        if (child + 1 < *count && heap[child + 1] < heap[child]) {
+            child++;
+        }
+        if (heap[child] >= last) {
+            break;
+        }
+        heap[at] = heap[child];
+        at = child;
+    }
+    heap[at] = last;
+    return first;
+}
+
 /* ---- uop.c: _runtime.UOpBase, the C base of cpjit/ir.py UOp ---- */
 
 /* Ready the type and add it to the module: 0, or -1 with an error. */

@@ -233,34 +233,13 @@ walk_free(Walk *w)
 static void
 push_pending(Walk *w, Py_ssize_t index)
 {
-    Py_ssize_t *heap = w->pending, at = w->npending++;
-    while (at > 0 && heap[(at - 1) / 2] > index) {
-        heap[at] = heap[(at - 1) / 2];
-        at = (at - 1) / 2;
-    }
-    heap[at] = index;
+    cpjit_heap_push(w->pending, &w->npending, index);
 }
 
 static Py_ssize_t
 pop_pending(Walk *w)
 {
-    Py_ssize_t *heap = w->pending, first = heap[0], last = heap[--w->npending], at = 0;
-    for (;;) {
-        Py_ssize_t child = 2 * at + 1;
-        if (child >= w->npending) {
-            break;
-        }
-        if (child + 1 < w->npending && heap[child + 1] < heap[child]) {
-            child++;
-        }
-        if (heap[child] >= last) {
-            break;
-        }
-        heap[at] = heap[child];
-        at = child;
-    }
-    heap[at] = last;
-    return first;
+    return cpjit_heap_pop(w->pending, &w->npending);
 }
 
 /* ---- reading the uops ---- */

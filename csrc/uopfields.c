@@ -22,16 +22,30 @@ const char *const cpjit_uop_field_names[F_COUNT] = {
  * instances would be, but with no Python code run) and must be a member
  * descriptor for an object slot of a type in that MRO, inside that type's
  * instances, so inside every instance of `type` too (the callers read only
- * instances of exactly `type`). */
+ * instances of exactly `type`).
+ *
+ * The offsets found are kept for the next call with the same type (the
+ * passes' scans, uopscan.c, are short, and the lookups cost as much as a
+ * scan of a hundred uops) while its version tag stays valid and the same:
+ * any change to the type or a base (a property put over a field, say)
+ * gives it a new tag, and the fields are looked up again. */
 int
 cpjit_find_uop_fields(PyObject *type, Py_ssize_t offsets[F_COUNT])
 {
     static PyObject *names[F_COUNT];   /* interned, made once */
+    static PyTypeObject *known_type;   /* (a strong reference: its address stays its own) */
+    static unsigned int known_tag;
+    static Py_ssize_t known_offsets[F_COUNT];
     PyTypeObject *t = PyType_Check(type) ? (PyTypeObject *)type : NULL;
     PyObject *mro = t != NULL && t->tp_dict != NULL ? t->tp_mro : NULL;
     if (mro == NULL || !PyTuple_Check(mro)) {
         PyErr_SetString(PyExc_TypeError, "cpjit: the uop type must be a ready type");
         return -1;
+    }
+    int tagged = (t->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) != 0 && t->tp_version_tag != 0;
+    if (tagged && t == known_type && t->tp_version_tag == known_tag) {
+        memcpy(offsets, known_offsets, sizeof known_offsets);
+        return 0;
     }
     for (int f = 0; f < F_COUNT; f++) {
         if (names[f] == NULL
@@ -61,6 +75,12 @@ cpjit_find_uop_fields(PyObject *type, Py_ssize_t offsets[F_COUNT])
             return -1;
         }
         offsets[f] = member->offset;
+    }
+    if (tagged) {
+        Py_INCREF(t);
+        Py_XSETREF(known_type, t);
+        known_tag = t->tp_version_tag;
+        memcpy(known_offsets, offsets, sizeof known_offsets);
     }
     return 0;
 }

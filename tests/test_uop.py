@@ -339,3 +339,33 @@ def test_a_field_the_type_hides_is_not_read():
         walk([Hiding("_POP_TOP")], Hiding)
     with pytest.raises(TypeError, match="the uop type must be a ready type"):
         walk([UOp("_POP_TOP")], "UOp")
+
+
+def test_a_field_hidden_after_a_walk_is_not_read():
+    # The fields found are kept per type while its version tag stays the
+    # same: hiding one afterwards changes the tag, and the walk sees it.
+    class Later(UOp):
+        __slots__ = ()
+
+    uops = [Later("_LOAD_FAST", 0), Later("_POP_TOP")]
+    assert walk(uops, Later) == [0, 1]
+    assert walk(uops, Later) == [0, 1]  # (the fields kept)
+    Later.oparg = property(lambda self: 0)
+    with pytest.raises(TypeError, match="Later.oparg is not an object slot of its own"):
+        walk(uops, Later)
+    del Later.oparg
+    assert walk(uops, Later) == [0, 1]
+
+
+def test_a_field_hidden_in_a_base_after_a_walk_is_not_read():
+    class Base(UOp):
+        __slots__ = ()
+
+    class Derived(Base):
+        __slots__ = ()
+
+    uops = [Derived("_LOAD_FAST", 0), Derived("_POP_TOP")]
+    assert walk(uops, Derived) == [0, 1]
+    Base.oparg = property(lambda self: 0)
+    with pytest.raises(TypeError, match="Derived.oparg is not an object slot of its own"):
+        walk(uops, Derived)

@@ -195,18 +195,23 @@ class UOp(_runtime.UOpBase):
 _offset_of = operator.attrgetter("offset")
 
 
+def names(uops: list[UOp]) -> list[str]:
+    """The name of each uop, in order.  (This and the scans below are C,
+    csrc/uopscan.c: as comprehensions, the dozen scans of a compilation
+    took a twentieth of it.)"""
+    return _runtime.uop_names(uops, UOp)
+
+
 def positions(uops: list[UOp], names: Container[str]) -> list[int]:
     """The indexes of the uops named one of `names` (a set, a dict or a
-    tuple of names), in order: what most passes look for among the uops.
-    (A comprehension: reading a slot is specialized in the interpreter, and
-    beats operator.attrgetter, which looks the attribute up each time.)"""
-    return [i for i, uop in enumerate(uops) if uop.name in names]
+    tuple of names), in order: what most passes look for among the uops."""
+    return _runtime.uop_positions(uops, UOp, names)
 
 
 def jumps_into(uops: list[UOp], targets: Container[int]) -> list[int]:
     """The indexes of the uops that jump to one of `targets` (instruction
     offsets: those of the trace's labels, say), in order."""
-    return [i for i, uop in enumerate(uops) if uop.jump_to in targets and uop.name != LABEL]
+    return _runtime.uop_jumps_into(uops, UOp, targets, LABEL)
 
 
 # The fields in positional order, as the C base takes them (and its repr shows them):

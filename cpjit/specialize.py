@@ -17,7 +17,7 @@ from typing import NamedTuple
 from . import analysis
 from .analysis import ANY, NULL, UNBOUND, Item, Outcome, State, new
 from .feedback import Feedback
-from .ir import Obj, Trace, UOp
+from .ir import Obj, Trace, UOp, positions
 
 RANGE_ITER = type(iter(range(0)))
 LIST_ITER = type(iter([]))
@@ -602,7 +602,7 @@ def specialize(trace: Trace, feedback: Feedback, globals_: dict | None,
     copied = 0  # (the uops before index `copied` are in the rewrite)
     # (Every uop PROFILED, and _CALL, has a decider; the others, and
     # unreachable uops, are copied as they are, a run at a time.)
-    for index in [i for i, uop in enumerate(uops) if uop.name in _DECIDERS]:
+    for index in positions(uops, _DECIDERS):
         state = analyzed.states[index]
         if state is None:
             continue

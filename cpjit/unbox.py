@@ -35,7 +35,8 @@ import struct
 
 from . import analysis, stencil_table
 from .analysis import EFFECTS
-from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp
+from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp, jumps_into, positions
+from .ir import names as uop_names
 
 I64, F64 = "i64", "f64"
 _COPY_SLOT = {I64: "_COPY_SLOT_I64", F64: "_COPY_SLOT_F64"}  # (the kind marks a local dirty)
@@ -412,7 +413,7 @@ class _Walk:
         if self.raw:
             self.leave_region()
         out = self.out
-        names = [uop.name for uop in out]  # (the peepholes' uops are looked for at C speed)
+        names = uop_names(out)  # (the peepholes' uops are looked for at C speed)
         if "_GUARD_TYPE" in names:
             out, names = _without_guards_before_unboxing(out, names)
         if "_BINARY_SUBSCR_LIST_CONST" in names or "_STORE_SUBSCR_LIST_CONST" in names:
@@ -952,8 +953,7 @@ class _Skip(Exception):
 
 def _jumps(uops: list[UOp], labels: dict[int, int]) -> list[tuple[int, int]]:
     """(uop index, target uop index) of every jump."""
-    return [(i, labels[uop.jump_to]) for i, uop in enumerate(uops)
-            if uop.jump_to in labels and uop.name != LABEL]
+    return [(i, labels[uops[i].jump_to]) for i in jumps_into(uops, labels)]
 
 
 def _loops(jumps: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -1013,12 +1013,12 @@ def unbox(trace: Trace, context) -> list[str]:
     except analysis.AnalysisError as error:
         return [f"skipped: {error}"]
     uops = trace.uops
-    names = [uop.name for uop in uops]
+    names = uop_names(uops)
     labels = {uops[i].oparg: i for i in _positions(names, LABEL)}
     jumps = _jumps(uops, labels)
     loops = _loops(jumps)
     # The uops that touch locals or may unbox something: the few the scans look at.
-    marked = [i for i, name in enumerate(names) if name in _MARKED]
+    marked = positions(uops, _MARKED)
     region_at: list[dict[int, str] | None] = [None] * len(uops)  # index -> its loop's raw locals
     regions, spans = [], []  # (and the uops each spans)
     written = {}  # id(region) -> the locals its loop stores into

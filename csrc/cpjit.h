@@ -226,6 +226,14 @@ cpjit_uop_int_field(const Py_ssize_t offsets[F_COUNT], PyObject *uop, Py_ssize_t
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* ---- uopscan.c: the scans passes start with, over a list of uops ---- */
+
+/* uop_names(uops, uop_type), uop_positions(uops, uop_type, names) and
+ * uop_jumps_into(uops, uop_type, targets, label): see uopscan.c. */
+PyObject *cpjit_uop_names(PyObject *module, PyObject *args);
+PyObject *cpjit_uop_positions(PyObject *module, PyObject *args);
+PyObject *cpjit_uop_jumps_into(PyObject *module, PyObject *args);
+
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 
 /* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,

@@ -144,6 +144,15 @@ static PyMethodDef module_methods[] = {
      "generic_transfer(uop, state, uop_type, effects, state_type, unknown, error)\n--\n\n"
      "What analyze() makes of a uop without a transfer function: analysis.generic_transfer, "
      "in C."},
+    {"uop_names", cpjit_uop_names, METH_VARARGS,
+     "uop_names(uops, uop_type)\n--\n\nThe name of each uop of the list `uops`, in order "
+     "(see csrc/uopscan.c and cpjit/ir.py)."},
+    {"uop_positions", cpjit_uop_positions, METH_VARARGS,
+     "uop_positions(uops, uop_type, names)\n--\n\nThe indexes of the uops named one of "
+     "`names`, in order."},
+    {"uop_jumps_into", cpjit_uop_jumps_into, METH_VARARGS,
+     "uop_jumps_into(uops, uop_type, targets, label)\n--\n\nThe indexes of the uops whose "
+     "jump_to is one of `targets`, but for those named `label`, in order."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -513,8 +513,10 @@ walk(Walk *w, Layout *l, PyObject *uops, PyObject **exits)
         return -1;
     }
     for (Py_ssize_t k = 0; k < l->nexits; k++) {
-        PyObject *key = Py_BuildValue("(LO)", (long long)w->exit_resume[k],
-                                      PyList_GET_ITEM(w->token_steps, w->exit_token[k]));
+        PyObject *resume = PyLong_FromLongLong((long long)w->exit_resume[k]);
+        PyObject *key = resume == NULL ? NULL : PyTuple_Pack(
+            2, resume, PyList_GET_ITEM(w->token_steps, w->exit_token[k]));
+        Py_XDECREF(resume);
         if (key == NULL) {
             return -1;
         }

@@ -118,11 +118,18 @@ cpjit_uop_jumps_into(PyObject *Py_UNUSED(module), PyObject *args)
         || scan_init(&scan, uops, uop_type) < 0) {
         return NULL;
     }
-    PyObject *found = PyList_New(0);
+    /* Most uops jump nowhere (-1, the one small int): whether -1 is in a set
+     * or dict of targets is asked once (other containers every time: their
+     * checks may run Python code). */
+    PyObject *nowhere = PyLong_FromLong(-1);
+    int once = PyAnySet_CheckExact(targets) || PyDict_CheckExact(targets);
+    int nowhere_in = nowhere == NULL ? -1 : once ? PySequence_Contains(targets, nowhere) : 0;
+    PyObject *found = nowhere_in < 0 ? NULL : PyList_New(0);
     for (Py_ssize_t i = 0; found != NULL && i < PyList_GET_SIZE(uops); i++) {
         PyObject *uop = Py_NewRef(PyList_GET_ITEM(uops, i));
         PyObject *jump_to = scan_field(&scan, uop, i, F_JUMP_TO);
-        int in = jump_to == NULL ? -1 : PySequence_Contains(targets, jump_to);
+        int in = jump_to == NULL ? -1
+                 : jump_to == nowhere && once ? nowhere_in : PySequence_Contains(targets, jump_to);
         Py_XDECREF(jump_to);
         if (in > 0) {  /* (few uops jump: the name is read for those only) */
             PyObject *name = scan_field(&scan, uop, i, F_NAME);
@@ -135,5 +142,6 @@ cpjit_uop_jumps_into(PyObject *Py_UNUSED(module), PyObject *args)
             Py_CLEAR(found);
         }
     }
+    Py_XDECREF(nowhere);
     return found;
 }

@@ -78,7 +78,10 @@ def test_jumps_into_as_the_comprehension(trace_uops):
     for uops in trace_uops:
         labels = {uops[i].oparg: i for i in reference_positions(uops, {LABEL})}
         assert labels
-        for targets in (labels, set(labels), frozenset(list(labels)[:1]), {}, {-1}):
+        first = list(labels)[:1]
+        # (-1, where uops that jump nowhere go, asked once of a set or dict)
+        for targets in (labels, set(labels), frozenset(first), {}, {-1}, {-1: 0, **labels},
+                        frozenset([-1, *first]), (-1, *first), [-1], tuple(labels)):
             assert ir.jumps_into(uops, targets) == reference_jumps_into(uops, targets)
         # (A label's jump_to is -1: a label is never found, even among -1's.)
         assert ir.jumps_into(uops, {-1}) == reference_jumps_into(uops, {-1})

@@ -234,6 +234,11 @@ PyObject *cpjit_uop_names(PyObject *module, PyObject *args);
 PyObject *cpjit_uop_positions(PyObject *module, PyObject *args);
 PyObject *cpjit_uop_jumps_into(PyObject *module, PyObject *args);
 
+/* ---- transfer.c: _runtime.LoadFastTransfer, _LOAD_FAST's transfer function ---- */
+
+/* Ready the type and add it to the module: 0, or -1 with an error. */
+int cpjit_transfer_types_init(PyObject *module);
+
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 
 /* emit_trace(uops, uop_type, label, co, units, cache_words, nslots, slots_offset,

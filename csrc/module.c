@@ -190,7 +190,8 @@ PyInit__runtime(void)
         return NULL;
     }
 #endif
-    if (cpjit_uop_type_init(module) < 0) {   /* _runtime.UOpBase (uop.c) */
+    if (cpjit_uop_type_init(module) < 0          /* _runtime.UOpBase (uop.c) */
+        || cpjit_transfer_types_init(module) < 0) {  /* LoadFastTransfer (transfer.c) */
         Py_DECREF(module);
         return NULL;
     }

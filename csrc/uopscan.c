@@ -46,6 +46,17 @@ scan_field(const Scan *scan, PyObject *uop, Py_ssize_t index, int f)
     return PyObject_GetAttrString(uop, cpjit_uop_field_names[f]);
 }
 
+/* Field `f` of uop `i` of the list (a new reference), or NULL with an
+ * error; the uop is held while it is read (an attribute may run code). */
+static PyObject *
+scan_item_field(const Scan *scan, PyObject *uops, Py_ssize_t i, int f)
+{
+    PyObject *uop = Py_NewRef(PyList_GET_ITEM(uops, i));
+    PyObject *value = scan_field(scan, uop, i, f);
+    Py_DECREF(uop);
+    return value;
+}
+
 /* Append index `i` to `found`: 0, or -1 with an error. */
 static int
 append_index(PyObject *found, Py_ssize_t i)
@@ -71,9 +82,7 @@ cpjit_uop_names(PyObject *Py_UNUSED(module), PyObject *args)
     }
     PyObject *found = PyList_New(0);
     for (Py_ssize_t i = 0; found != NULL && i < PyList_GET_SIZE(uops); i++) {
-        PyObject *uop = Py_NewRef(PyList_GET_ITEM(uops, i));
-        PyObject *name = scan_field(&scan, uop, i, F_NAME);
-        Py_DECREF(uop);
+        PyObject *name = scan_item_field(&scan, uops, i, F_NAME);
         if (name == NULL || PyList_Append(found, name) < 0) {
             Py_CLEAR(found);
         }
@@ -95,11 +104,9 @@ cpjit_uop_positions(PyObject *Py_UNUSED(module), PyObject *args)
     }
     PyObject *found = PyList_New(0);
     for (Py_ssize_t i = 0; found != NULL && i < PyList_GET_SIZE(uops); i++) {
-        PyObject *uop = Py_NewRef(PyList_GET_ITEM(uops, i));
-        PyObject *name = scan_field(&scan, uop, i, F_NAME);
+        PyObject *name = scan_item_field(&scan, uops, i, F_NAME);
         int in = name == NULL ? -1 : PySequence_Contains(names, name);
         Py_XDECREF(name);
-        Py_DECREF(uop);
         if (in < 0 || (in && append_index(found, i) < 0)) {
             Py_CLEAR(found);
         }

@@ -5,10 +5,10 @@ what is not a uop and a state, no leaks."""
 
 import gc
 import sys
-import tracemalloc
 import weakref
 
 import pytest
+from memory import growth_per_batch
 
 from cpjit import _runtime, pipeline, specialize
 from cpjit.analysis import ANY, MAYBE_UNBOUND, NULL, UNBOUND, Item, State, new
@@ -145,17 +145,7 @@ def test_no_leaks_and_collected():
     rounds(20)
     gc.collect()
     counts = [sys.getrefcount(x) for x in (state, state.stack, state.locals, *items.values())]
-    grown = []
-    tracemalloc.start()
-    try:
-        for _ in range(5):
-            start, _ = tracemalloc.get_traced_memory()
-            rounds(1000)
-            gc.collect()
-            end, _ = tracemalloc.get_traced_memory()
-            grown.append(end - start)
-    finally:
-        tracemalloc.stop()
+    grown = growth_per_batch(lambda: rounds(1))
     assert min(grown) < 4096, f"bytes more after each 1000 rounds: {grown}"
     assert [sys.getrefcount(x) for x in (state, state.stack, state.locals, *items.values())] \
         == counts

@@ -6,9 +6,9 @@ under the scan, and no leaks."""
 
 import gc
 import sys
-import tracemalloc
 
 import pytest
+from memory import growth_per_batch
 
 from cpjit import _runtime, ir, pipeline
 from cpjit.ir import LABEL, UOp
@@ -190,21 +190,7 @@ def test_no_leaks(trace_uops):
     for _ in range(20):
         scans()
     gc.collect()
-    # Five batches of 1000 rounds: a leaked int or list per scan grows every
-    # batch by 28 KB or more; what the interpreter keeps once (free lists,
-    # caches, other tests' leftovers) grows some batches, not all.
-    grown = []
-    tracemalloc.start()
-    try:
-        for _ in range(5):
-            start, _ = tracemalloc.get_traced_memory()
-            for _ in range(1000):
-                scans()
-            gc.collect()
-            end, _ = tracemalloc.get_traced_memory()
-            grown.append(end - start)
-    finally:
-        tracemalloc.stop()
+    grown = growth_per_batch(scans)
     assert min(grown) < 4096, f"bytes more after each 1000 rounds: {grown}"
     assert [sys.getrefcount(u) for u in mixed] == counts
     assert [sys.getrefcount(name) for name in every_name] == name_counts

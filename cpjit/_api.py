@@ -178,10 +178,24 @@ def _recompilation(wrapper, previous: pipeline.CompileRecord) -> dict | None:
         return None
     failing = _failing(previous, code)
     known = previous.feedback.no_speculation if previous.feedback else frozenset()
-    if (not previous.profile and not failing - known) or previous.generation >= MAX_GENERATIONS:
+    if (not previous.profile and not failing - known and not _nested_failing(previous)) \
+            or previous.generation >= MAX_GENERATIONS:
         code.quiet_exits()  # nothing a new compilation would do better
         return None
     return {"feedback": _learned(previous, code, failing), "profile": False}
+
+
+def _nested_failing(previous: pipeline.CompileRecord) -> bool:
+    """Whether the side exits of some comprehension compiled with `previous`
+    kept being taken at an instruction it still speculates on (its storm
+    makes the code calling it ask for the recompilation: csrc/entry.c)."""
+    for nested in previous.nested:
+        record = nested.record
+        if record is not None:
+            known = record.feedback.no_speculation if record.feedback else frozenset()
+            if _failing(record, record.emitted.code) - known:
+                return True
+    return False
 
 
 def _failing(previous: pipeline.CompileRecord, code) -> set[int]:

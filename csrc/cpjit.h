@@ -286,6 +286,11 @@ typedef struct {
 
 extern PyTypeObject JitFunction_Type;
 
+/* A comprehension's code whose side-exit storm was passed on to the code
+ * calling it (csrc/entry.c cpjit_call) has its exit count (CPJIT_RW_EXITS)
+ * set to this: at least this from then on. */
+#define CPJIT_EXIT_REPORTED (INT64_MAX / 2)
+
 /* Whether the compiled function should be compiled again before this call:
  * a profile is ready, or side exits keep happening. */
 static inline int

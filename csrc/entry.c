@@ -465,9 +465,23 @@ cpjit_call(PyThreadState *tstate, JitState *state, PyObject *callable, PyObject 
         /* A function whose code has machine code attached (a comprehension
          * of a jitted function), unless its side exits keep being taken. */
         JitCode *code = cpjit_attached_code(((PyFunctionObject *)callable)->func_code);
-        if (code != NULL && code->rwdata[CPJIT_RW_EXITS] < CPJIT_EXIT_STORM) {
-            return call_compiled(tstate, callable, code, args, nargsf, kwnames,
-                                 state->stack_limit);
+        if (code != NULL) {
+            int64_t *exits = &code->rwdata[CPJIT_RW_EXITS];
+            if (*exits < CPJIT_EXIT_STORM) {
+                return call_compiled(tstate, callable, code, args, nargsf, kwnames,
+                                     state->stack_limit);
+            }
+            if (*exits < CPJIT_EXIT_REPORTED) {
+                /* Its storm, once: the code calling it (its function, or the
+                 * comprehension it is nested in) counts as storming too, so
+                 * that the function is compiled again, this comprehension
+                 * without speculating where its guards kept failing.  Until
+                 * then it runs in the interpreter. */
+                *exits = CPJIT_EXIT_REPORTED;
+                if (state->rwdata[CPJIT_RW_EXITS] < CPJIT_EXIT_STORM) {
+                    state->rwdata[CPJIT_RW_EXITS] = CPJIT_EXIT_STORM;
+                }
+            }
         }
         return PyObject_Vectorcall(callable, args, nargsf, kwnames);
     }

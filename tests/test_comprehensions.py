@@ -128,21 +128,84 @@ def test_attached_code_goes_with_the_function():
     assert f([1, 2]) == [2, 3]
 
 
-def test_side_exit_storms_send_a_comprehension_back_to_the_interpreter():
+def storming(w, xs, expected, calls=100):
+    """Call `w` with floats where its comprehension speculated on ints:
+    right every time, the side exits of the int guard piling up."""
+    for _ in range(calls):
+        assert w(xs) == expected
+
+
+def test_a_comprehension_s_storm_compiles_its_function_again():
     """Compiled for ints (its profile), then given floats: after a storm of
-    side exits the comprehension runs in the interpreter, right as before."""
+    side exits the comprehension runs in the interpreter, right as before,
+    until its function's next call compiles both again, the comprehension
+    without speculating where its guard kept failing; then it runs as
+    machine code again, right for floats and ints alike."""
     def mixed(xs):
         return [x + 1 for x in xs]
 
     w = check(mixed, [1, 2, 3], calls=8)
-    nested = w._info.nested[0].record
+    first = w._info
+    nested = first.nested[0].record
     assert "_ADD_I64" in [u.name for u in nested.trace.uops]
-    for _ in range(100):
-        assert w([1.5, 2.5]) == [2.5, 3.5]
-    code = _runtime.attached_code(nested.code)
-    assert sum(nested.emitted.exit_counts(code).values()) >= 64
+    storming(w, [1.5, 2.5], [2.5, 3.5])
+    assert sum(nested.emitted.exit_counts(nested.emitted.code).values()) >= 64
+    after = w._info
+    assert after is not first and after.generation == first.generation + 1
+    renewed = after.nested[0].record
+    add = [u for u in renewed.trace.uops if "ADD" in u.name]
+    assert [u.name for u in add] == ["_BINARY_OP_ADD"]
+    assert add[0].offset in renewed.feedback.no_speculation
+    assert _runtime.attached_code(renewed.code) is renewed.emitted.code
+    for xs, expected in (([0.5], [1.5]), ([5, 6], [6, 7])):
+        before = entries()
+        assert w(xs) == expected
+        assert entries() - before == 2  # the function and its comprehension
+    storming(w, [0.5, 1], [1.5, 2])
+    assert w._info is after  # (nothing fails any more)
+
+
+def test_an_inner_comprehension_s_storm_compiles_the_function_again():
+    """The inner comprehension storms: the outer one (which calls it) passes
+    the storm on; the function compiles all of them again."""
+    def grid(rows):
+        return [[x * 2 for x in row] for row in rows]
+
+    w = check(grid, [[1, 2], [3]], calls=8)
+    first = w._info
+    storming(w, [[0.5, 1.5]] * 3, [[1.0, 3.0]] * 3)
+    assert w._info.generation == first.generation + 1
+    inner = w._info.nested[1]
+    assert inner.qualname.endswith("<listcomp>.<listcomp>")
+    assert "_MUL_I64" not in [u.name for u in inner.record.trace.uops]
     before = entries()
-    assert w([0.5]) == [1.5]
+    assert w([[0.5], [2.5]]) == [[1.0], [5.0]]
+    assert entries() - before == 1 + 1 + 2  # function, outer, inner twice
+
+
+def test_a_storm_is_passed_on_once(monkeypatch):
+    """A function that may not be compiled again (MAX_GENERATIONS reached):
+    the storm of its comprehension asks once, the comprehension runs in the
+    interpreter from then on, and the function stays right."""
+    from cpjit import _api
+
+    asked = []
+    recompilation = _api._recompilation
+    monkeypatch.setattr(_api, "_recompilation",
+                        lambda *args: asked.append(1) or recompilation(*args))
+
+    def shifted(xs):
+        return [x + 1 for x in xs]
+
+    w = check(shifted, [1, 2], calls=8)
+    monkeypatch.setattr(_api, "MAX_GENERATIONS", w._info.generation)
+    asked.clear()
+    storming(w, [1.5] * 3, [2.5] * 3)
+    assert len(asked) == 1
+    storming(w, [1.5] * 3, [2.5] * 3, calls=20)
+    assert len(asked) == 1
+    before = entries()
+    assert w([1, 0.5]) == [2, 1.5]
     assert entries() - before == 1  # the function only
 
 

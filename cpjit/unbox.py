@@ -33,7 +33,7 @@ import functools
 import itertools
 import struct
 
-from . import analysis, stencil_table
+from . import _runtime, analysis, stencil_table
 from .analysis import EFFECTS
 from .ir import LABEL, ExitStep, Obj, Sym, Trace, UOp, jumps_into, positions
 from .ir import names as uop_names
@@ -108,22 +108,34 @@ def _is_number(value) -> bool:
     return type(value) is float or (type(value) is int and _fits(value))
 
 
-_new = tuple.__new__  # (a NamedTuple made without its __new__, a Python function)
-
-
-def _with_exit_steps(uop: UOp, steps: tuple) -> UOp:
-    """A copy of `uop` with these exit steps (the walk copies most uops of a
-    loop with raw locals so: made at once, without UOp.replace's keywords)."""
-    return UOp(uop.name, uop.oparg, uop.operand0, uop.operand1, uop.offset, uop.exit_to,
-               uop.jump_to, uop.comment, uop.exit_after, steps, uop.exit_after_steps)
-
-
-class _Walk:
+class _Walk(_runtime.WalkCore):
     """The rewrite.  `stack` is the abstract stack: None for an item boxed in
     the frame's stack, a Virtual for one that is not (a hole in the real
     stack).  Invariant: a uop is emitted while the abstract state is the one
     before it runs (its side exit boxes exactly that state, in place); the
-    state is updated after."""
+    state is updated after.
+
+    The methods most uops go through are C, in the base (csrc/unboxwalk.c;
+    as Python they took some 40 % of the pass), on the state this class sets:
+      emit(name, oparg=0, operand0=0, operand1=0, *, jump_to=-1): a new uop at
+        the current one, with the exit steps where the walk is if it can exit;
+      keep(uop): an original uop (a copy, if its exits need steps);
+      generic(uop): a uop on objects; when nothing is unboxed it comes out as
+        it is, else the virtual items it looks at are boxed first (all of the
+        stack for a jump target or a uop reading below its inputs:
+        materialize), the raw locals are synced before code that needs the
+        frame, and its exits get the steps that box what stays unboxed;
+      exit_steps(): those steps where the walk is: the raw locals' sync steps
+        when nothing is virtual, else made once per (sync steps, stack items)
+        by _exit_steps() (each virtual item boxed into its place, deepest
+        first, then the sync steps) and interned;
+      intern(steps): the one tuple of these exit steps in this compilation
+        (emit finds exit stubs by (resume, steps): the same object compares
+        at once);
+      sync_locals(steps=None): box the raw locals into the frame, but those
+        boxed since their last store on the straight-line path here (clean);
+      has_virtual(): whether some stack item is virtual.
+    """
 
     def __init__(self, trace: Trace, states, region_at, walked: list[int],
                  no_speculation: frozenset[int] = frozenset(),
@@ -137,6 +149,10 @@ class _Walk:
         self.states = states
         self.flags = _uop_flags()
         self.deopts = self.flags.deopts
+        # (What the C methods read: see csrc/unboxwalk.c.)
+        self.generic_info = _GENERIC
+        self.uop_type = UOp
+        self.exit_step_type = ExitStep
         self.region_at = region_at  # uop index -> {local: kind} of its loop, or None
         self.walked = walked
         self.no_speculation = no_speculation  # offsets whose side exits kept being taken
@@ -169,58 +185,6 @@ class _Walk:
 
     def boxed_above(self, position: int) -> int:
         return self.stack[position + 1:].count(None)
-
-    def emit(self, name: str, oparg: int = 0, operand0=0, operand1=0, *,
-             jump_to: int = -1) -> UOp:
-        at = self.current
-        uop = UOp(name, oparg, operand0, operand1, at.offset, at.exit_to, jump_to, "",
-                  at.exit_after, self.exit_steps() if name in self.deopts else ())
-        self.out.append(uop)
-        return uop
-
-    def keep(self, uop: UOp) -> UOp:
-        """Emit an original uop (a copy, if its exits need steps)."""
-        if uop.name in self.deopts and (self.raw or self.stack.count(None) != len(self.stack)):
-            uop = _with_exit_steps(uop, self.exit_steps())
-        self.out.append(uop)
-        return uop
-
-    def has_virtual(self) -> bool:
-        return self.stack.count(None) != len(self.stack)
-
-    def exit_steps(self) -> tuple:
-        """The exit steps of the abstract state where we are (see
-        _exit_steps).  With nothing virtual (most often) they are the raw
-        locals' sync steps.  Else most uops that can exit see the state the
-        one before them saw, so the steps are remembered by the stack items
-        (immutable, hashed by identity, kept alive by the key) and the raw
-        locals' sync steps (interned: kept alive, so their id is theirs):
-        one tuple, made once, shared."""
-        stack = self.stack
-        if stack.count(None) == len(stack):
-            return self.sync_steps
-        key = (id(self.sync_steps), *stack)
-        steps = self.exit_cache.get(key)
-        if steps is None:
-            steps = self.exit_cache[key] = self._exit_steps()
-        return steps
-
-    def _exit_steps(self) -> tuple:
-        """Uops that put the abstract state into the frame: each virtual item
-        boxed into its place (deepest first), each changed raw local boxed."""
-        stack = self.stack
-        # Deepest first; the boxed items above an item stay above it.
-        steps = [_new(ExitStep, (stack[p].exit_action, stack[p + 1:].count(None),
-                                 stack[p].exit_value))
-                 for p in itertools.compress(range(len(stack)), stack)]  # (the virtual ones)
-        if not steps:
-            return self.sync_steps
-        return self.intern((*steps, *self.sync_steps))
-
-    def intern(self, steps: tuple) -> tuple:
-        """The one tuple of these exit steps in this compilation: emit finds
-        exit stubs by (resume, steps), and the same object compares at once."""
-        return self.interned.setdefault(steps, steps)
 
     @staticmethod
     def _insert_uop(item: Virtual) -> tuple[str, object]:
@@ -302,25 +266,6 @@ class _Walk:
         self.syncs = tuple((name, local, name in self.deopts) for name, local in names)
         self.sync_steps = self.intern(tuple(ExitStep(_SYNC_ACTIONS[kind], local)
                                             for local, kind in ordered))
-
-    def sync_locals(self, steps: tuple | None = None) -> None:
-        """Box the raw locals into the frame (each if it changed), but for
-        those known to be boxed already: synced since the last store into
-        them, on the straight-line path here (self.clean).  (emit()'s work,
-        done once for all: they see the same state, whose exit steps the
-        caller may have at hand.)"""
-        clean = self.clean
-        syncs = [sync for sync in self.syncs if sync[1] not in clean] if clean else self.syncs
-        if not syncs:
-            return
-        if steps is None:
-            steps = self.exit_steps()
-        at = self.current
-        offset, exit_to, exit_after = at.offset, at.exit_to, at.exit_after
-        self.out += [UOp(name, local, 0, 0, offset, exit_to, -1, "", exit_after,
-                         steps if deopts else ())
-                     for name, local, deopts in syncs]
-        clean.update([sync[1] for sync in syncs])
 
     def item_type(self, index: int, from_top: int):
         state = self.states[index]
@@ -487,42 +432,6 @@ class _Walk:
             self.materialize()
             self.sync_locals()
         self.enter({})
-
-    def generic(self, uop: UOp) -> None:
-        """A uop on objects.  When nothing is unboxed (most code outside
-        loops) it comes out as it is.  Else the virtual items it looks at are
-        boxed first (all of the stack for a jump target or a uop reading below
-        its inputs), the raw locals are synced before code that needs the
-        frame, and its exits get the steps that box what stays unboxed."""
-        stack, raw = self.stack, self.raw
-        pops, pushes, deopts, exits_after, sees_whole_stack, needs_frame = \
-            _GENERIC[uop.name, uop.oparg]
-        if not raw and stack.count(None) == len(stack):
-            self.out.append(uop)  # (and nothing is unboxed after it either)
-            del stack[len(stack) - pops:]
-            if pushes == 1:
-                stack.append(None)
-            elif pushes:
-                stack += [None] * pushes
-            return
-        if stack.count(None) != len(stack):
-            self.materialize(None if sees_whole_stack else pops)
-        steps = self.sync_steps if stack.count(None) == len(stack) else self.exit_steps()
-        if raw and needs_frame:
-            self.sync_locals(steps)
-        # (without raw locals, steps are empty when nothing is virtual)
-        kept = _with_exit_steps(uop, steps) if deopts and (raw or steps) else uop
-        self.out.append(kept)
-        del stack[len(stack) - pops:]
-        if pushes == 1:
-            stack.append(None)
-        elif pushes:
-            stack += [None] * pushes
-        if exits_after and (raw or stack.count(None) != len(stack)):
-            # its exit after its effect boxes what is unboxed below its outputs
-            if kept is uop:
-                kept = self.out[-1] = uop.replace()
-            kept.exit_after_steps = self.exit_steps()
 
     # -- uops that work on virtual items (return True when handled) --
 

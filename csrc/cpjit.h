@@ -174,6 +174,10 @@ cpjit_heap_pop(Py_ssize_t *heap, Py_ssize_t *count)
 
 /* Ready the type and add it to the module: 0, or -1 with an error. */
 int cpjit_uop_type_init(PyObject *module);
+/* A copy of `uop` (an instance of a UOpBase subclass made with its fields)
+ * whose exit_steps (exit_after_steps if `after`) are `steps`; NULL with an
+ * error. */
+PyObject *cpjit_uop_with_steps(PyObject *uop, PyObject *steps, int after);
 
 /* ---- uopfields.c: the fields of a uop (cpjit/ir.py UOp), read from their slots ---- */
 
@@ -238,6 +242,11 @@ PyObject *cpjit_uop_jumps_into(PyObject *module, PyObject *args);
 
 /* Ready the type and add it to the module: 0, or -1 with an error. */
 int cpjit_transfer_types_init(PyObject *module);
+
+/* ---- unboxwalk.c: _runtime.WalkCore, the C core of cpjit/unbox.py's walk ---- */
+
+/* Ready the type and add it to the module: 0, or -1 with an error. */
+int cpjit_walk_type_init(PyObject *module);
 
 /* ---- layout.c: a function's code laid out, copied and patched ---- */
 

@@ -191,7 +191,8 @@ PyInit__runtime(void)
     }
 #endif
     if (cpjit_uop_type_init(module) < 0          /* _runtime.UOpBase (uop.c) */
-        || cpjit_transfer_types_init(module) < 0) {  /* LoadFastTransfer (transfer.c) */
+        || cpjit_transfer_types_init(module) < 0     /* LoadFastTransfer (transfer.c) */
+        || cpjit_walk_type_init(module) < 0) {       /* WalkCore (unboxwalk.c) */
         Py_DECREF(module);
         return NULL;
     }

@@ -453,3 +453,27 @@ cpjit_uop_type_init(PyObject *module)
     PyType_Modified(&UOpBase_Type);
     return PyModule_AddType(module, &UOpBase_Type);
 }
+
+PyObject *
+cpjit_uop_with_steps(PyObject *uop, PyObject *steps, int after)
+{
+    PyTypeObject *type = Py_TYPE(uop);
+    if (!PyObject_TypeCheck(uop, &UOpBase_Type) || type->tp_new != uop_new) {
+        PyErr_Format(PyExc_TypeError, "cpjit: a uop was expected, not %.100s", type->tp_name);
+        return NULL;
+    }
+    UOpObject *self = (UOpObject *)uop;
+    UOpObject *copy = (UOpObject *)type->tp_alloc(type, 0);
+    if (copy == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < U_COUNT; i++) {
+        if (self->fields[i] == NULL) {
+            Py_DECREF(copy);
+            return no_field(self, i);
+        }
+        copy->fields[i] = Py_NewRef(self->fields[i]);
+    }
+    Py_SETREF(copy->fields[after ? U_EXIT_AFTER_STEPS : U_EXIT_STEPS], Py_NewRef(steps));
+    return (PyObject *)copy;
+}

@@ -381,35 +381,13 @@ class _Walk(_runtime.WalkCore):
 
     def walk(self, start: int) -> int:
         """Uop by uop from `start` until nothing is unboxed after one; returns
-        the index where it stopped."""
-        uops, handlers = self.trace.uops, _HANDLERS
-        islice = itertools.islice
-        for index, uop, state, region in zip(itertools.count(start), islice(uops, start, None),
-                                             islice(self.states, start, None),
-                                             islice(self.region_at, start, None)):
-            if not self.raw and index > start and self.stack.count(None) == len(self.stack):
-                return index
-            self.current = uop
-            if uop.name == LABEL:
-                self.label(uop, region)
-                continue
-            if region is None and self.raw:
-                self.leave_region()
-            if state is None:
-                self.keep(uop)
-                continue
-            if len(state.stack) != len(self.stack):
-                self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
-            handler = handlers.get(uop.name)
-            if handler is None:
-                self.generic(uop)
-                continue
-            try:
-                if not handler(self, uop, index):
-                    self.generic(uop)
-            except _Skip:
-                self.generic(uop)
-        return len(uops)
+        the index where it stopped.  Each uop: a label goes to label(); the
+        first uop outside a loop with raw locals to leave_region(); an
+        unreachable one is kept; the others go to their handler (on_NAME,
+        which returns whether it handled the uop, or raises _Skip), else to
+        generic().  (The loop is C: WalkCore.walk_uops.)"""
+        return self.walk_uops(start, self.trace.uops, self.states, self.region_at, _HANDLERS,
+                              _Skip, LABEL)
 
     def label(self, uop: UOp, region: dict[int, str] | None) -> None:
         """A jump target: nothing virtual on the stack; where a loop with raw

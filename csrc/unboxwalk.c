@@ -52,8 +52,9 @@ typedef struct {
     PyObject *exit_step_type;
 } WalkObject;
 
-static PyObject *s_exit_action, *s_exit_value, *s_materialize, *s_oparg, *s_operand0,
-                *s_operand1, *s_jump_to, *empty_str, *empty_tuple, *zero, *minus_one;
+static PyObject *s_exit_action, *s_exit_value, *s_materialize, *s_label, *s_leave_region,
+                *s_oparg, *s_operand0, *s_operand1, *s_jump_to, *empty_str, *empty_tuple, *zero,
+                *minus_one;
 
 /* -- the state, checked -- */
 
@@ -616,7 +617,156 @@ done:
     return result;
 }
 
+/* The size of a State's stack (its first item, a tuple), or -1 with an error. */
+static Py_ssize_t
+state_depth(PyObject *state)
+{
+    PyObject *stack = PyTuple_Check(state) && PyTuple_GET_SIZE(state) >= 1
+                      ? PyTuple_GET_ITEM(state, 0) : NULL;
+    if (stack == NULL || !PyTuple_Check(stack)) {
+        PyErr_Format(PyExc_TypeError, "WalkCore: a state must be a (stack, locals) tuple, "
+                     "not %.100s", Py_TYPE(state)->tp_name);
+        return -1;
+    }
+    return PyTuple_GET_SIZE(stack);
+}
+
+/* One uop of the walk (see walk_uops): 0, or -1 with an error. */
+static int
+walk_one(WalkObject *w, PyObject *uop, PyObject *state, PyObject *region, Py_ssize_t index,
+         PyObject *handlers, PyObject *skip, PyObject *label)
+{
+    Py_ssize_t offsets[F_COUNT];
+    if (cpjit_find_uop_fields((PyObject *)Py_TYPE(uop), offsets) < 0) {
+        return -1;
+    }
+    PyObject *name = cpjit_uop_field(offsets, uop, index, F_NAME);
+    if (name == NULL) {
+        return -1;
+    }
+    Py_INCREF(name);
+    PyObject *result = NULL;
+    Py_XSETREF(w->current, Py_NewRef(uop));
+    int is_label = PyUnicode_Check(name) ? PyUnicode_Compare(name, label) == 0 : 0;
+    if (is_label) {
+        result = PyObject_CallMethodObjArgs((PyObject *)w, s_label, uop, region, NULL);
+        goto done;
+    }
+    if (region == Py_None && PyDict_GET_SIZE(w->raw)) {
+        result = PyObject_CallMethodNoArgs((PyObject *)w, s_leave_region);
+        if (result == NULL || check_state(w) < 0) {
+            goto done;
+        }
+        Py_CLEAR(result);
+    }
+    if (state == Py_None) {
+        result = walk_keep(w, uop);
+        goto done;
+    }
+    Py_ssize_t depth = state_depth(state);
+    if (depth < 0) {
+        goto done;
+    }
+    if (depth != PyList_GET_SIZE(w->stack)) {   /* after a terminator: a fresh path */
+        PyObject *fresh = PyList_New(depth);
+        if (fresh == NULL) {
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < depth; i++) {
+            PyList_SET_ITEM(fresh, i, Py_NewRef(Py_None));
+        }
+        Py_SETREF(w->stack, fresh);
+    }
+    PyObject *handler = PyDict_GetItemWithError(handlers, name);
+    if (handler == NULL) {
+        result = PyErr_Occurred() ? NULL : walk_generic(w, uop);
+        goto done;
+    }
+    Py_INCREF(handler);
+    PyObject *at = PyLong_FromSsize_t(index);
+    PyObject *args[3] = {(PyObject *)w, uop, at};
+    PyObject *handled = at != NULL ? PyObject_Vectorcall(handler, args, 3, NULL) : NULL;
+    Py_DECREF(handler);
+    Py_XDECREF(at);
+    int done_ = handled != NULL ? PyObject_IsTrue(handled) : -1;
+    Py_XDECREF(handled);
+    if (done_ < 0 && PyErr_ExceptionMatches(skip)) {
+        PyErr_Clear();   /* (the handler gave up: generic) */
+        done_ = 0;
+    }
+    if (done_ < 0 || check_state(w) < 0) {
+        goto done;
+    }
+    result = done_ ? Py_NewRef(Py_None) : walk_generic(w, uop);
+done:
+    Py_DECREF(name);
+    Py_XDECREF(result);
+    return result != NULL ? 0 : -1;
+}
+
+/* walk_uops(start, uops, states, region_at, handlers, skip, label): uop by
+ * uop from `start` until nothing is unboxed after one (no raw locals,
+ * nothing virtual); the index where it stopped.  Each uop: a label (named
+ * `label`) goes to self.label(uop, region); leaving a loop's region to
+ * self.leave_region(); an unreachable one (state None) is kept; else its
+ * handler (handlers[name](self, uop, index), which returns whether it
+ * handled the uop or raises `skip`) or generic.  (generic and keep are
+ * this type's, not a subclass's.) */
+static PyObject *
+walk_walk_uops(WalkObject *w, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "walk_uops() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[0]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *uops = args[1], *states = args[2], *region_at = args[3], *handlers = args[4],
+             *skip = args[5], *label = args[6];
+    if (!PyList_Check(uops) || !PyList_Check(states) || !PyList_Check(region_at)) {
+        PyErr_SetString(PyExc_TypeError, "walk_uops: uops, states and region_at must be lists");
+        return NULL;
+    }
+    if (!PyDict_Check(handlers) || !PyExceptionClass_Check(skip) || !PyUnicode_Check(label)) {
+        PyErr_SetString(PyExc_TypeError, "walk_uops: handlers must be a dict, skip an "
+                        "exception class and label a str");
+        return NULL;
+    }
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_uops: start must be >= 0");
+        return NULL;
+    }
+    for (Py_ssize_t index = start; ; index++) {
+        if (check_state(w) < 0) {
+            return NULL;
+        }
+        /* (The lists as they are now: Python code runs in between.) */
+        if (index >= PyList_GET_SIZE(uops) || index >= PyList_GET_SIZE(states)
+            || index >= PyList_GET_SIZE(region_at)) {
+            return PyLong_FromSsize_t(PyList_GET_SIZE(uops));
+        }
+        if (!PyDict_GET_SIZE(w->raw) && index > start && all_boxed(w->stack)) {
+            return PyLong_FromSsize_t(index);
+        }
+        PyObject *uop = Py_NewRef(PyList_GET_ITEM(uops, index));
+        PyObject *state = Py_NewRef(PyList_GET_ITEM(states, index));
+        PyObject *region = Py_NewRef(PyList_GET_ITEM(region_at, index));
+        int failed = walk_one(w, uop, state, region, index, handlers, skip, label);
+        Py_DECREF(uop);
+        Py_DECREF(state);
+        Py_DECREF(region);
+        if (failed) {
+            return NULL;
+        }
+    }
+}
+
 static PyMethodDef walk_methods[] = {
+    {"walk_uops", (PyCFunction)(void (*)(void))walk_walk_uops, METH_FASTCALL,
+     "walk_uops(start, uops, states, region_at, handlers, skip, label)\n--\n\n"
+     "The walk from uop `start` until nothing is unboxed after one; where it stopped."},
     {"generic", (PyCFunction)walk_generic, METH_O,
      "generic(uop)\n--\n\nA uop on objects, emitted with what its place in the walk needs."},
     {"keep", (PyCFunction)walk_keep, METH_O,
@@ -699,7 +849,8 @@ cpjit_walk_type_init(PyObject *module)
 {
     struct { PyObject **where; const char *text; } names[] = {
         {&s_exit_action, "exit_action"}, {&s_exit_value, "exit_value"},
-        {&s_materialize, "materialize"}, {&s_oparg, "oparg"}, {&s_operand0, "operand0"},
+        {&s_materialize, "materialize"}, {&s_label, "label"},
+        {&s_leave_region, "leave_region"}, {&s_oparg, "oparg"}, {&s_operand0, "operand0"},
         {&s_operand1, "operand1"}, {&s_jump_to, "jump_to"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

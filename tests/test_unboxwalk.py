@@ -29,6 +29,38 @@ def _with_exit_steps(uop, steps):
 class PythonWalk(unbox._Walk):
     """The walk with its C methods as the Python ones they replaced."""
 
+    def walk(self, start: int) -> int:
+        """Uop by uop from `start` until nothing is unboxed after one; returns
+        the index where it stopped."""
+        uops, handlers = self.trace.uops, unbox._HANDLERS
+        islice = itertools.islice
+        for index, uop, state, region in zip(itertools.count(start), islice(uops, start, None),
+                                             islice(self.states, start, None),
+                                             islice(self.region_at, start, None)):
+            if not self.raw and index > start and self.stack.count(None) == len(self.stack):
+                return index
+            self.current = uop
+            if uop.name == unbox.LABEL:
+                self.label(uop, region)
+                continue
+            if region is None and self.raw:
+                self.leave_region()
+            if state is None:
+                self.keep(uop)
+                continue
+            if len(state.stack) != len(self.stack):
+                self.stack = [None] * len(state.stack)  # after a terminator: a fresh path
+            handler = handlers.get(uop.name)
+            if handler is None:
+                self.generic(uop)
+                continue
+            try:
+                if not handler(self, uop, index):
+                    self.generic(uop)
+            except unbox._Skip:
+                self.generic(uop)
+        return len(uops)
+
     def emit(self, name: str, oparg: int = 0, operand0=0, operand1=0, *,
              jump_to: int = -1) -> UOp:
         at = self.current
@@ -411,6 +443,10 @@ def test_bad_syncs():
 
 def test_no_leaks_and_collected():
     uops = GENERIC_UOPS
+    item = unbox.analysis.Item()
+    loop_uops = [UOp("_POP_TOP", 1), UOp("_POP_TOP", 0), UOp("_PUSH_NULL"),
+                 UOp("_CHECK_EVAL_BREAKER")]
+    loop_states = [unbox.analysis.State(stack, ()) for stack in ((item,), (item,), (), (item,))]
 
     def one_round():
         for stack in STACKS[1:]:
@@ -428,11 +464,15 @@ def test_no_leaks_and_collected():
                 walk.generic(UOp("_NOT_A_UOP"))
             except KeyError:
                 pass
+        loop, args = _loop_walk({"_POP_TOP": lambda walk, uop, index: uop.oparg}, loop_uops,
+                                loop_states)
+        loop.walk_uops(*args)
 
     for _ in range(20):
         one_round()
     gc.collect()
-    held = (*uops, *[item for item in STACKS[3] if item is not None], unbox._GENERIC)
+    held = (*uops, *[item for item in STACKS[3] if item is not None], unbox._GENERIC,
+            *loop_uops, *loop_states, loop_uops[0].name, loop_uops[2].name)
     counts = [sys.getrefcount(x) for x in held]
     grown = growth_per_batch(one_round, rounds=200)
     assert min(grown) < 4096, f"bytes more after each 200 rounds: {grown}"
@@ -469,3 +509,71 @@ def test_the_walk_s_python_side_reads_and_sets_the_state():
     assert isinstance(walk, _runtime.WalkCore)
     walk.flags = None  # (the subclass's own attributes: in its __dict__)
     assert "flags" in vars(walk) and "stack" not in vars(walk)
+
+
+# -- the walk's loop --
+
+def _loop_walk(handlers, uops, states=None, region_at=None):
+    walk = _walk(unbox._Walk, raw=RAWS[1], syncs=SYNCS)
+    states = states if states is not None else [unbox.analysis.State((), ())] * len(uops)
+    region_at = region_at if region_at is not None else [RAWS[1]] * len(uops)
+    return walk, (0, uops, states, region_at, handlers, unbox._Skip, unbox.LABEL)
+
+
+def test_walk_uops_hands_each_uop_to_its_handler_or_generic():
+    seen = []
+
+    def handled(walk, uop, index):
+        seen.append((uop.name, index))
+        return uop.oparg == 1  # (else: generic)
+
+    def skipped(walk, uop, index):
+        seen.append((uop.name, index))
+        raise unbox._Skip("not here")
+
+    uops = [UOp("_POP_TOP", 1), UOp("_POP_TOP", 0), UOp("_PUSH_NULL"), UOp("_CHECK_EVAL_BREAKER")]
+    item = unbox.analysis.Item()
+    states = [unbox.analysis.State(stack, ()) for stack in ((item,), (item,), (), (item,))]
+    walk, args = _loop_walk({"_POP_TOP": handled, "_PUSH_NULL": skipped}, uops, states)
+    assert walk.walk_uops(*args) == 4
+    assert seen == [("_POP_TOP", 0), ("_POP_TOP", 1), ("_PUSH_NULL", 2)]
+    # generic: the second _POP_TOP, the _NOP and the eval breaker (with exit steps)
+    # (and the raw locals synced before the eval breaker, which needs the frame)
+    assert [u.name for u in walk.out] == ["_POP_TOP", "_PUSH_NULL", "_SYNC_LOCAL_I64",
+                                          "_SYNC_LOCAL_I64", "_CHECK_EVAL_BREAKER"]
+    assert walk.out[-1].exit_steps == walk.sync_steps and walk.current is uops[-1]
+
+
+def test_walk_uops_passes_other_errors_on():
+    def failing(walk, uop, index):
+        raise ZeroDivisionError("in a handler")
+
+    walk, args = _loop_walk({"_PUSH_NULL": failing}, [UOp("_PUSH_NULL")])
+    with pytest.raises(ZeroDivisionError, match="in a handler"):
+        walk.walk_uops(*args)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda a: a[:6], TypeError, "takes 7 arguments"),
+    (lambda a: (-1, *a[1:]), ValueError, "start must be >= 0"),
+    (lambda a: ("0", *a[1:]), TypeError, "integer"),
+    (lambda a: (a[0], tuple(a[1]), *a[2:]), TypeError, "must be lists"),
+    (lambda a: (*a[:4], [], *a[5:]), TypeError, "handlers must be a dict"),
+    (lambda a: (*a[:5], ValueError(), a[6]), TypeError, "skip an exception class"),
+    (lambda a: (*a[:6], None), TypeError, "label a str"),
+    (lambda a: (a[0], a[1], [(1, 2)], a[3], *a[4:]), TypeError, "state must be a"),
+    (lambda a: (a[0], a[1], [None], a[3], *a[4:]), None, None),
+])
+def test_walk_uops_bad_arguments(change, error, message):
+    walk, args = _loop_walk({}, [UOp("_PUSH_NULL")])
+    if error is None:
+        assert walk.walk_uops(*change(args)) == 1  # (unreachable: kept)
+        return
+    with pytest.raises(error, match=message):
+        walk.walk_uops(*change(args))
+
+
+def test_walk_uops_stops_where_nothing_is_unboxed():
+    walk, args = _loop_walk({}, [UOp("_PUSH_NULL")] * 3)
+    walk.raw = {}
+    assert walk.walk_uops(*args) == 1 and len(walk.out) == 1

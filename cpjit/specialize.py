@@ -355,10 +355,6 @@ class Specializer:
     # the fast way.)
 
     @staticmethod
-    def _store_fast(uop: UOp, state: State) -> Outcome:
-        return (state.store(uop.oparg, state.stack[-1].type, pops=1), None)
-
-    @staticmethod
     def _delete_fast(uop: UOp, state: State) -> Outcome:
         return (state.store(uop.oparg, UNBOUND), None)
 
@@ -384,26 +380,6 @@ class Specializer:
         items = list(state.stack)
         items[-1], items[-uop.oparg] = items[-uop.oparg], items[-1]
         return (new(State, (tuple(items), state.locals)), None)
-
-    @staticmethod
-    def _guard_type(uop: UOp, state: State) -> Outcome:
-        stack = state.stack
-        index = len(stack) - uop.oparg
-        if index < 0:
-            raise analysis.AnalysisError(f"{uop.describe()} guards item {uop.oparg} of "
-                                         f"{len(stack)}")
-        guarded = uop.operand0.value
-        item = stack[index]
-        if item.alias >= 0 and state.locals[item.alias] is not UNBOUND:
-            return (state.refine(item.alias, guarded), None)
-        if item.type is guarded:
-            return (state, None)  # (the very state: see analysis.remove_uops)
-        return (new(State, (stack[:index] + (new(Item, (guarded, item.alias, item.hint)),)
-                            + stack[index + 1:], state.locals)), None)
-
-    @staticmethod
-    def _guard_local_type(uop: UOp, state: State) -> Outcome:
-        return (state.refine(uop.oparg, uop.operand0.value), None)
 
     def _load_global_cached(self, uop: UOp, state: State) -> Outcome:
         hint = self._global_hint(uop.operand0.value)
@@ -510,6 +486,14 @@ _NULL_ITEM = Item(NULL)
 # local's item from _LOADED_ITEMS (made there on first use).  In C
 # (csrc/transfer.c): as a Python function it took a fiftieth of a compilation.
 _LOAD_FAST = _runtime.LoadFastTransfer(State, Item, _LOADED_ITEMS, ANY)
+# Those of _STORE_FAST (State.store of the top item's type, popped), _GUARD_TYPE
+# (the guarded item proven: State.refine of the local it was loaded from, or
+# the item replaced) and _GUARD_LOCAL_TYPE (State.refine), in C too: after a
+# pass inserts uops the analysis runs again on typed uops, and as Python they
+# were some 40 % of it.
+_STORE_FAST, _GUARD_TYPE, _GUARD_LOCAL_TYPE = (
+    _runtime.StateTransfer(name, State, Item, UNBOUND, analysis.AnalysisError)
+    for name in ("_STORE_FAST", "_GUARD_TYPE", "_GUARD_LOCAL_TYPE"))
 
 # Generic uop name -> the Specializer method that decides it.
 _DECIDERS = {
@@ -534,15 +518,15 @@ _TRANSFERS = {
     **{name: Specializer._typed_result for name in _TYPED_RESULTS},
     **{name: Specializer._build for name in _BUILDS},
     "_LOAD_FAST": _LOAD_FAST,
-    "_STORE_FAST": Specializer._store_fast,
+    "_STORE_FAST": _STORE_FAST,
     "_DELETE_FAST": Specializer._delete_fast,
     "_LOAD_CONST": Specializer._load_const,
     "_PUSH_NULL": Specializer._push_null,
     "_PUSH_NULL_UNDER": Specializer._push_null_under,
     "_COPY": Specializer._copy,
     "_SWAP": Specializer._swap,
-    "_GUARD_TYPE": Specializer._guard_type,
-    "_GUARD_LOCAL_TYPE": Specializer._guard_local_type,
+    "_GUARD_TYPE": _GUARD_TYPE,
+    "_GUARD_LOCAL_TYPE": _GUARD_LOCAL_TYPE,
     "_CALL_BUILTIN_O": Specializer._builtin_call,
     "_CALL_BUILTIN_FAST": Specializer._builtin_call,
     "_CALL_FUNCTION": Specializer._builtin_call,  # (what an undecided _CALL pushes)
@@ -682,7 +666,7 @@ class _Rewrite:
                         comment=f"{guarded.__name__} predicted by {source}")
             after = state
             if self.states is not None:
-                after = self.specializer._guard_type(guard, state)[0]
+                after = _GUARD_TYPE(guard, state)[0]
             self.added(guard, state, after is not state)
             state = after
         typed = uop.replace(name=decision.name)

@@ -188,10 +188,10 @@ make_exit_steps(WalkObject *w)
         return NULL;
     }
     /* (Held: the attribute lookups below could run code that rebinds them.) */
+    PyTypeObject *step_type = (PyTypeObject *)Py_NewRef(w->exit_step_type);
     Py_INCREF(stack);
     Py_INCREF(sync);
     /* From the top down, counting the boxed items above each virtual one. */
-    PyTypeObject *step_type = (PyTypeObject *)w->exit_step_type;
     Py_ssize_t boxed = 0, k = nvirtual;
     for (Py_ssize_t p = n - 1; p >= 0 && k > 0; p--) {
         PyObject *item = PyList_GET_ITEM(stack, p);
@@ -223,12 +223,14 @@ make_exit_steps(WalkObject *w)
     for (Py_ssize_t i = 0; i < nsync; i++) {
         PyTuple_SET_ITEM(steps, nvirtual + i, Py_NewRef(PyTuple_GET_ITEM(sync, i)));
     }
+    Py_DECREF(step_type);
     Py_DECREF(stack);
     Py_DECREF(sync);
     PyObject *interned = intern_steps(w, steps);
     Py_DECREF(steps);
     return interned;
 failed:
+    Py_DECREF(step_type);
     Py_DECREF(stack);
     Py_DECREF(sync);
     Py_DECREF(steps);   /* (its unset items are NULL: fine for a tuple's dealloc) */

@@ -4,7 +4,9 @@
 highlights what it became, and what it came from, in the other columns;
 clicking keeps the highlight and scrolls the other columns to it.  Hovering
 a hole (an underlined byte run in the machine code) shows the value patched
-into it.  The page is self-contained: style and script inline, no network.
+into it.  A function's comprehensions (compiled with it) each have their
+own four columns, a tab away.  The page is self-contained: style and script
+inline, no network.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ header h1 { font-size: 16px; margin: 0 0 2px 0; }
 header p { margin: 2px 0; color: #555; }
 main { display: grid; flex: 1; min-height: 0;
        grid-template-columns: minmax(0, 1fr) minmax(0, 1.2fr) minmax(0, 1.3fr) minmax(0, 2.2fr); }
+main[hidden] { display: none; }
+nav { padding: 4px 12px 0 12px; background: #fff; border-bottom: 1px solid #ccc; }
+nav button { font: inherit; border: 1px solid #ccc; border-bottom: none; background: #eee;
+             padding: 2px 8px; cursor: pointer; }
+nav button.on { background: #fafafa; font-weight: bold; }
 section { display: flex; flex-direction: column; min-height: 0; border-right: 1px solid #ccc; }
 section h2 { font-size: 13px; margin: 0; padding: 4px 8px; background: #eee;
              border-bottom: 1px solid #ccc; }
@@ -48,56 +55,72 @@ details pre { max-height: 40vh; overflow: auto; background: #fff; border: 1px so
 
 _SCRIPT = """
 (function () {
-  const rows = Array.from(document.querySelectorAll('.row'));
   const info = document.getElementById('info');
-  const byIns = new Map(), byUop = new Map();
-  for (const row of rows) {
-    for (const key of (row.dataset.ins || '').split(' ').filter(Boolean)) {
-      if (!byIns.has(key)) byIns.set(key, []);
-      byIns.get(key).push(row);
-    }
-    if (row.dataset.uop) {
-      if (!byUop.has(row.dataset.uop)) byUop.set(row.dataset.uop, []);
-      byUop.get(row.dataset.uop).push(row);
-    }
-  }
   let lit = [], pinned = null;
   function clear() {
     for (const row of lit) row.classList.remove('hl', 'hl2');
     lit = [];
   }
-  function light(row) {
-    clear();
-    if (!row) return;
-    for (const key of (row.dataset.ins || '').split(' ').filter(Boolean)) {
-      for (const other of byIns.get(key) || []) { other.classList.add('hl'); lit.push(other); }
+  // Each <main> is one code object's columns (the function, or one of its
+  // comprehensions): rows light up within their own main only.
+  for (const main of document.querySelectorAll('main')) {
+    const rows = Array.from(main.querySelectorAll('.row'));
+    const byIns = new Map(), byUop = new Map();
+    for (const row of rows) {
+      for (const key of (row.dataset.ins || '').split(' ').filter(Boolean)) {
+        if (!byIns.has(key)) byIns.set(key, []);
+        byIns.get(key).push(row);
+      }
+      if (row.dataset.uop) {
+        if (!byUop.has(row.dataset.uop)) byUop.set(row.dataset.uop, []);
+        byUop.get(row.dataset.uop).push(row);
+      }
     }
-    for (const other of byUop.get(row.dataset.uop) || []) {
-      other.classList.add('hl2'); lit.push(other);
+    function light(row) {
+      clear();
+      if (!row) return;
+      for (const key of (row.dataset.ins || '').split(' ').filter(Boolean)) {
+        for (const other of byIns.get(key) || []) { other.classList.add('hl'); lit.push(other); }
+      }
+      for (const other of byUop.get(row.dataset.uop) || []) {
+        other.classList.add('hl2'); lit.push(other);
+      }
+      row.classList.add('hl2'); lit.push(row);
+      info.textContent = row.dataset.info || row.textContent.trim();
     }
-    row.classList.add('hl2'); lit.push(row);
-    info.textContent = row.dataset.info || row.textContent.trim();
-  }
-  function reveal(row) {
-    for (const column of document.querySelectorAll('section .body')) {
-      if (column.contains(row)) continue;
-      const first = lit.find(other => column.contains(other));
-      if (first) first.scrollIntoView({block: 'center'});
+    function reveal(row) {
+      for (const column of main.querySelectorAll('section .body')) {
+        if (column.contains(row)) continue;
+        const first = lit.find(other => column.contains(other));
+        if (first) first.scrollIntoView({block: 'center'});
+      }
     }
-  }
-  for (const row of rows) {
-    row.addEventListener('mouseenter', () => light(row));
-    row.addEventListener('mouseleave', () => light(pinned));
-    row.addEventListener('click', () => { pinned = row; light(row); reveal(row); });
+    for (const row of rows) {
+      row.addEventListener('mouseenter', () => light(row));
+      row.addEventListener('mouseleave', () => light(main.contains(pinned) ? pinned : null));
+      row.addEventListener('click', () => { pinned = row; light(row); reveal(row); });
+    }
+    for (const note of main.querySelectorAll('.note[data-target]')) {
+      note.addEventListener('click', event => {
+        const target = document.getElementById(main.dataset.prefix + 'm' + note.dataset.target);
+        if (target) { event.stopPropagation(); pinned = target; light(target);
+                      target.scrollIntoView({block: 'center'}); }
+      });
+    }
   }
   for (const hole of document.querySelectorAll('.hole')) {
     hole.addEventListener('mouseenter', () => { info.textContent = hole.dataset.hole; });
   }
-  for (const note of document.querySelectorAll('.note[data-target]')) {
-    note.addEventListener('click', event => {
-      const target = document.getElementById('m' + note.dataset.target);
-      if (target) { event.stopPropagation(); pinned = target; light(target);
-                    target.scrollIntoView({block: 'center'}); }
+  // The tabs: one main shown at a time.
+  const tabs = Array.from(document.querySelectorAll('nav button'));
+  for (const tab of tabs) {
+    tab.addEventListener('click', () => {
+      clear(); pinned = null;
+      for (const other of tabs) other.classList.toggle('on', other === tab);
+      for (const main of document.querySelectorAll('main')) {
+        main.hidden = main.id !== tab.dataset.main;
+      }
+      info.textContent = tab.title;
     });
   }
 })();
@@ -196,7 +219,7 @@ def _hex(row: disasm.Row) -> str:
     return "".join(parts)
 
 
-def _machine_code(subject: dump.Subject) -> Iterator[str]:
+def _machine_code(subject: dump.Subject, prefix: str = "") -> Iterator[str]:
     emitted = subject.emitted
     if emitted is None:
         yield f'<div class="dim">({e(subject.fallback_reason or "not compiled")})</div>'
@@ -223,41 +246,68 @@ def _machine_code(subject: dump.Subject) -> Iterator[str]:
                                           for h in row.holes)
             yield _row(f'<span class="dim">{row.offset:04x}</span>  {_hex(row)}{padding}'
                        f'{e(row.text)}{note}', ins=ins, uop=number, info=info,
-                       ident=f"m{row.offset}")
+                       ident=f"{prefix}m{row.offset}")
 
 
 def _column(title: str, rows: Iterator[str]) -> str:
     return f'<section><h2>{e(title)}</h2><div class="body">{"".join(rows)}</div></section>'
 
 
-def page(subject: dump.Subject) -> str:
-    """The explainer page of `subject`, as HTML text."""
+def _status(subject: dump.Subject) -> str:
+    if subject.fallback_reason:
+        return f"runs in the interpreter: {subject.fallback_reason}"
+    if subject.emitted is not None:
+        return (f"{subject.emitted.size} bytes of machine code at "
+                f"{subject.emitted.code.address:#x}")
+    return "not compiled"
+
+
+def _main(subject: dump.Subject, index: int) -> str:
+    """The four columns of one code object (the function: index 0; its
+    comprehensions after it, hidden until their tab is picked)."""
     instructions = _instructions(subject)
-    numbers = subject.uop_numbers()
-    text = dump.render(subject)
-    status = (f"runs in the interpreter: {subject.fallback_reason}" if subject.fallback_reason
-              else f"{subject.emitted.size} bytes of machine code at {subject.emitted.code.address:#x}"
-              if subject.emitted is not None else "not compiled")
+    prefix = f"s{index}-"
     columns = [
         _column(f"Source ({os.path.basename(subject.code.co_filename)})",
                 _source(subject, instructions)),
         _column("Bytecode (and what tier 1 specialized)", _bytecode(subject, instructions)),
-        _column("Uops (after all passes)", _uops(subject, numbers)),
+        _column("Uops (after all passes)", _uops(subject, subject.uop_numbers())),
         _column("Machine code (offsets from the code start; holes underlined)",
-                _machine_code(subject)),
+                _machine_code(subject, prefix)),
     ]
+    hidden = " hidden" if index else ""
+    return f'<main id="main{index}" data-prefix="{prefix}"{hidden}>{"".join(columns)}</main>'
+
+
+def page(subject: dump.Subject) -> str:
+    """The explainer page of `subject` (and of its comprehensions), as HTML text."""
+    subjects = [subject, *subject.nested]
+    text = dump.render(subject)
+    tabs = ""
+    if subject.nested:
+        # (A comprehension's tab: its name inside the function, e.g. <listcomp>.<listcomp>.)
+        labels = [subject.name] + [each.name.removeprefix(subject.name + ".")
+                                   for each in subject.nested]
+        buttons = "".join(
+            f'<button data-main="main{k}" title="{e(each.name)}: {e(_status(each))}"'
+            f'{" class=on" if k == 0 else ""}>{e(label)}</button>'
+            for k, (each, label) in enumerate(zip(subjects, labels)))
+        tabs = f"<nav>{buttons}</nav>"
+    comprehensions = ("  Its comprehensions, compiled with it, are a tab away."
+                      if subject.nested else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>cpjit: {e(subject.name)}</title>
 <style>{_STYLE}</style></head>
 <body>
 <header><h1>cpjit: how {e(subject.name)} became machine code</h1>
-<p>{e(status)}.  Hover a line to see what it became (and came from) in the other columns;
-click to keep it.  In the machine code, each uop's stencil is a block; underlined bytes are
-holes the JIT patched: hover one to see its value.</p>
+<p>{e(_status(subject))}.  Hover a line to see what it became (and came from) in the other
+columns; click to keep it.  In the machine code, each uop's stencil is a block; underlined
+bytes are holes the JIT patched: hover one to see its value.{comprehensions}</p>
 <details><summary>The full text dump (python -m cpjit dump)</summary><pre>{e(text)}</pre></details>
 </header>
-<main>{"".join(columns)}</main>
+{tabs}
+{"".join(_main(each, k) for k, each in enumerate(subjects))}
 <div id="info">Hover a line or a hole.</div>
 <script>{_SCRIPT}</script>
 </body></html>

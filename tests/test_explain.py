@@ -94,3 +94,56 @@ def test_page_loads_without_errors_and_highlights_in_chromium(browser, page):
     info = browser.find_element("id", "info").text
     assert info.startswith("hole ") and " wrote " in info
     assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+
+
+COMPREHENDING = '''def scaled(xs, k):
+    total = sum(xs)
+    return [x * k for x in xs if x], total
+'''
+
+
+@pytest.fixture(scope="module")
+def comprehension_page(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("explain_comprehension")
+    source = folder / "comprehending.py"
+    source.write_text(COMPREHENDING)
+    return explain.write_page(f"{source}:scaled", call="[1, 0, 3], 2",
+                              output=str(folder / "page.html"))
+
+
+def test_a_comprehension_has_its_own_columns_a_tab_away(comprehension_page):
+    text = comprehension_page.read_text()
+    mains = re.findall(r'<main id="(main\d)" data-prefix="(s\d-)"( hidden)?>', text)
+    assert mains == [("main0", "s0-", ""), ("main1", "s1-", " hidden")]
+    assert text.count("<section>") == 8
+    tabs = re.findall(r'<button data-main="(main\d)" title="([^"]*)"[^>]*>([^<]*)<', text)
+    assert [(main, label) for main, _, label in tabs] == [
+        ("main0", "comprehending.scaled"), ("main1", "&lt;listcomp&gt;")]
+    assert "comprehending.scaled.&lt;listcomp&gt;: " in tabs[1][1] and "bytes of machine code" \
+        in tabs[1][1]
+    ids = re.findall(r' id="([^"]+)"', text)
+    assert len(ids) == len(set(ids))  # (machine code rows of both, told apart)
+    assert any(i.startswith("s1-m") for i in ids) and any(i.startswith("s0-m") for i in ids)
+    # The comprehension's uops are its own: a BINARY_OP of x * k, in its columns only.
+    second = text[text.index('<main id="main1"'):]
+    assert "_BINARY_OP" in second and "x * k" in second
+
+
+def test_comprehension_tabs_in_chromium(browser, comprehension_page):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(comprehension_page.as_uri())
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+    first, second = browser.find_elements("css selector", "main")
+    assert first.is_displayed() and not second.is_displayed()
+    browser.find_element("css selector", "nav button[data-main='main1']").click()
+    assert second.is_displayed() and not first.is_displayed()
+    assert "listcomp" in browser.find_element("id", "info").text
+    line = second.find_element("css selector", "section:nth-of-type(1) .row[data-ins]")
+    ActionChains(browser).move_to_element(line).perform()
+    lit = browser.find_elements("css selector", "main .row.hl, main .row.hl2")
+    assert lit and all(second == row.find_element("xpath", "ancestor::main") for row in lit)
+    assert any("hl" in c.split() for c in _classes(browser, "#main1 section:nth-of-type(4) .row"))
+    browser.find_element("css selector", "nav button[data-main='main0']").click()
+    assert first.is_displayed() and not second.is_displayed()
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []

@@ -1,5 +1,6 @@
-/* transfer.c: _runtime.LoadFastTransfer, the type analysis' transfer function
- * of _LOAD_FAST in C.
+/* transfer.c: transfer functions of the type analysis in C:
+ * _runtime.LoadFastTransfer (_LOAD_FAST's) and _runtime.StateTransfer
+ * (_STORE_FAST's, _GUARD_TYPE's and _GUARD_LOCAL_TYPE's: see below).
  *
  * The analysis (analyze.c) calls a uop's transfer function at every visit;
  * _LOAD_FAST is the commonest uop, and as a Python function its transfer took
@@ -22,14 +23,69 @@
 
 #include <string.h>
 
+/* A transfer function object (both types of this file): the State and Item
+ * types it makes, and two objects more. */
 typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyTypeObject *state_type;
     PyTypeObject *item_type;
-    PyObject *items;    /* dict: (type or ANY, local) -> Item */
-    PyObject *any;
-} LoadFastObject;
+    union {
+        PyObject *items;        /* LoadFastTransfer: dict (type or ANY, local) -> Item */
+        PyObject *unbound;      /* StateTransfer: analysis.UNBOUND */
+    };
+    union {
+        PyObject *any;          /* LoadFastTransfer: analysis.ANY */
+        PyObject *error;        /* StateTransfer: analysis.AnalysisError */
+    };
+    int which;                  /* StateTransfer: the uop's (T_* below) */
+} TransferObject;
+
+/* A new transfer function object of `type` holding these (borrowed). */
+static PyObject *
+transfer_new(PyTypeObject *type, vectorcallfunc call, PyObject *state_type,
+             PyObject *item_type, PyObject *first, PyObject *second, int which)
+{
+    TransferObject *self = (TransferObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = call;
+    self->state_type = (PyTypeObject *)Py_NewRef(state_type);
+    self->item_type = (PyTypeObject *)Py_NewRef(item_type);
+    self->items = Py_NewRef(first);
+    self->any = Py_NewRef(second);
+    self->which = which;
+    return (PyObject *)self;
+}
+
+static int
+transfer_traverse(TransferObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->state_type);
+    Py_VISIT(self->item_type);
+    Py_VISIT(self->items);
+    Py_VISIT(self->any);
+    return 0;
+}
+
+static int
+transfer_clear(TransferObject *self)
+{
+    Py_CLEAR(self->state_type);
+    Py_CLEAR(self->item_type);
+    Py_CLEAR(self->items);
+    Py_CLEAR(self->any);
+    return 0;
+}
+
+static void
+transfer_dealloc(TransferObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    transfer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
 
 /* A new instance of the tuple subclass `type` holding `n` new references. */
 static PyObject *
@@ -48,9 +104,25 @@ new_named(PyTypeObject *type, PyObject **values, Py_ssize_t n)
     return made;
 }
 
+/* The stack and locals of `state` (borrowed), or -1 with a TypeError. */
+static int
+state_parts(const char *who, PyObject *state, PyObject **stack, PyObject **locals)
+{
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 2
+        || !PyTuple_Check(PyTuple_GET_ITEM(state, 0))
+        || !PyTuple_Check(PyTuple_GET_ITEM(state, 1))) {
+        PyErr_Format(PyExc_TypeError, "%s: the state must be a tuple of two tuples (stack, "
+                     "locals), not %.100s", who, Py_TYPE(state)->tp_name);
+        return -1;
+    }
+    *stack = PyTuple_GET_ITEM(state, 0);
+    *locals = PyTuple_GET_ITEM(state, 1);
+    return 0;
+}
+
 /* The shared item for `key` ((type or ANY, local)): borrowed, or NULL with an error. */
 static PyObject *
-item_for(LoadFastObject *self, PyObject *key)
+item_for(TransferObject *self, PyObject *key)
 {
     PyObject *item = PyDict_GetItemWithError(self->items, key);
     if (item != NULL || PyErr_Occurred()) {
@@ -71,21 +143,16 @@ static PyObject *
 load_fast_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                      PyObject *kwnames)
 {
-    LoadFastObject *self = (LoadFastObject *)callable;
+    TransferObject *self = (TransferObject *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
         PyErr_SetString(PyExc_TypeError, "LoadFastTransfer takes (uop, state)");
         return NULL;
     }
-    PyObject *uop = args[0], *state = args[1];
-    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 2
-        || !PyTuple_Check(PyTuple_GET_ITEM(state, 0))
-        || !PyTuple_Check(PyTuple_GET_ITEM(state, 1))) {
-        PyErr_Format(PyExc_TypeError, "LoadFastTransfer: the state must be a tuple of two "
-                     "tuples (stack, locals), not %.100s", Py_TYPE(state)->tp_name);
+    PyObject *uop = args[0], *state = args[1], *stack, *locals;
+    if (state_parts("LoadFastTransfer", state, &stack, &locals) < 0) {
         return NULL;
     }
-    PyObject *stack = PyTuple_GET_ITEM(state, 0), *locals = PyTuple_GET_ITEM(state, 1);
     PyObject *oparg = PyObject_GetAttrString(uop, "oparg");
     if (oparg == NULL) {
         return NULL;
@@ -152,44 +219,7 @@ load_fast_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         || check_named(state_type, "state_type") < 0 || check_named(item_type, "item_type") < 0) {
         return NULL;
     }
-    LoadFastObject *self = (LoadFastObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->vectorcall = load_fast_vectorcall;
-    self->state_type = (PyTypeObject *)Py_NewRef(state_type);
-    self->item_type = (PyTypeObject *)Py_NewRef(item_type);
-    self->items = Py_NewRef(items);
-    self->any = Py_NewRef(any);
-    return (PyObject *)self;
-}
-
-static int
-load_fast_traverse(LoadFastObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->state_type);
-    Py_VISIT(self->item_type);
-    Py_VISIT(self->items);
-    Py_VISIT(self->any);
-    return 0;
-}
-
-static int
-load_fast_clear(LoadFastObject *self)
-{
-    Py_CLEAR(self->state_type);
-    Py_CLEAR(self->item_type);
-    Py_CLEAR(self->items);
-    Py_CLEAR(self->any);
-    return 0;
-}
-
-static void
-load_fast_dealloc(LoadFastObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    load_fast_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    return transfer_new(type, load_fast_vectorcall, state_type, item_type, items, any, 0);
 }
 
 static PyTypeObject LoadFast_Type = {
@@ -198,14 +228,14 @@ static PyTypeObject LoadFast_Type = {
     .tp_doc = "LoadFastTransfer(state_type, item_type, items, any)\n--\n\n"
               "The type analysis' transfer function of _LOAD_FAST: called with (uop, "
               "state), returns (the state with the local's item pushed, None).",
-    .tp_basicsize = sizeof(LoadFastObject),
+    .tp_basicsize = sizeof(TransferObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = load_fast_new,
     .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(LoadFastObject, vectorcall),
-    .tp_dealloc = (destructor)load_fast_dealloc,
-    .tp_traverse = (traverseproc)load_fast_traverse,
-    .tp_clear = (inquiry)load_fast_clear,
+    .tp_vectorcall_offset = offsetof(TransferObject, vectorcall),
+    .tp_dealloc = (destructor)transfer_dealloc,
+    .tp_traverse = (traverseproc)transfer_traverse,
+    .tp_clear = (inquiry)transfer_clear,
 };
 
 /* ---- StateTransfer: _STORE_FAST, _GUARD_TYPE and _GUARD_LOCAL_TYPE ----
@@ -231,33 +261,7 @@ enum { T_STORE_FAST, T_GUARD_TYPE, T_GUARD_LOCAL_TYPE };
 static const char *const state_transfer_names[] = {"_STORE_FAST", "_GUARD_TYPE",
                                                    "_GUARD_LOCAL_TYPE"};
 
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    int which;
-    PyTypeObject *state_type;
-    PyTypeObject *item_type;
-    PyObject *unbound;          /* analysis.UNBOUND */
-    PyObject *error;            /* analysis.AnalysisError */
-} StateTransferObject;
-
 static PyObject *s_value, *s_describe;
-
-/* The stack and locals of `state` (borrowed), or -1 with a TypeError. */
-static int
-state_parts(PyObject *state, PyObject **stack, PyObject **locals)
-{
-    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 2
-        || !PyTuple_Check(PyTuple_GET_ITEM(state, 0))
-        || !PyTuple_Check(PyTuple_GET_ITEM(state, 1))) {
-        PyErr_Format(PyExc_TypeError, "StateTransfer: the state must be a tuple of two "
-                     "tuples (stack, locals), not %.100s", Py_TYPE(state)->tp_name);
-        return -1;
-    }
-    *stack = PyTuple_GET_ITEM(state, 0);
-    *locals = PyTuple_GET_ITEM(state, 1);
-    return 0;
-}
 
 /* Item `item`'s alias (the local it was loaded from, -1 for none), or -2
  * with a TypeError if it is not an Item of an int alias. */
@@ -280,7 +284,7 @@ item_alias(PyObject *item)
 
 /* A new Item (type, alias, hint), the three borrowed. */
 static PyObject *
-make_item(StateTransferObject *self, PyObject *type, PyObject *alias, PyObject *hint)
+make_item(TransferObject *self, PyObject *type, PyObject *alias, PyObject *hint)
 {
     PyObject *values[3] = {Py_NewRef(type), Py_NewRef(alias), Py_NewRef(hint)};
     return new_named(self->item_type, values, 3);
@@ -288,7 +292,7 @@ make_item(StateTransferObject *self, PyObject *type, PyObject *alias, PyObject *
 
 /* (State(stack, locals), None), the two stolen. */
 static PyObject *
-outcome_of(StateTransferObject *self, PyObject *stack, PyObject *locals)
+outcome_of(TransferObject *self, PyObject *stack, PyObject *locals)
 {
     if (stack == NULL || locals == NULL) {
         Py_XDECREF(stack);
@@ -331,7 +335,7 @@ replaced(PyObject *locals, Py_ssize_t index, PyObject *value)
  * another Item: (`type` or, if NULL, its own type; `alias` or, if NULL, its
  * own alias; its hint).  `changed` says whether some was.  New reference. */
 static PyObject *
-realiased(StateTransferObject *self, PyObject *stack, Py_ssize_t n, Py_ssize_t index,
+realiased(TransferObject *self, PyObject *stack, Py_ssize_t n, Py_ssize_t index,
           PyObject *type, PyObject *alias, int *changed)
 {
     PyObject *out = PyTuple_New(n);
@@ -365,11 +369,11 @@ realiased(StateTransferObject *self, PyObject *stack, Py_ssize_t n, Py_ssize_t i
 
 /* State.refine(index, proven): (the state after, None). */
 static PyObject *
-refine(StateTransferObject *self, PyObject *state, Py_ssize_t index, PyObject *index_obj,
+refine(TransferObject *self, PyObject *state, Py_ssize_t index, PyObject *index_obj,
        PyObject *proven)
 {
     PyObject *stack, *locals;
-    if (state_parts(state, &stack, &locals) < 0) {
+    if (state_parts("StateTransfer", state, &stack, &locals) < 0) {
         return NULL;
     }
     int changed;
@@ -419,12 +423,12 @@ uop_index(PyObject *uop, const Py_ssize_t offsets[F_COUNT], PyObject **oparg)
 }
 
 static PyObject *
-store_fast(StateTransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_COUNT],
+store_fast(TransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_COUNT],
            PyObject *state)
 {
     PyObject *stack, *locals, *oparg;
     Py_ssize_t index = uop_index(uop, offsets, &oparg);
-    if (index < 0 || state_parts(state, &stack, &locals) < 0) {
+    if (index < 0 || state_parts("StateTransfer", state, &stack, &locals) < 0) {
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(stack);
@@ -450,12 +454,12 @@ store_fast(StateTransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_
 }
 
 static PyObject *
-guard_type(StateTransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_COUNT],
+guard_type(TransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_COUNT],
            PyObject *state)
 {
     PyObject *stack, *locals, *oparg;
     Py_ssize_t depth = uop_index(uop, offsets, &oparg);
-    if (depth < 0 || state_parts(state, &stack, &locals) < 0) {
+    if (depth < 0 || state_parts("StateTransfer", state, &stack, &locals) < 0) {
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(stack), index = n - depth;
@@ -516,7 +520,7 @@ done:
 }
 
 static PyObject *
-guard_local_type(StateTransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_COUNT],
+guard_local_type(TransferObject *self, PyObject *uop, const Py_ssize_t offsets[F_COUNT],
                  PyObject *state)
 {
     PyObject *oparg;
@@ -537,7 +541,7 @@ static PyObject *
 state_transfer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                           PyObject *kwnames)
 {
-    StateTransferObject *self = (StateTransferObject *)callable;
+    TransferObject *self = (TransferObject *)callable;
     if (PyVectorcall_NARGS(nargsf) != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
         PyErr_SetString(PyExc_TypeError, "StateTransfer takes (uop, state)");
         return NULL;
@@ -583,49 +587,12 @@ state_transfer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "StateTransfer: no transfer function for %s", name);
         return NULL;
     }
-    StateTransferObject *self = (StateTransferObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->vectorcall = state_transfer_vectorcall;
-    self->which = which;
-    self->state_type = (PyTypeObject *)Py_NewRef(state_type);
-    self->item_type = (PyTypeObject *)Py_NewRef(item_type);
-    self->unbound = Py_NewRef(unbound);
-    self->error = Py_NewRef(error);
-    return (PyObject *)self;
-}
-
-static int
-state_transfer_traverse(StateTransferObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->state_type);
-    Py_VISIT(self->item_type);
-    Py_VISIT(self->unbound);
-    Py_VISIT(self->error);
-    return 0;
-}
-
-static int
-state_transfer_clear(StateTransferObject *self)
-{
-    Py_CLEAR(self->state_type);
-    Py_CLEAR(self->item_type);
-    Py_CLEAR(self->unbound);
-    Py_CLEAR(self->error);
-    return 0;
-}
-
-static void
-state_transfer_dealloc(StateTransferObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    state_transfer_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    return transfer_new(type, state_transfer_vectorcall, state_type, item_type, unbound, error,
+                        which);
 }
 
 static PyObject *
-state_transfer_repr(StateTransferObject *self)
+state_transfer_repr(TransferObject *self)
 {
     return PyUnicode_FromFormat("<StateTransfer of %s>", state_transfer_names[self->which]);
 }
@@ -636,14 +603,14 @@ static PyTypeObject StateTransfer_Type = {
     .tp_doc = "StateTransfer(uop_name, state_type, item_type, unbound, analysis_error)\n--\n\n"
               "The type analysis' transfer function of _STORE_FAST, _GUARD_TYPE or "
               "_GUARD_LOCAL_TYPE: called with (uop, state), returns (the state after, None).",
-    .tp_basicsize = sizeof(StateTransferObject),
+    .tp_basicsize = sizeof(TransferObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = state_transfer_new,
     .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(StateTransferObject, vectorcall),
-    .tp_dealloc = (destructor)state_transfer_dealloc,
-    .tp_traverse = (traverseproc)state_transfer_traverse,
-    .tp_clear = (inquiry)state_transfer_clear,
+    .tp_vectorcall_offset = offsetof(TransferObject, vectorcall),
+    .tp_dealloc = (destructor)transfer_dealloc,
+    .tp_traverse = (traverseproc)transfer_traverse,
+    .tp_clear = (inquiry)transfer_clear,
     .tp_repr = (reprfunc)state_transfer_repr,
 };
 

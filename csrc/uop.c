@@ -290,6 +290,25 @@ uop_repr(UOpObject *self)
     return text;
 }
 
+/* A copy of `self` (every field set, else an AttributeError): a new uop. */
+static UOpObject *
+copy_of(UOpObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    UOpObject *copy = (UOpObject *)type->tp_alloc(type, 0);
+    if (copy == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < U_COUNT; i++) {
+        if (self->fields[i] == NULL) {
+            Py_DECREF(copy);
+            return (UOpObject *)no_field(self, i);
+        }
+        copy->fields[i] = Py_NewRef(self->fields[i]);
+    }
+    return copy;
+}
+
 PyDoc_STRVAR(replace_doc,
 "replace(**changes)\n--\n\n"
 "A copy with some fields changed (what dataclasses.replace would make, in C). "
@@ -303,17 +322,9 @@ uop_replace(UOpObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
                      nargs);
         return NULL;
     }
-    PyTypeObject *type = Py_TYPE(self);
-    UOpObject *copy = (UOpObject *)type->tp_alloc(type, 0);
+    UOpObject *copy = copy_of(self);
     if (copy == NULL) {
         return NULL;
-    }
-    for (int i = 0; i < U_COUNT; i++) {
-        if (self->fields[i] == NULL) {
-            Py_DECREF(copy);
-            return no_field(self, i);
-        }
-        copy->fields[i] = Py_NewRef(self->fields[i]);
     }
     Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t k = 0; k < nkw; k++) {
@@ -462,17 +473,9 @@ cpjit_uop_with_steps(PyObject *uop, PyObject *steps, int after)
         PyErr_Format(PyExc_TypeError, "cpjit: a uop was expected, not %.100s", type->tp_name);
         return NULL;
     }
-    UOpObject *self = (UOpObject *)uop;
-    UOpObject *copy = (UOpObject *)type->tp_alloc(type, 0);
+    UOpObject *copy = copy_of((UOpObject *)uop);
     if (copy == NULL) {
         return NULL;
-    }
-    for (int i = 0; i < U_COUNT; i++) {
-        if (self->fields[i] == NULL) {
-            Py_DECREF(copy);
-            return no_field(self, i);
-        }
-        copy->fields[i] = Py_NewRef(self->fields[i]);
     }
     Py_SETREF(copy->fields[after ? U_EXIT_AFTER_STEPS : U_EXIT_STEPS], Py_NewRef(steps));
     return (PyObject *)copy;

@@ -51,7 +51,7 @@ _INT_OPS = {"_BINARY_OP_ADD_INT": "_ADD_I64", "_BINARY_OP_SUBTRACT_INT": "_SUB_I
 _BITWISE = ("_AND_I64", "_OR_I64", "_XOR_I64")
 _FLOAT_OPS = ("_ADD_F64", "_SUB_F64", "_MUL_F64", "_DIV_F64")
 # Generic operators that become float arithmetic when both operands are
-# numbers and one is a float (or always, for true division).
+# numbers and one is a float.
 _GENERIC_FLOAT_OPS = {"_BINARY_OP_ADD": "_ADD_F64", "_BINARY_OP_SUBTRACT": "_SUB_F64",
                       "_BINARY_OP_MULTIPLY": "_MUL_F64", "_BINARY_OP_TRUE_DIVIDE": "_DIV_F64"}
 _LOCAL_USERS = frozenset({"_DELETE_FAST", "_BINARY_OP_INPLACE_ADD_STR", "_MAKE_CELL",
@@ -528,7 +528,10 @@ class _Walk(_runtime.WalkCore):
             numbers = {int, float}
             if left not in numbers or right not in numbers:
                 return False
-            if float not in (left, right) and name != "_BINARY_OP_TRUE_DIVIDE":
+            if float not in (left, right):
+                # (int / int too: CPython divides big ints exactly, and its
+                # error for a zero divisor is not the float one; the side exit
+                # of _DIV_F64 would box the ints as floats.)
                 return False
             self.binary(_GENERIC_FLOAT_OPS[name], [F64, F64], F64, index)
         return True

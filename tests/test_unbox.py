@@ -614,3 +614,22 @@ def test_callees_see_raw_locals_synced_only_where_they_changed():
     # no sync.  Then both on the way out of the loop.
     assert final.count("_ENTER_LOCAL_I64") == 3, final
     assert syncs == ["total", "i", "total", "total", "i"], final
+
+
+def int_true_division(n, divisor, big):
+    total = 0.0
+    for i in range(n):
+        total += (big + i) / (divisor + i)
+    return total
+
+
+@pytest.mark.parametrize("divisor, big", [(3, 7), (0, 7), (3, 2**62 + 1), (-5, 2**53 + 1),
+                                          (0.5, 2**62 + 1)])
+def test_int_true_division_is_the_interpreter_s(divisor, big):
+    # int / int is not float arithmetic: CPython divides big ints exactly
+    # (not their nearest floats) and says "division by zero", not "float
+    # division by zero" (a raw float division's side exit would box the
+    # ints as floats).  Found by tests/test_fuzz.py.
+    check(int_true_division, 4, divisor, big, calls=3)
+    w = check(int_true_division, 4, 3, 2**62 + 1, calls=3)
+    assert "_DIV_F64" not in [u.name for u in w._info.trace.uops]

@@ -3,8 +3,9 @@ jitted on the same inputs (tests/differential.py compares results, exceptions
 and tracebacks).  They go where the hand-written tests may not: raw ints that
 overflow 64 bits, floats and ints mixed in one local, divisions by zero,
 nested loops with unboxed locals, list items read and written (indexes out
-of range too), break and continue, calls of a jitted helper, comprehensions,
-and calls whose argument types change (guards that fail, side-exit storms,
+of range too), while loops, swaps, negation, bools in arithmetic, break and
+continue, calls of a jitted helper, comprehensions, and calls whose argument
+types change (guards that fail, side-exit storms,
 recompilations).  Seeded: the same
 functions every run; `CPJIT_FUZZ=N` makes N more (with a random seed, printed)
 for a longer hunt."""
@@ -70,8 +71,14 @@ class Maker:
         elif kind < 0.8 and self.depth < 2:
             var = "ij"[self.depth]
             self.depth += 1
-            self.lines.append(f"{pad}for {var} in range({rng.choice([3, 5, 9, 17])}):")
-            self.bound(indent + 1)
+            if rng.random() < 0.7:
+                self.lines.append(f"{pad}for {var} in range({rng.choice([3, 5, 9, 17])}):")
+                self.bound(indent + 1)
+            else:
+                self.lines.append(f"{pad}{var} = 0")
+                self.lines.append(f"{pad}while {var} < {rng.choice([3, 6, 11])}:")
+                self.lines.append(f"{pad}    {var} += 1")
+                self.bound(indent + 1)
             self.block(indent + 1, 3)
             self.depth -= 1
         elif kind < 0.85:
@@ -79,8 +86,12 @@ class Maker:
             self.lines.append(f"{pad}    s = s % {rng.choice([7, 97, 1 << 31])}")
         elif kind < 0.9:
             self.lines.append(f"{pad}t = t * {rng.choice([2, 3, 0.5])} + {self.value()}")
-        else:
+        elif kind < 0.95:
             self.list_statement(pad)
+        else:
+            self.lines.append(pad + rng.choice([
+                "s, t = t, s", "a, b = b, a + b", "t = -t", "s = s + (a < b)",
+                f"b = not {self.expression()}", "s, t, a = a, s, t"]))
 
     def index(self) -> str:
         return self.rng.choice(["i", "j", "0", "-1", "2", "a % 3", "len(xs) - 1"]) \
